@@ -1,0 +1,106 @@
+"""The OpenAI-compatible HTTP surface: proxied POSTs, model listing, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.handlers import asgi
+from litestar.types import Receive, Scope, Send
+
+from wlm.api.proxy import proxy_endpoint
+from wlm.errors import GatewayError, ModelNotFound
+from wlm.gateway import Gateway
+
+__all__ = ["ROUTES", "json_response"]
+
+_PREFIXES = ("/v1", "/api/v1")
+
+
+def json_response(content: Any, status: int = 200) -> Response[Any]:
+    return Response(content=content, status_code=status, media_type="application/json")
+
+
+def error_response(error: GatewayError) -> Response[bytes]:
+    headers = dict(error.headers)
+    return Response(
+        content=error.to_body(),
+        status_code=error.status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _proxied(endpoint: str) -> Any:
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        gateway: Gateway = scope["litestar_app"].state.gateway
+        if scope["method"] != "POST":
+            error = GatewayError(
+                f"Method {scope['method']} is not allowed on /v1/{endpoint}; use POST.",
+                status=405,
+                type="invalid_request_error",
+                code="method_not_allowed",
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 405,
+                    "headers": [(b"content-type", b"application/json"), (b"allow", b"POST")],
+                }
+            )
+            await send({"type": "http.response.body", "body": error.to_body()})
+            return
+        await proxy_endpoint(gateway, endpoint, scope, receive, send)  # type: ignore[arg-type]
+
+    handler.__name__ = f"proxy_{endpoint.replace('/', '_')}"
+    return asgi(path=[f"{p}/{endpoint}" for p in _PREFIXES], copy_scope=False)(handler)
+
+
+@get([f"{p}/models" for p in _PREFIXES])
+async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
+    gateway: Gateway = request.app.state.gateway
+    return json_response({"object": "list", "data": await gateway.catalog.entries()})
+
+
+@get([f"{p}/models/{{model_id:path}}" for p in _PREFIXES])
+async def get_model(request: Request[Any, Any, Any], model_id: str) -> Response[Any]:
+    gateway: Gateway = request.app.state.gateway
+    wanted = model_id.lstrip("/")
+    for entry in await gateway.catalog.entries():
+        if entry["id"] == wanted:
+            return json_response(entry)
+    return error_response(ModelNotFound(wanted))
+
+
+@get("/health")
+async def health(request: Request[Any, Any, Any]) -> Response[Any]:
+    gateway: Gateway = request.app.state.gateway
+    body: dict[str, Any] = {"status": "ok"}
+    telemetry = gateway.telemetry
+    if telemetry is not None:
+        stats = telemetry.stats()
+        body["telemetry"] = {
+            "healthy": stats.healthy,
+            "queued": stats.queued,
+            "written": stats.written,
+            "dropped": stats.dropped,
+            "last_error": stats.last_error,
+        }
+        if not stats.healthy or stats.dropped:
+            body["status"] = "degraded"
+    if gateway.local is not None:
+        body["local"] = {
+            "models": len(gateway.local.model_ids()),
+            "instances": sum(1 for i in gateway.local.instances() if str(i.state) == "ready"),
+        }
+    return json_response(body)
+
+
+ROUTES = [
+    _proxied("chat/completions"),
+    _proxied("completions"),
+    _proxied("embeddings"),
+    list_models,
+    get_model,
+    health,
+]

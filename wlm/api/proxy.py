@@ -1,0 +1,357 @@
+"""The proxied endpoints (chat/completions, completions, embeddings) at the raw ASGI level.
+
+Why raw ASGI: the hot path must add well under a millisecond, and streams must go
+out event by event with headers sent at once; Litestar's request/response layers
+add cost and nothing we need here. The flow for one request:
+
+    read body -> decode -> resolve model -> (local: ensure the engine) -> send upstream
+    -> stream events / whole body back -> one telemetry record, whatever happened
+
+A watcher task listens for ``http.disconnect`` and cancels the request at once, which
+closes the upstream connection (and frees a llama.cpp slot). The first byte sent to
+the client is the commit point: before it, failures get their own status and an
+OpenAI error body; after it, an error event ends the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from wlm.api.recording import Outcome, record_request
+from wlm.errors import BadRequest, GatewayError, UpstreamBroken
+from wlm.providers.accounting import ResponseAccount
+from wlm.providers.base import FORWARDED_HEADERS, Call, error_event
+from wlm.routing.resolve import LOCAL
+from wlm.sse import SSEParser, encode_comment
+
+if TYPE_CHECKING:
+    from wlm.gateway import Gateway
+
+__all__ = ["proxy_endpoint"]
+
+log = logging.getLogger("wlm.proxy")
+
+_decode = msgspec.json.decode
+_LOADING_COMMENT_EVERY_S = 2.0
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class ClientGone(Exception):
+    """The client disconnected; the request was cancelled."""
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _read_body(receive: Any, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(
+                    f"Request body is larger than the limit of {limit} bytes (WLM_MAX_BODY_BYTES).",
+                    status=413,
+                    type="invalid_request_error",
+                    code="request_too_large",
+                )
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _parse(raw: bytes, endpoint: str) -> tuple[dict[str, Any], str, bool, bool]:
+    if not raw:
+        raise BadRequest("The request body is empty; send a JSON object.")
+    try:
+        body = _decode(raw)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if model is None:
+        raise BadRequest(
+            "Missing required field 'model'.", param="model", code="missing_required_parameter"
+        )
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest(
+            "Field 'model' must be a non-empty string.", param="model", code="invalid_type"
+        )
+    required = {"chat/completions": "messages", "completions": "prompt", "embeddings": "input"}[
+        endpoint
+    ]
+    if required not in body:
+        raise BadRequest(
+            f"Missing required field '{required}'.",
+            param=required,
+            code="missing_required_parameter",
+        )
+    if endpoint == "chat/completions" and not isinstance(body["messages"], list):
+        raise BadRequest(
+            "Field 'messages' must be an array.", param="messages", code="invalid_type"
+        )
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("Field 'stream' must be a boolean.", param="stream", code="invalid_type")
+    if endpoint == "embeddings":
+        stream = False
+    options = body.get("stream_options")
+    wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return body, model, stream, wants_usage
+
+
+class _Exchange:
+    """Per-request state shared by the steps below and read by telemetry at the end."""
+
+    __slots__ = (
+        "account",
+        "bytes_in",
+        "bytes_out",
+        "call",
+        "endpoint",
+        "gateway",
+        "headers_sent",
+        "model",
+        "outcome",
+        "request_id",
+        "route",
+        "send",
+        "started",
+        "started_at",
+        "stream",
+        "ttft",
+    )
+
+    def __init__(self, gateway: Gateway, endpoint: str, send: Any, request_id: str) -> None:
+        self.gateway = gateway
+        self.endpoint = endpoint
+        self.send = send
+        self.request_id = request_id
+        self.started = time.perf_counter()
+        self.started_at = datetime.now(UTC)
+        self.model: str | None = None
+        self.route: Any = None
+        self.call: Call | None = None
+        self.stream = False
+        self.account = ResponseAccount(gateway.settings.log_content)
+        self.ttft: float | None = None
+        self.headers_sent = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.outcome = Outcome()
+
+    async def start_response(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        headers = [*headers, (b"x-request-id", self.request_id.encode())]
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+        self.headers_sent = True
+        self.outcome.http_status = status
+
+    async def body(self, data: bytes, more: bool) -> None:
+        self.bytes_out += len(data)
+        await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def fail(self, error: GatewayError) -> None:
+        """Report an error in the client's protocol, before or after the first byte."""
+        redacted = self.gateway.redactor.text(error.message)
+        self.outcome.error(error, redacted)
+        if not self.headers_sent:
+            body = GatewayError(
+                redacted, status=error.status, type=error.type, param=error.param, code=error.code
+            ).to_body()
+            extra = [(k.encode(), v.encode()) for k, v in error.headers.items()]
+            await self.start_response(error.status, _JSON_HEADERS + extra)
+            await self.body(body, False)
+        else:
+            await self.body(error_event(redacted, error.type, error.code), False)
+
+
+async def proxy_endpoint(
+    gateway: Gateway, endpoint: str, scope: dict[str, Any], receive: Any, send: Any
+) -> None:
+    """Serve one POST to a proxied endpoint, whatever happens."""
+    request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+    exchange = _Exchange(gateway, endpoint, send, request_id)
+    task = asyncio.current_task()
+    assert task is not None
+    watcher: asyncio.Task[None] | None = None
+    gone = False
+
+    async def watch_disconnect() -> None:
+        nonlocal gone
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = True
+                task.cancel()
+                return
+
+    try:
+        raw = await _read_body(receive, gateway.settings.max_body_bytes)
+        exchange.bytes_in = len(raw)
+        watcher = asyncio.create_task(watch_disconnect())
+        await _serve(exchange, raw, scope)
+    except ClientGone:
+        exchange.outcome.cancelled()
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        task.uncancel()
+        exchange.outcome.cancelled()
+    except GatewayError as error:
+        await _fail_quietly(exchange, error)
+    except Exception as exc:  # never a traceback to the client
+        log.error("unexpected error serving %s: %s", endpoint, gateway.redactor.text(repr(exc)))
+        log.debug("traceback", exc_info=True)
+        await _fail_quietly(exchange, UpstreamBroken("The gateway failed to handle this request."))
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        record_request(exchange)
+
+
+async def _fail_quietly(exchange: _Exchange, error: GatewayError) -> None:
+    try:
+        await exchange.fail(error)
+    except Exception:  # the client may be gone already
+        exchange.outcome.cancelled()
+
+
+async def _serve(exchange: _Exchange, raw: bytes, scope: dict[str, Any]) -> None:
+    gateway = exchange.gateway
+    body, model, stream, wants_usage = _parse(raw, exchange.endpoint)
+    exchange.model = model
+    exchange.stream = stream
+    route = gateway.router.resolve(model)
+    exchange.route = route
+    adapter = gateway.adapters[route.provider]
+    forwarded = tuple(
+        (name.decode(), value.decode("latin-1"))
+        for name, value in scope["headers"]
+        if name.decode() in FORWARDED_HEADERS
+    )
+    async with AsyncExitStack() as stack:
+        base_url = None
+        if route.provider == LOCAL:
+            base_url = await _local_instance(exchange, stack, route.upstream_model)
+        call = Call(
+            endpoint=exchange.endpoint,
+            body=body,
+            raw=raw,
+            model=model,
+            upstream_model=route.upstream_model,
+            stream=stream,
+            client_wants_usage=wants_usage,
+            forwarded_headers=forwarded,
+            base_url=base_url,
+            request_id=exchange.request_id,
+        )
+        exchange.call = call
+        request = adapter.prepare(call)
+        response = await adapter.transport.send(
+            request.method, request.url, request.headers, request.body
+        )
+        completed = False
+        try:
+            if response.status >= 400:
+                payload = await response.read()
+                completed = True
+                raise adapter.upstream_error(
+                    response.status, payload, response.header("retry-after")
+                )
+            if stream:
+                await _relay_stream(exchange, adapter, call, response)
+            else:
+                payload = await response.read()
+                completed = True
+                out = adapter.finish_response(call, payload, exchange.account)
+                out = gateway.redactor.bytes(out)
+                await exchange.start_response(response.status, _JSON_HEADERS)
+                exchange.ttft = time.perf_counter() - exchange.started
+                await exchange.body(out, False)
+            completed = True
+        finally:
+            if completed:
+                response.release()
+            else:
+                response.close()
+
+
+async def _local_instance(exchange: _Exchange, stack: AsyncExitStack, model_id: str) -> str:
+    """Enter the local model's instance; a stream gets loading comments meanwhile."""
+    local = exchange.gateway.local
+    entering = asyncio.ensure_future(stack.enter_async_context(local.use(model_id)))
+    if not exchange.stream or local.is_ready(model_id):
+        try:
+            return await entering
+        except asyncio.CancelledError:
+            entering.cancel()
+            raise
+    try:
+        while True:
+            done, _ = await asyncio.wait({entering}, timeout=_LOADING_COMMENT_EVERY_S)
+            if done:
+                return entering.result()
+            if not exchange.headers_sent:
+                await exchange.start_response(200, _STREAM_HEADERS)
+            await exchange.body(encode_comment(f"loading {model_id} ..."), True)
+    except asyncio.CancelledError:
+        entering.cancel()
+        raise
+
+
+async def _relay_stream(exchange: _Exchange, adapter: Any, call: Call, response: Any) -> None:
+    relay = adapter.relay(call, exchange.account, exchange.gateway.redactor)
+    parser = SSEParser()
+    if not exchange.headers_sent:
+        await exchange.start_response(200, _STREAM_HEADERS)
+    send_body = exchange.body
+    try:
+        async for chunk in response.chunks():
+            for event in parser.feed(chunk):
+                for out in relay.feed(event):
+                    if exchange.ttft is None and relay.token_seen:
+                        exchange.ttft = time.perf_counter() - exchange.started
+                    await send_body(out, True)
+                if relay.done:
+                    break
+            if relay.done:
+                break
+        for event in parser.finish():
+            for out in relay.feed(event):
+                await send_body(out, True)
+        tail = relay.end()
+    except GatewayError as error:
+        exchange.account.error = {"message": error.message, "type": error.type}
+        tail = [error_event(exchange.gateway.redactor.text(error.message), error.type, error.code)]
+    for out in tail:
+        await send_body(out, True)
+    await send_body(b"", False)
+    if exchange.account.error:
+        error = exchange.account.error
+        exchange.outcome.stream_error(
+            str(error.get("type") or "upstream_error"),
+            exchange.gateway.redactor.text(str(error.get("message") or "")),
+        )

@@ -1,0 +1,135 @@
+"""Turning a finished exchange into telemetry records (never awaited by the client)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from wlm.errors import GatewayError
+from wlm.telemetry.records import ConversationRecord, RequestRecord
+
+if TYPE_CHECKING:
+    from wlm.api.proxy import _Exchange
+
+__all__ = ["Outcome", "record_request"]
+
+log = logging.getLogger("wlm.telemetry")
+
+_CONTENT_KEYS = {"chat/completions": "messages", "completions": "prompt", "embeddings": "input"}
+
+
+class Outcome:
+    """How the request ended: ok, error or cancelled, with the error's type and message."""
+
+    __slots__ = ("error_message", "error_type", "http_status", "status")
+
+    def __init__(self) -> None:
+        self.status = "ok"
+        self.http_status: int | None = None
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+
+    def error(self, error: GatewayError, redacted_message: str) -> None:
+        self.status = "error"
+        if self.http_status is None:
+            self.http_status = error.status
+        self.error_type = error.code or error.type
+        self.error_message = redacted_message[:1000]
+
+    def stream_error(self, error_type: str, redacted_message: str) -> None:
+        if self.status == "ok":
+            self.status = "error"
+            self.error_type = error_type
+            self.error_message = redacted_message[:1000]
+
+    def cancelled(self) -> None:
+        self.status = "cancelled"
+        if self.http_status is None:
+            self.http_status = 499  # nginx's "client closed request"
+
+
+def _request_content(exchange: _Exchange) -> str | None:
+    call = exchange.call
+    if call is None:
+        return None
+    key = _CONTENT_KEYS.get(exchange.endpoint, "messages")
+    if key not in call.body:
+        return None
+    text = msgspec.json.encode({key: call.body[key]}).decode()
+    return exchange.gateway.redactor.text(text)
+
+
+def record_request(exchange: _Exchange) -> None:
+    """Build the request's records and queue them; cheap, and never raises."""
+    telemetry = exchange.gateway.telemetry
+    if telemetry is None:
+        return
+    try:
+        _submit(exchange, telemetry)
+    except Exception:
+        log.exception("could not record request %s", exchange.request_id)
+
+
+def _submit(exchange: _Exchange, telemetry: Any) -> None:
+    elapsed = time.perf_counter() - exchange.started
+    account = exchange.account
+    route = exchange.route
+    counts = account.token_counts()
+    timings = account.timings or {}
+    ttft_ms = exchange.ttft * 1000 if exchange.ttft is not None else None
+    latency_ms = elapsed * 1000
+    tokens_per_s = None
+    completion = counts["completion_tokens"]
+    if isinstance(timings.get("predicted_per_second"), int | float):
+        tokens_per_s = float(timings["predicted_per_second"])
+    elif completion and exchange.ttft is not None and elapsed > exchange.ttft:
+        tokens_per_s = completion / (elapsed - exchange.ttft) if exchange.stream else None
+    outcome = exchange.outcome
+    record = RequestRecord(
+        id=exchange.request_id,
+        started_at=exchange.started_at,
+        ended_at=datetime.now(UTC),
+        endpoint=exchange.endpoint,
+        model=exchange.model or "",
+        provider=route.provider if route is not None else None,
+        upstream_model=account.upstream_model or (route.upstream_model if route else None),
+        stream=exchange.stream,
+        status=outcome.status,
+        http_status=outcome.http_status,
+        client=None,
+        request_id=exchange.request_id,
+        error_type=outcome.error_type,
+        error_message=outcome.error_message,
+        ttft_ms=ttft_ms,
+        latency_ms=latency_ms,
+        tokens_per_s=tokens_per_s,
+        finish_reason=account.finish_reason,
+        bytes_in=exchange.bytes_in,
+        bytes_out=exchange.bytes_out,
+        local_prompt_n=timings.get("prompt_n"),
+        local_prompt_ms=timings.get("prompt_ms"),
+        local_predicted_n=timings.get("predicted_n"),
+        local_predicted_ms=timings.get("predicted_ms"),
+        local_cache_n=timings.get("cache_n"),
+        **counts,
+    )
+    conversation = None
+    if exchange.call is not None:
+        keep = exchange.gateway.settings.log_content
+        tool_calls = account.tool_calls
+        conversation = ConversationRecord(
+            request_id=exchange.request_id,
+            request_json=_request_content(exchange) if keep else None,
+            response_text=exchange.gateway.redactor.text(account.text)
+            if keep and account.text
+            else None,
+            reasoning_text=account.reasoning if keep else None,
+            tool_calls_json=msgspec.json.encode(tool_calls).decode()
+            if keep and tool_calls
+            else None,
+        )
+    telemetry.submit(record, conversation)

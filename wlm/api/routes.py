@@ -1,0 +1,13 @@
+"""Every route handler of the app, gathered in one list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wlm.api.openai_routes import ROUTES as OPENAI_ROUTES
+
+__all__ = ["all_routes"]
+
+
+def all_routes() -> list[Any]:
+    return [*OPENAI_ROUTES]

@@ -1,0 +1,123 @@
+"""create_app(settings) -> Litestar: the one factory; the lifespan owns every resource."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
+
+from wlm.config import Settings
+from wlm.errors import GatewayError
+from wlm.gateway import Gateway
+from wlm.logs import configure_logging
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("wlm")
+
+
+def _error(status: int, message: str, type_: str, code: str | None) -> Response[bytes]:
+    body = GatewayError(message, status=status, type=type_, code=code).to_body()
+    return Response(content=body, status_code=status, media_type="application/json")
+
+
+def _not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return _error(
+        404,
+        f"No such endpoint: {request.method} {request.url.path}.",
+        "invalid_request_error",
+        "not_found",
+    )
+
+
+def _not_allowed(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return _error(
+        405,
+        f"Method {request.method} is not allowed on {request.url.path}.",
+        "invalid_request_error",
+        "method_not_allowed",
+    )
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    type_ = "invalid_request_error" if status < 500 else "server_error"
+    return _error(status, str(exc.detail), type_, None)
+
+
+def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+    gateway: Gateway = request.app.state.gateway
+    message = gateway.redactor.text(exc.message)
+    body = GatewayError(
+        message, status=exc.status, type=exc.type, param=exc.param, code=exc.code
+    ).to_body()
+    return Response(
+        content=body, status_code=exc.status, media_type="application/json", headers=exc.headers
+    )
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    gateway: Gateway = request.app.state.gateway
+    log.error("unexpected error on %s: %s", request.url.path, gateway.redactor.text(repr(exc)))
+    return _error(
+        500, "The gateway failed to handle this request.", "server_error", "internal_error"
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    local: Any = "default",
+    telemetry: Any = "default",
+) -> Litestar:
+    """Build the app for ``settings``. ``local``/``telemetry`` may be given (or None) by tests."""
+    configure_logging(settings)
+    if local == "default":
+        try:  # TEMP until the local manager lands
+            from wlm.local.manager import LocalManager
+
+            local = LocalManager(settings)
+        except ImportError:
+            local = None
+    if telemetry == "default":
+        try:  # TEMP
+            from wlm.telemetry.writer import TelemetryWriter
+        except ImportError:
+            TelemetryWriter = None
+        telemetry = TelemetryWriter and TelemetryWriter(
+            settings.telemetry_file,
+            log_content=settings.log_content,
+            retention_days=settings.retention_days,
+        )
+    gateway = Gateway(settings, local=local, telemetry=telemetry)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    from wlm.api.routes import all_routes
+
+    app = Litestar(
+        route_handlers=all_routes(),
+        lifespan=[lifespan],
+        exception_handlers={
+            NotFoundException: _not_found,
+            MethodNotAllowedException: _not_allowed,
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        openapi_config=None,
+        debug=False,
+        logging_config=None,
+    )
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,134 @@
+"""The merged model list behind ``GET /v1/models``.
+
+Each configured provider's models come from ``WLM_<PROVIDER>_MODELS`` or are
+fetched from the provider and cached; a provider that fails to answer keeps its
+last good list (or none) and never breaks the listing. Every listed id routes
+back to the provider that listed it: bare when resolution sends the bare id
+there, else ``<provider>/<id>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from wlm.providers.base import ModelEntry
+from wlm.routing.resolve import LOCAL
+
+if TYPE_CHECKING:
+    from wlm.gateway import Gateway
+
+__all__ = ["ModelCatalog", "ProviderListing"]
+
+log = logging.getLogger("wlm.catalog")
+
+
+@attrs.frozen
+class ProviderListing:
+    provider: str
+    models: tuple[ModelEntry, ...]
+    fetched_at: float
+    error: str | None = None
+
+
+class ModelCatalog:
+    """Cached per-provider model lists, merged on demand."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._listings: dict[str, ProviderListing] = {}
+        self._refreshing: asyncio.Task[None] | None = None
+
+    def _stale(self, name: str) -> bool:
+        listing = self._listings.get(name)
+        ttl = self._gateway.settings.models_cache_s
+        return listing is None or time.monotonic() - listing.fetched_at > ttl
+
+    async def _fetch(self, name: str) -> None:
+        gateway = self._gateway
+        adapter = gateway.adapters[name]
+        configured = adapter.config.models
+        if configured is not None:
+            models = tuple(ModelEntry(model_id) for model_id in configured)
+            self._listings[name] = ProviderListing(name, models, time.monotonic())
+            return
+        try:
+            models = tuple(await adapter.list_models(gateway.http))
+            self._listings[name] = ProviderListing(name, models, time.monotonic())
+        except Exception as exc:
+            reason = gateway.redactor.text(f"{type(exc).__name__}: {exc}")[:300]
+            log.warning("could not list models of provider %s: %s", name, reason)
+            previous = self._listings.get(name)
+            models = previous.models if previous else ()
+            self._listings[name] = ProviderListing(name, models, time.monotonic(), reason)
+
+    async def refresh(self, *, only_stale: bool = True) -> None:
+        names = [
+            name
+            for name in self._gateway.adapters
+            if name != LOCAL and (not only_stale or self._stale(name))
+        ]
+        if names:
+            await asyncio.gather(*(self._fetch(name) for name in names))
+
+    def refresh_in_background(self) -> None:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self.refresh())
+
+    async def close(self) -> None:
+        if self._refreshing is not None and not self._refreshing.done():
+            self._refreshing.cancel()
+            try:
+                await self._refreshing
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    def listings(self) -> list[ProviderListing]:
+        return list(self._listings.values())
+
+    async def entries(self) -> list[dict[str, Any]]:
+        """The merged list in OpenAI's model-object shape, plus ``provider``."""
+        if any(self._stale(name) for name in self._gateway.adapters if name != LOCAL):
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.create_task(self.refresh())
+            # Wait briefly for fresh lists; a slow provider is served from cache next time.
+            await asyncio.wait({self._refreshing}, timeout=5.0)
+        router = self._gateway.router
+        out: list[dict[str, Any]] = []
+        local = self._gateway.local
+        if local is not None:
+            for model in local.list_models():
+                if model.broken_reason:
+                    continue
+                out.append(
+                    {
+                        "id": model.id
+                        if router.routes_to(model.id, LOCAL)
+                        else f"local/{model.id}",
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": LOCAL,
+                        "provider": LOCAL,
+                        "state": str(model.state),
+                    }
+                )
+        for name in self._gateway.adapters:
+            listing = self._listings.get(name)
+            if name == LOCAL or listing is None:
+                continue
+            for entry in listing.models:
+                listed = entry.id if router.routes_to(entry.id, name) else f"{name}/{entry.id}"
+                out.append(
+                    {
+                        "id": listed,
+                        "object": "model",
+                        "created": entry.created,
+                        "owned_by": name,
+                        "provider": name,
+                    }
+                )
+        return out

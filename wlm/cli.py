@@ -1,0 +1,216 @@
+"""The ``wlm`` command: serve | models | sql | telemetry export.
+
+``wlm models`` and ``wlm sql`` find a running server from the same settings
+(``WLM_HOST``, ``WLM_PORT``, ``.env``) and fall back to working without one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from wlm.config import ConfigError, Settings, load_settings
+
+__all__ = ["main"]
+
+_ENV_FILE_VAR = "WLM_ENV_FILE"
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    env_file = Path(args.env_file) if getattr(args, "env_file", None) else None
+    return load_settings(None, env_file, **overrides)
+
+
+def app_factory() -> Any:
+    """Granian's factory target: settings again from the environment the CLI prepared."""
+    from wlm.app import create_app
+    from wlm.process import die_with_parent
+
+    die_with_parent()
+    env_file = os.environ.get(_ENV_FILE_VAR)
+    return create_app(load_settings(None, Path(env_file) if env_file else None))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
+    if settings.workers != 1:
+        raise ConfigError(
+            "--workers",
+            "wlm serves from one process: DuckDB allows one writer and local engines need one "
+            "supervisor (a second worker gains nothing on 2 cores; see docs/performance.md)",
+        )
+    _check_exposure(settings)
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    # The worker process rebuilds Settings from this same environment.
+    os.environ["WLM_HOST"] = settings.host
+    os.environ["WLM_PORT"] = str(settings.port)
+    if args.env_file:
+        os.environ[_ENV_FILE_VAR] = str(Path(args.env_file).resolve())
+    print(f"wlm serving on http://{settings.host}:{settings.port}/v1", file=sys.stderr, flush=True)
+    server = Server(
+        "wlm.cli:app_factory",
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        loop=Loops.uvloop,
+        factory=True,
+        log_access=False,
+        log_level=LogLevels.warning,
+        backlog=2048,
+        websockets=False,
+        workers_kill_timeout=30,
+    )
+    server.serve()
+    return 0
+
+
+def _check_exposure(settings: Settings) -> None:
+    import ipaddress
+
+    host = settings.host
+    loopback = host == "localhost"
+    try:
+        loopback = loopback or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if loopback or settings.api_keys:
+        return
+    if not settings.allow_open:
+        raise ConfigError(
+            "WLM_HOST",
+            f"refusing to listen on {host} without client keys: set WLM_API_KEYS, "
+            "or WLM_ALLOW_OPEN=1 to accept anyone on the network",
+        )
+    print(
+        f"WARNING: wlm listens on {host} with no client keys (WLM_ALLOW_OPEN=1): "
+        "anyone who can reach this address can use your provider keys.",
+        file=sys.stderr,
+    )
+
+
+def _server_url(settings: Settings) -> str:
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def _admin_headers(settings: Settings) -> dict[str, str]:
+    return {"authorization": f"Bearer {settings.admin_key}"} if settings.admin_key else {}
+
+
+def _models(args: argparse.Namespace) -> int:
+    import httpx
+
+    settings = _settings(args)
+    try:
+        response = httpx.get(
+            f"{_server_url(settings)}/v1/models",
+            headers=_admin_headers(settings) | _client_headers(settings),
+            timeout=15,
+        )
+        response.raise_for_status()
+        data = response.json()["data"]
+    except httpx.HTTPError:
+        data = _models_offline(settings)
+    if args.format == "json":
+        import json
+
+        print(json.dumps(data, indent=2))
+        return 0
+    rows = [[m["id"], m.get("provider", m.get("owned_by", "")), m.get("state", "")] for m in data]
+    _print_table(["id", "provider", "state"], rows)
+    return 0
+
+
+def _client_headers(settings: Settings) -> dict[str, str]:
+    if settings.api_keys and not settings.admin_key:
+        return {"authorization": f"Bearer {settings.api_keys[0].key}"}
+    return {}
+
+
+def _models_offline(settings: Settings) -> list[dict[str, Any]]:
+    """No server running: build the catalog in-process (discovery only, no engines)."""
+    import asyncio
+
+    from wlm.gateway import Gateway
+    from wlm.local.manager import LocalManager
+
+    async def collect() -> list[dict[str, Any]]:
+        local = LocalManager(settings)
+        gateway = Gateway(settings, local=local, telemetry=None)
+        await local.start()
+        try:
+            await gateway.catalog.refresh(only_stale=False)
+            return await gateway.catalog.entries()
+        finally:
+            await gateway.close()
+
+    return asyncio.run(collect())
+
+
+def _print_table(columns: list[str], rows: list[list[Any]]) -> None:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [len(c) for c in columns]
+    for row in cells:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    line = "  ".join(c.ljust(widths[i]) for i, c in enumerate(columns))
+    print(line.rstrip())
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wlm", description="LLM gateway for local and cloud models."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host", default=None, help="listen address (WLM_HOST, default 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=None, help="listen port (WLM_PORT, default 5250)"
+    )
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (only 1)")
+    serve.add_argument(
+        "--env-file", default=None, help="read settings from this file (default ./.env)"
+    )
+    serve.set_defaults(func=_serve)
+
+    models = sub.add_parser("models", help="the merged model list (id, provider, state)")
+    models.add_argument("--env-file", default=None)
+    models.add_argument("--format", choices=["table", "json"], default="table")
+    models.set_defaults(func=_models)
+
+    from wlm.telemetry_cli import add_telemetry_commands
+
+    add_telemetry_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``wlm`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"wlm: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

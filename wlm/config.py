@@ -1,0 +1,409 @@
+"""Settings: built once from the environment (and an optional ``.env``), then frozen.
+
+Nothing reads the environment at import time. ``load_settings(environ, env_file)``
+gathers the raw strings, a private cattrs converter structures them into
+:class:`Settings`, and any malformed value becomes one :class:`ConfigError` line
+naming the variable and the problem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+import cattrs
+from attrs import frozen
+from dotenv import dotenv_values
+
+__all__ = [
+    "BUILTIN_PROVIDERS",
+    "ClientKey",
+    "ConfigError",
+    "ProviderConfig",
+    "RoutePattern",
+    "Settings",
+    "load_settings",
+]
+
+PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class ConfigError(Exception):
+    """A setting is malformed. ``str(err)`` is one line: ``VAR: problem``."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+@frozen
+class ProviderConfig:
+    """One upstream: where it is, how it speaks, and the key wlm injects."""
+
+    name: str
+    kind: str  # "openai" (OpenAI-compatible), "anthropic", "local"
+    base_url: str
+    api_key: str | None = attrs.field(default=None, repr=False)
+    models: tuple[str, ...] | None = None
+    keyless: bool = False
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 600.0
+
+    @property
+    def configured(self) -> bool:
+        """A provider is usable when it has a key, or needs none (local/LAN)."""
+        return self.api_key is not None or self.keyless
+
+    @property
+    def key_variable(self) -> str:
+        return f"{self.name.upper().replace('-', '_')}_API_KEY"
+
+
+@frozen
+class RoutePattern:
+    """``pattern=provider`` from ``WLM_ROUTES``; shell glob, first match wins."""
+
+    pattern: str
+    provider: str
+
+
+@frozen
+class ClientKey:
+    """A key clients present to wlm (``WLM_API_KEYS=name:key``); ``key`` may be a SHA-256."""
+
+    name: str
+    key: str = attrs.field(repr=False)
+
+
+@frozen
+class Settings:
+    """Everything wlm is configured with. Build with :func:`load_settings`."""
+
+    host: str = "127.0.0.1"
+    port: int = 5250
+    workers: int = 1
+    data_dir: Path = Path("data")
+    telemetry_path: Path | None = None
+    models_dir: Path = Path("~/models")
+    llama_server: str | None = None
+    max_loaded_models: int = 1
+    idle_unload_s: float = 600.0
+    local_threads: int | None = None
+    local_ctx_size: int = 4096
+    local_parallel: int = 4
+    local_load_timeout_s: float = 120.0
+    local_options_file: Path | None = None
+    providers: tuple[ProviderConfig, ...] = ()
+    routes: tuple[RoutePattern, ...] = ()
+    default_provider: str | None = None
+    aliases: tuple[tuple[str, str], ...] = ()
+    api_keys: tuple[ClientKey, ...] = ()
+    admin_key: str | None = attrs.field(default=None, repr=False)
+    allow_open: bool = False
+    log_content: bool = True
+    retention_days: int | None = None
+    anthropic_max_tokens: int = 4096
+    models_cache_s: float = 300.0
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_concurrency_per_client: int | None = None
+    log_level: str = "INFO"
+
+    @property
+    def telemetry_file(self) -> Path:
+        return self.telemetry_path or self.data_dir / "telemetry.duckdb"
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir.expanduser()
+
+    def provider(self, name: str) -> ProviderConfig | None:
+        for provider in self.providers:
+            if provider.name == name:
+                return provider
+        return None
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured secret value, for redaction (longest first)."""
+        values = [p.api_key for p in self.providers if p.api_key]
+        values += [k.key for k in self.api_keys]
+        if self.admin_key:
+            values.append(self.admin_key)
+        return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
+
+
+# Built-in providers: name -> (kind, default base URL).
+BUILTIN_PROVIDERS: dict[str, tuple[str, str]] = {
+    "openai": ("openai", "https://api.openai.com/v1"),
+    "anthropic": ("anthropic", "https://api.anthropic.com"),
+    "openrouter": ("openai", "https://openrouter.ai/api/v1"),
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _parse_int(value: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {value!r}") from None
+
+
+def _parse_float(value: str) -> float:
+    try:
+        return float(value.strip())
+    except ValueError:
+        raise ValueError(f"expected a number, got {value!r}") from None
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _parse_pairs(value: str, sep: str, what: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in _split_list(value):
+        left, found, right = item.partition(sep)
+        if not found or not left.strip() or not right.strip():
+            raise ValueError(f"expected {what}, got {item!r}")
+        pairs.append((left.strip(), right.strip()))
+    return pairs
+
+
+def _is_local_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host in ("localhost",) or host.endswith(".local") or host.endswith(".lan"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+def _check_url(variable: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(variable, f"expected an http(s) URL, got {url!r}")
+    return url.rstrip("/")
+
+
+def _converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(
+        bool, lambda v, _: v if isinstance(v, bool) else _parse_bool(v)
+    )
+    converter.register_structure_hook(int, lambda v, _: v if isinstance(v, int) else _parse_int(v))
+    converter.register_structure_hook(
+        float, lambda v, _: float(v) if isinstance(v, int | float) else _parse_float(v)
+    )
+    converter.register_structure_hook(Path, lambda v, _: Path(v).expanduser())
+    return converter
+
+
+# Simple settings: env name -> Settings field.
+_SIMPLE: dict[str, str] = {
+    "WLM_HOST": "host",
+    "WLM_PORT": "port",
+    "WLM_WORKERS": "workers",
+    "WLM_DATA_DIR": "data_dir",
+    "WLM_TELEMETRY_PATH": "telemetry_path",
+    "WLM_MODELS_DIR": "models_dir",
+    "WLM_LLAMA_SERVER": "llama_server",
+    "WLM_MAX_LOADED_MODELS": "max_loaded_models",
+    "WLM_IDLE_UNLOAD_S": "idle_unload_s",
+    "WLM_LOCAL_THREADS": "local_threads",
+    "WLM_LOCAL_CTX_SIZE": "local_ctx_size",
+    "WLM_LOCAL_PARALLEL": "local_parallel",
+    "WLM_LOCAL_LOAD_TIMEOUT_S": "local_load_timeout_s",
+    "WLM_LOCAL_OPTIONS": "local_options_file",
+    "WLM_DEFAULT_PROVIDER": "default_provider",
+    "WLM_ADMIN_KEY": "admin_key",
+    "WLM_ALLOW_OPEN": "allow_open",
+    "WLM_LOG_CONTENT": "log_content",
+    "WLM_RETENTION_DAYS": "retention_days",
+    "WLM_ANTHROPIC_MAX_TOKENS": "anthropic_max_tokens",
+    "WLM_MODELS_CACHE_S": "models_cache_s",
+    "WLM_MAX_BODY_BYTES": "max_body_bytes",
+    "WLM_MAX_CONCURRENCY_PER_CLIENT": "max_concurrency_per_client",
+    "WLM_LOG_LEVEL": "log_level",
+}
+_POSITIVE = {"port", "workers", "max_loaded_models", "local_ctx_size", "local_parallel"}
+
+
+def _provider(env: Mapping[str, str], name: str) -> ProviderConfig:
+    prefix = name.upper().replace("-", "_")
+    kind, default_url = BUILTIN_PROVIDERS.get(name, ("openai", ""))
+    kind = env.get(f"{prefix}_KIND", kind).strip().lower() or kind
+    if kind not in ("openai", "anthropic"):
+        raise ConfigError(f"{prefix}_KIND", f"expected openai or anthropic, got {kind!r}")
+    url_var = f"{prefix}_BASE_URL"
+    raw_url = env.get(url_var, "").strip() or default_url
+    if not raw_url:
+        raise ConfigError(url_var, f"provider {name!r} is listed in WLM_PROVIDERS but has no URL")
+    base_url = _check_url(url_var, raw_url)
+    api_key = env.get(f"{prefix}_API_KEY", "").strip() or None
+    keyless_var = f"{prefix}_NO_KEY"
+    keyless_raw = env.get(keyless_var)
+    if keyless_raw is not None:
+        try:
+            keyless = _parse_bool(keyless_raw)
+        except ValueError as exc:
+            raise ConfigError(keyless_var, str(exc)) from None
+    else:
+        # A user-defined provider on loopback or the LAN may need no key.
+        keyless = name not in BUILTIN_PROVIDERS and _is_local_url(base_url)
+    if keyless and api_key is None and not _is_local_url(base_url):
+        raise ConfigError(
+            keyless_var,
+            f"only a loopback or LAN server may run without a key, {base_url} is neither",
+        )
+    models_raw = env.get(f"WLM_{prefix}_MODELS")
+    models = tuple(_split_list(models_raw)) if models_raw is not None else None
+    headers: list[tuple[str, str]] = []
+    if name == "openrouter":
+        referer = env.get("OPENROUTER_REFERER", "").strip() or "https://github.com/wlm-gateway/wlm"
+        title = env.get("OPENROUTER_TITLE", "").strip() or "wlm"
+        headers = [("HTTP-Referer", referer), ("X-Title", title)]
+    timeouts = {}
+    for field, suffix in (
+        ("connect_timeout_s", "CONNECT_TIMEOUT_S"),
+        ("read_timeout_s", "TIMEOUT_S"),
+    ):
+        variable = f"{prefix}_{suffix}"
+        if env.get(variable, "").strip():
+            try:
+                timeouts[field] = _parse_float(env[variable])
+            except ValueError as exc:
+                raise ConfigError(variable, str(exc)) from None
+            if timeouts[field] <= 0:
+                raise ConfigError(variable, "must be greater than 0")
+    return ProviderConfig(
+        name=name,
+        kind=kind,
+        base_url=base_url,
+        api_key=api_key,
+        models=models,
+        keyless=keyless,
+        extra_headers=tuple(headers),
+        **timeouts,
+    )
+
+
+def _read_env(environ: Mapping[str, str], env_file: Path | None) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    path = env_file if env_file is not None else Path(".env")
+    if env_file is not None and not env_file.is_file():
+        raise ConfigError("--env-file", f"no such file: {env_file}")
+    if path.is_file():
+        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    # The real environment wins over the file, as with most dotenv tools.
+    merged.update(environ)
+    return merged
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build :class:`Settings` from ``environ`` (default ``os.environ``) and a ``.env`` file.
+
+    With the default environment, ``./.env`` is read when ``env_file`` is not given.
+
+    ``overrides`` (e.g. ``host=``, ``port=`` from the command line) win over both.
+    Raises :class:`ConfigError` naming the first malformed variable.
+    """
+    if environ is None:
+        env = _read_env(os.environ, env_file)
+    elif env_file is not None:
+        env = _read_env(environ, env_file)
+    else:  # an explicit environment (tests) reads no stray ./.env
+        env = dict(environ)
+    raw: dict[str, Any] = {}
+    for variable, field in _SIMPLE.items():
+        value = env.get(variable)
+        if value is not None and value.strip() != "":
+            raw[field] = value.strip()
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+
+    converter = _converter()
+    fields = attrs.fields_dict(attrs.resolve_types(Settings))
+    values: dict[str, Any] = {}
+    field_to_var = {field: var for var, field in _SIMPLE.items()}
+    for field, value in raw.items():
+        variable = field_to_var.get(field, f"--{field.replace('_', '-')}")
+        try:
+            values[field] = converter.structure(value, fields[field].type)
+        except Exception as exc:  # cattrs wraps the hook's ValueError
+            cause = exc.__cause__ or exc
+            if isinstance(exc, cattrs.BaseValidationError) and exc.exceptions:
+                cause = exc.exceptions[0]
+            raise ConfigError(variable, str(cause)) from None
+        if field in _POSITIVE and values[field] < 1:
+            raise ConfigError(variable, f"must be at least 1, got {values[field]}")
+        if field == "port" and values[field] > 65535:
+            raise ConfigError(variable, f"must be at most 65535, got {values[field]}")
+
+    names = list(BUILTIN_PROVIDERS)
+    for name in _split_list(env.get("WLM_PROVIDERS", "")):
+        name = name.lower()
+        if not PROVIDER_NAME.match(name) or name == "local":
+            raise ConfigError("WLM_PROVIDERS", f"{name!r} is not a usable provider name")
+        if name not in names:
+            names.append(name)
+    providers = tuple(_provider(env, name) for name in names)
+    values["providers"] = providers
+    known = {p.name for p in providers} | {"local"}
+
+    try:
+        routes = [
+            RoutePattern(p, prov.lower())
+            for p, prov in _parse_pairs(env.get("WLM_ROUTES", ""), "=", "pattern=provider")
+        ]
+    except ValueError as exc:
+        raise ConfigError("WLM_ROUTES", str(exc)) from None
+    for route in routes:
+        if route.provider not in known:
+            raise ConfigError(
+                "WLM_ROUTES",
+                f"route {route.pattern!r} names unknown provider {route.provider!r} "
+                f"(known: {', '.join(sorted(known))})",
+            )
+    values["routes"] = tuple(routes)
+
+    default = values.get("default_provider")
+    if default is not None:
+        default = default.lower()
+        if default not in known:
+            raise ConfigError(
+                "WLM_DEFAULT_PROVIDER",
+                f"unknown provider {default!r} (known: {', '.join(sorted(known))})",
+            )
+        values["default_provider"] = default
+
+    try:
+        values["aliases"] = tuple(_parse_pairs(env.get("WLM_ALIASES", ""), "=", "alias=model"))
+        keys = _parse_pairs(env.get("WLM_API_KEYS", ""), ":", "name:key")
+    except ValueError as exc:
+        variable = "WLM_ALIASES" if "alias" in str(exc) else "WLM_API_KEYS"
+        raise ConfigError(variable, str(exc)) from None
+    values["api_keys"] = tuple(ClientKey(name, key) for name, key in keys)
+    return Settings(**values)

@@ -1,0 +1,174 @@
+"""What a response said, learned from OpenAI-shaped chunks or bodies as they pass.
+
+One :class:`ResponseAccount` per request collects usage, finish reason, llama.cpp
+timings, a mid-stream error and (when content logging is on) the assembled text
+and tool calls. It never changes what is sent to the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ResponseAccount"]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class ResponseAccount:
+    """Accumulates the facts telemetry needs from one response."""
+
+    __slots__ = (
+        "_reasoning",
+        "_text",
+        "_tool_calls",
+        "error",
+        "finish_reason",
+        "keep_content",
+        "timings",
+        "upstream_model",
+        "usage",
+    )
+
+    def __init__(self, keep_content: bool = True) -> None:
+        self.keep_content = keep_content
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.timings: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.upstream_model: str | None = None
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._tool_calls: dict[int, dict[str, Any]] = {}
+
+    def add_chunk(self, chunk: dict[str, Any]) -> bool:
+        """Learn from one stream chunk; True when it carried generated tokens."""
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+        timings = chunk.get("timings")
+        if isinstance(timings, dict):
+            self.timings = timings
+        error = chunk.get("error")
+        if error:
+            self.error = error if isinstance(error, dict) else {"message": str(error)}
+        if self.upstream_model is None and isinstance(chunk.get("model"), str):
+            self.upstream_model = chunk["model"]
+        bears_tokens = False
+        choices = chunk.get("choices")
+        if not choices:
+            return False
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finish_reason = reason
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                text = choice.get("text")  # legacy completions stream
+                if isinstance(text, str) and text:
+                    bears_tokens = True
+                    if self.keep_content:
+                        self._text.append(text)
+                continue
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                bears_tokens = True
+                if self.keep_content:
+                    self._text.append(content)
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                bears_tokens = True
+                if self.keep_content:
+                    self._reasoning.append(reasoning)
+            tool_calls = delta.get("tool_calls")
+            if tool_calls:
+                bears_tokens = True
+                if self.keep_content:
+                    self._add_tool_fragments(tool_calls)
+        return bears_tokens
+
+    def _add_tool_fragments(self, fragments: list[Any]) -> None:
+        for fragment in fragments:
+            if not isinstance(fragment, dict):
+                continue
+            index = fragment.get("index", 0)
+            call = self._tool_calls.setdefault(
+                index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+            if fragment.get("id"):
+                call["id"] = fragment["id"]
+            function = fragment.get("function") or {}
+            if function.get("name"):
+                call["function"]["name"] += function["name"]
+            if function.get("arguments"):
+                call["function"]["arguments"] += function["arguments"]
+
+    def add_response(self, body: dict[str, Any]) -> None:
+        """Learn from a whole (non-stream) response body."""
+        usage = body.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+        timings = body.get("timings")
+        if isinstance(timings, dict):
+            self.timings = timings
+        if isinstance(body.get("model"), str):
+            self.upstream_model = body["model"]
+        for choice in body.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+            if not self.keep_content:
+                continue
+            message = choice.get("message")
+            if isinstance(message, dict):
+                if isinstance(message.get("content"), str):
+                    self._text.append(message["content"])
+                reasoning = message.get("reasoning_content") or message.get("reasoning")
+                if isinstance(reasoning, str):
+                    self._reasoning.append(reasoning)
+                for index, call in enumerate(message.get("tool_calls") or ()):
+                    self._tool_calls[index] = call
+            elif isinstance(choice.get("text"), str):
+                self._text.append(choice["text"])
+
+    # -- what telemetry reads ------------------------------------------------------
+
+    @property
+    def text(self) -> str | None:
+        return "".join(self._text) if self._text else None
+
+    @property
+    def reasoning(self) -> str | None:
+        return "".join(self._reasoning) if self._reasoning else None
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [self._tool_calls[i] for i in sorted(self._tool_calls)]
+
+    def token_counts(self) -> dict[str, Any]:
+        """prompt/completion/total/cached/reasoning tokens and cost; None when unknown."""
+        usage = self.usage or {}
+        prompt = _int(usage.get("prompt_tokens"))
+        completion = _int(usage.get("completion_tokens"))
+        total = _int(usage.get("total_tokens"))
+        if total is None and prompt is not None and completion is not None:
+            total = prompt + completion
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        cost = usage.get("cost")
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": total,
+            "cached_tokens": _int(prompt_details.get("cached_tokens"))
+            if isinstance(prompt_details, dict)
+            else None,
+            "reasoning_tokens": _int(completion_details.get("reasoning_tokens"))
+            if isinstance(completion_details, dict)
+            else None,
+            "cost_usd": float(cost) if isinstance(cost, int | float) else None,
+        }

@@ -1,0 +1,216 @@
+"""OpenAI-compatible upstreams: OpenAI, OpenRouter, llama.cpp and any such URL.
+
+Pass-through: only ``model`` is rewritten (and ``stream_options.include_usage``
+added so telemetry learns streamed usage); every other field goes on untouched.
+Responses and chunks are forwarded as the upstream's bytes, with ``model`` set
+back to the name the client asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import msgspec
+
+from wlm.config import ProviderConfig
+from wlm.errors import GatewayError, UpstreamError
+from wlm.providers.accounting import ResponseAccount
+from wlm.providers.base import Call, ModelEntry, Redactor, UpstreamRequest, error_event
+from wlm.providers.transport import Transport
+from wlm.sse import SSEEvent
+
+__all__ = ["OpenAICompatAdapter", "openai_error", "rewrite_model"]
+
+_MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
+_decode = msgspec.json.decode
+_encode = msgspec.json.encode
+
+
+def rewrite_model(raw: bytes, model: str) -> bytes:
+    """Set the first top-level-looking ``"model": "..."`` in ``raw`` to ``model``."""
+    replacement = b'"model":' + _encode(model)
+    return _MODEL_FIELD.sub(lambda _: replacement, raw, count=1)
+
+
+def openai_error(provider: str, status: int, body: bytes, retry_after: str | None) -> GatewayError:
+    """An upstream error body (OpenAI, OpenRouter or llama.cpp shape) as an UpstreamError."""
+    message = None
+    type_ = "upstream_error"
+    code: str | None = None
+    param = None
+    try:
+        parsed = _decode(body)
+    except msgspec.DecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        error = parsed["error"]
+        message = error.get("message") if isinstance(error.get("message"), str) else None
+        if isinstance(error.get("type"), str):
+            type_ = error["type"]
+        if error.get("code") is not None:
+            code = str(error["code"])
+        if isinstance(error.get("param"), str):
+            param = error["param"]
+        metadata = error.get("metadata")
+        if isinstance(metadata, dict) and isinstance(metadata.get("raw"), str):
+            message = f"{message or 'Provider returned error'}: {metadata['raw'][:500]}"
+    if not message:
+        snippet = body[:200].decode("utf-8", "replace").strip()
+        message = f"Provider '{provider}' returned HTTP {status}" + (
+            f": {snippet}" if snippet else "."
+        )
+    if type_ == "upstream_error":
+        type_ = _type_for_status(status)
+    headers = {"retry-after": retry_after} if retry_after else {}
+    return UpstreamError(
+        message, status=status, type=type_, code=code, param=param, headers=headers
+    )
+
+
+def _type_for_status(status: int) -> str:
+    return {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        408: "timeout",
+        413: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(status, "server_error" if status >= 500 else "upstream_error")
+
+
+class OpenAIRelay:
+    """Forwards an OpenAI-shaped SSE stream event by event, learning from each chunk."""
+
+    __slots__ = (
+        "_model",
+        "_model_json",
+        "_redactor",
+        "_strip_usage",
+        "account",
+        "done",
+        "token_seen",
+    )
+
+    def __init__(
+        self, model: str, strip_usage: bool, account: ResponseAccount, redactor: Redactor
+    ) -> None:
+        self._model = model
+        self._model_json = _encode(model)
+        self._strip_usage = strip_usage
+        self._redactor = redactor
+        self.account = account
+        self.done = False
+        self.token_seen = False
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        data = event.data
+        if data is None:  # comments only (OpenRouter's processing lines): keep-alives
+            return [event.raw]
+        if data == "[DONE]":
+            self.done = True
+            return [event.raw]
+        try:
+            chunk = _decode(data)
+        except msgspec.DecodeError:
+            chunk = None
+        if not isinstance(chunk, dict):
+            self.done = True
+            self.account.error = {"message": "malformed event", "type": "upstream_error"}
+            return [
+                error_event(
+                    "The upstream sent a malformed stream event.",
+                    "upstream_error",
+                    "upstream_broken",
+                )
+            ]
+        if self.account.add_chunk(chunk):
+            self.token_seen = True
+        raw = self._redactor.bytes(event.raw)
+        if chunk.get("error"):
+            self.done = True  # the stream ends at an error event
+        elif self._strip_usage and not chunk.get("choices") and chunk.get("usage") is not None:
+            return []  # the usage chunk we asked for on the client's behalf
+        if chunk.get("model") not in (self._model, None):
+            raw = rewrite_model(raw, self._model)
+        return [raw]
+
+    def end(self) -> list[bytes]:
+        if self.done:
+            return []
+        self.done = True
+        self.account.error = {"message": "stream ended early", "type": "upstream_error"}
+        return [
+            error_event(
+                "The upstream closed the stream before it finished.",
+                "upstream_error",
+                "upstream_broken",
+            )
+        ]
+
+
+class OpenAICompatAdapter:
+    """Adapter for any upstream speaking the OpenAI API."""
+
+    def __init__(self, config: ProviderConfig, transport: Transport) -> None:
+        self.config = config
+        self.transport = transport
+        headers = {"content-type": "application/json", "accept-encoding": "gzip, deflate"}
+        headers.update(dict(config.extra_headers))
+        if config.api_key:
+            headers["authorization"] = f"Bearer {config.api_key}"
+        self._headers = headers
+
+    def prepare(self, call: Call) -> UpstreamRequest:
+        body = call.raw
+        changed = False
+        payload = call.body
+        if call.upstream_model != call.model:
+            payload = {**payload, "model": call.upstream_model}
+            changed = True
+        if call.stream and not call.client_wants_usage and call.endpoint != "embeddings":
+            options = payload.get("stream_options")
+            options = {**options} if isinstance(options, dict) else {}
+            options["include_usage"] = True
+            payload = {**payload, "stream_options": options}
+            changed = True
+        if changed:
+            body = _encode(payload)
+        headers = self._headers
+        if call.forwarded_headers:
+            headers = {**headers, **dict(call.forwarded_headers)}
+        base = call.base_url or self.config.base_url
+        if call.base_url:
+            base = f"{base}/v1"
+        return UpstreamRequest("POST", f"{base}/{call.endpoint}", headers, body)
+
+    def relay(self, call: Call, account: ResponseAccount, redactor: Redactor) -> OpenAIRelay:
+        return OpenAIRelay(call.model, not call.client_wants_usage, account, redactor)
+
+    def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
+        try:
+            parsed = _decode(body)
+        except msgspec.DecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            account.add_response(parsed)
+            if parsed.get("model") not in (call.model, None):
+                return rewrite_model(body, call.model)
+        return body
+
+    def upstream_error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
+        return openai_error(self.config.name, status, body, retry_after)
+
+    async def list_models(self, http: httpx.AsyncClient) -> list[ModelEntry]:
+        headers = {k: v for k, v in self._headers.items() if k != "content-type"}
+        response = await http.get(f"{self.config.base_url}/models", headers=headers)
+        response.raise_for_status()
+        data: Any = response.json().get("data") or []
+        entries = []
+        for item in data:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                created = item.get("created")
+                entries.append(ModelEntry(item["id"], created if isinstance(created, int) else 0))
+        return entries

@@ -1,0 +1,97 @@
+"""Model name -> Route, in the contract's order (first match wins):
+
+1. an alias from ``WLM_ALIASES`` (applied once, then resolution goes on);
+2. a local model id;
+3. a ``WLM_ROUTES`` glob;
+4. a ``provider/`` prefix naming a configured provider (``local/<id>`` too);
+5. ``WLM_DEFAULT_PROVIDER``;
+6. otherwise :class:`~wlm.errors.ModelNotFound`.
+
+A route to a provider without a key raises :class:`~wlm.errors.ProviderNotConfigured`
+naming the variable to set, never a call without credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+
+from attrs import frozen
+
+from wlm.config import ProviderConfig, Settings
+from wlm.errors import ModelNotFound, ProviderNotConfigured
+
+__all__ = ["LOCAL", "Route", "Router"]
+
+LOCAL = "local"
+
+
+@frozen
+class Route:
+    """Where a model name leads: the provider, the model name upstream, and which rule matched."""
+
+    provider: str
+    upstream_model: str
+    rule: str  # "local", "route", "prefix", "default"
+
+
+class Router:
+    """Resolves model names for one Settings; ``local_ids`` is read on every call."""
+
+    def __init__(
+        self, settings: Settings, local_ids: Callable[[], frozenset[str]] = frozenset
+    ) -> None:
+        self._aliases = dict(settings.aliases)
+        self._routes = settings.routes
+        self._default = settings.default_provider
+        self._providers: dict[str, ProviderConfig] = {p.name: p for p in settings.providers}
+        self._local_ids = local_ids
+
+    def resolve(self, model: str) -> Route:
+        """The route for ``model``; raises ModelNotFound or ProviderNotConfigured."""
+        name = self._aliases.get(model, model)
+        route = self._match(name)
+        if route is None:
+            raise ModelNotFound(model, self._hint(name))
+        if route.provider != LOCAL:
+            provider = self._providers[route.provider]
+            if not provider.configured:
+                raise ProviderNotConfigured(
+                    f"Model '{model}' routes to provider '{provider.name}', which has no key: "
+                    f"set {provider.key_variable} (or {provider.name.upper()}_NO_KEY=true "
+                    "for a loopback/LAN server that needs none).",
+                    param="model",
+                )
+        return route
+
+    def routes_to(self, model: str, provider: str) -> bool:
+        """Whether ``model`` as written resolves to ``provider`` (used to list ids)."""
+        route = self._match(self._aliases.get(model, model))
+        return route is not None and route.provider == provider
+
+    def _match(self, name: str) -> Route | None:
+        local_ids = self._local_ids()
+        if name in local_ids:
+            return Route(LOCAL, name, "local")
+        for pattern in self._routes:
+            if fnmatchcase(name, pattern.pattern):
+                return Route(pattern.provider, name, "route")
+        prefix, slash, rest = name.partition("/")
+        if slash and rest:
+            if prefix == LOCAL and rest in local_ids:
+                return Route(LOCAL, rest, "prefix")
+            provider = self._providers.get(prefix)
+            if provider is not None and provider.configured:
+                return Route(prefix, rest, "prefix")
+        if self._default is not None:
+            return Route(self._default, name, "default")
+        return None
+
+    def _hint(self, name: str) -> str:
+        prefix, slash, _ = name.partition("/")
+        provider = self._providers.get(prefix) if slash else None
+        if provider is not None and not provider.configured:
+            return f"Provider '{prefix}' is not configured: set {provider.key_variable}."
+        if prefix == LOCAL and slash:
+            return "No such local model (see GET /v1/models)."
+        return "Name a configured provider as a prefix (e.g. 'openai/...'), or set WLM_ROUTES or WLM_DEFAULT_PROVIDER."

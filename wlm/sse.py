@@ -1,0 +1,158 @@
+"""Incremental Server-Sent Events parsing and writing.
+
+:class:`SSEParser` takes bytes as they arrive (any split, CR, LF or CRLF line ends,
+comments, multi-line ``data:``) and returns whole events. Each :class:`SSEEvent`
+keeps its raw block so a proxy can forward exactly one event per write without
+re-encoding it; fields are parsed only when asked for.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SSEEvent", "SSEParser", "encode_comment", "encode_event"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class SSEEvent:
+    """One event block. ``raw`` ends with the blank line; fields parse lazily."""
+
+    __slots__ = ("_comments", "_data", "_event", "_id", "_parsed", "_retry", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._parsed = False
+        self._event: str | None = None
+        self._data: str | None = None
+        self._id: str | None = None
+        self._retry: int | None = None
+        self._comments: list[str] = []
+
+    def _parse(self) -> None:
+        data_lines: list[str] | None = None
+        for line in self.raw.split(b"\n"):
+            if not line:
+                continue
+            if line[0] == 0x3A:  # ":" starts a comment
+                self._comments.append(line[1:].lstrip(b" ").decode("utf-8", "replace"))
+                continue
+            name, colon, value = line.partition(b":")
+            if colon and value[:1] == b" ":
+                value = value[1:]
+            text = value.decode("utf-8", "replace")
+            if name == b"data":
+                if data_lines is None:
+                    data_lines = []
+                data_lines.append(text)
+            elif name == b"event":
+                self._event = text
+            elif name == b"id":
+                if "\x00" not in text:
+                    self._id = text
+            elif name == b"retry" and text.isdigit():
+                self._retry = int(text)
+        if data_lines is not None:
+            self._data = "\n".join(data_lines)
+        self._parsed = True
+
+    @property
+    def event(self) -> str | None:
+        """The ``event:`` name, or None (the SSE default, "message")."""
+        if not self._parsed:
+            self._parse()
+        return self._event
+
+    @property
+    def data(self) -> str | None:
+        """The joined ``data:`` lines, or None for a block of comments only."""
+        if not self._parsed:
+            self._parse()
+        return self._data
+
+    @property
+    def id(self) -> str | None:
+        if not self._parsed:
+            self._parse()
+        return self._id
+
+    @property
+    def retry(self) -> int | None:
+        if not self._parsed:
+            self._parse()
+        return self._retry
+
+    @property
+    def comments(self) -> list[str]:
+        if not self._parsed:
+            self._parse()
+        return self._comments
+
+    def __repr__(self) -> str:
+        return f"SSEEvent(event={self.event!r}, data={self.data!r})"
+
+
+class SSEParser:
+    """Feed bytes in, get complete events out; ``pending`` holds an unfinished block."""
+
+    __slots__ = ("_buffer", "_started")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._started = False
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Return every event completed by ``chunk``, in order."""
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if not self._started and buffer:
+            if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
+                self._buffer = buffer
+                return []
+            if buffer.startswith(_BOM):
+                buffer = buffer[len(_BOM) :]
+            self._started = True
+        held = b""
+        if b"\r" in buffer:
+            # A CR at the very end may be the first half of a CRLF split across reads.
+            if buffer.endswith(b"\r"):
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events: list[SSEEvent] = []
+        start = 0
+        find = buffer.find
+        while True:
+            end = find(b"\n\n", start)
+            if end < 0:
+                break
+            while start < end and buffer[start] == 0x0A:  # stray blank lines
+                start += 1
+            if end > start:
+                events.append(SSEEvent(buffer[start : end + 2]))
+            start = end + 2
+        self._buffer = buffer[start:] + held
+        return events
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an event that has not been terminated by a blank line yet."""
+        return self._buffer.rstrip(b"\r")
+
+    def finish(self) -> list[SSEEvent]:
+        """End of input. Per the SSE spec an unterminated event is discarded; it is
+        returned here only if it is complete up to its last line (ends with a newline)."""
+        rest, self._buffer = self._buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n"), b""
+        if rest.strip(b"\n") and rest.endswith(b"\n"):
+            return [SSEEvent(rest.strip(b"\n") + b"\n\n")]
+        return []
+
+
+def encode_event(data: bytes | str, event: str | None = None) -> bytes:
+    """One SSE event; multi-line data becomes several ``data:`` lines."""
+    if isinstance(data, str):
+        data = data.encode()
+    lines = data.replace(b"\r\n", b"\n").split(b"\n")
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
+
+
+def encode_comment(text: str) -> bytes:
+    """A comment line, which clients ignore; used as a keep-alive."""
+    return b"".join(b": " + line.encode() + b"\n" for line in text.split("\n")) + b"\n"

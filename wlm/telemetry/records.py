@@ -1,0 +1,70 @@
+"""What one request leaves behind: a narrow RequestRecord and, apart, its conversation.
+
+Records are frozen values built once, when the request ends (ok, error or
+cancelled), and handed to the writer's queue. ``None`` means unknown: a token
+count the upstream did not report is ``None``, never a made-up 0.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from attrs import frozen
+
+__all__ = ["ConversationRecord", "RequestRecord"]
+
+
+@frozen
+class RequestRecord:
+    """One row of the ``requests`` table."""
+
+    id: str
+    started_at: datetime  # UTC
+    ended_at: datetime  # UTC
+    endpoint: str  # "chat/completions", "completions", "embeddings"
+    model: str  # as requested by the client
+    provider: str | None  # lowercase configured name; None when routing failed
+    upstream_model: str | None
+    stream: bool
+    status: str  # "ok" | "error" | "cancelled"
+    http_status: int | None
+    client: str | None = None  # client key name when client keys are on
+    request_id: str | None = None  # the x-request-id returned to the client
+    error_type: str | None = None
+    error_message: str | None = None  # redacted
+    ttft_ms: float | None = None
+    latency_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    tokens_per_s: float | None = None
+    cost_usd: float | None = None  # when the upstream reports it (OpenRouter)
+    finish_reason: str | None = None
+    attempts: int = 1
+    bytes_in: int | None = None
+    bytes_out: int | None = None
+    # llama.cpp timings for local requests
+    local_prompt_n: int | None = None
+    local_prompt_ms: float | None = None
+    local_predicted_n: int | None = None
+    local_predicted_ms: float | None = None
+    local_cache_n: int | None = None
+
+
+@frozen
+class ConversationRecord:
+    """One row of the ``conversations`` table, keyed by the request id.
+
+    ``request_json`` is the client's request body (messages, prompt or input) as
+    JSON text; ``response_text`` the assembled reply text; ``tool_calls_json`` the
+    assembled tool calls as a JSON list. All three are ``None`` when content
+    logging is off.
+    """
+
+    request_id: str
+    request_json: str | None
+    response_text: str | None
+    reasoning_text: str | None = None
+    tool_calls_json: str | None = None
