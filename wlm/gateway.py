@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 
+from wlm.auth import KeyRing
 from wlm.catalog import ModelCatalog
-from wlm.config import ProviderConfig, Settings
+from wlm.config import ClientKey, ProviderConfig, Settings
 from wlm.providers.base import Adapter, Redactor
 from wlm.providers.openai_compat import OpenAICompatAdapter
 from wlm.providers.transport import Transport
@@ -24,7 +25,7 @@ __all__ = ["Gateway"]
 log = logging.getLogger("wlm")
 
 
-def _make_adapter(config: ProviderConfig) -> Adapter:
+def _make_adapter(config: ProviderConfig, settings: Settings) -> Adapter:
     transport = Transport(
         config.name,
         connect_timeout_s=config.connect_timeout_s,
@@ -33,7 +34,7 @@ def _make_adapter(config: ProviderConfig) -> Adapter:
     if config.kind == "anthropic":
         from wlm.providers.anthropic import AnthropicAdapter
 
-        return AnthropicAdapter(config, transport)
+        return AnthropicAdapter(config, transport, settings.anthropic_max_tokens)
     return OpenAICompatAdapter(config, transport)
 
 
@@ -43,12 +44,16 @@ class Gateway:
     def __init__(self, settings: Settings, *, local: Any = None, telemetry: Any = None) -> None:
         self.settings = settings
         self.redactor = Redactor(settings.secrets())
+        self.client_keys = KeyRing(settings.api_keys)
+        self.admin_keys = KeyRing(
+            [ClientKey("admin", settings.admin_key)] if settings.admin_key else []
+        )
         self.local = local
         self.telemetry = telemetry
         local_ids = local.model_ids if local is not None else frozenset
         self.router = Router(settings, local_ids)
         self.adapters: dict[str, Adapter] = {
-            p.name: _make_adapter(p) for p in settings.providers if p.configured
+            p.name: _make_adapter(p, settings) for p in settings.providers if p.configured
         }
         local_config = ProviderConfig(
             name=LOCAL,
@@ -59,7 +64,7 @@ class Gateway:
             # A local engine may take long over a long prompt on a CPU.
             read_timeout_s=max(600.0, settings.local_load_timeout_s),
         )
-        self.adapters[LOCAL] = _make_adapter(local_config)
+        self.adapters[LOCAL] = _make_adapter(local_config, settings)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
         self.catalog = ModelCatalog(self)
         self.started = asyncio.Event()

@@ -1,0 +1,182 @@
+"""Anthropic Messages behind the OpenAI surface: the I/O shell around wlm.translate.
+
+The adapter injects ``x-api-key`` and ``anthropic-version``, forwards a client's
+``anthropic-beta`` unchanged, and leaves every mapping decision to the pure
+functions in :mod:`wlm.translate` (documented in docs/providers/anthropic.md).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+import msgspec
+
+from wlm.config import ProviderConfig
+from wlm.errors import BadRequest, GatewayError
+from wlm.providers.accounting import ResponseAccount
+from wlm.providers.base import Call, ModelEntry, Redactor, UpstreamRequest, error_event
+from wlm.providers.transport import Transport
+from wlm.sse import SSEEvent
+from wlm.translate import (
+    AnthropicStreamTranslator,
+    anthropic_error_to_openai,
+    from_anthropic_response,
+    to_anthropic_request,
+)
+
+__all__ = ["ANTHROPIC_VERSION", "AnthropicAdapter"]
+
+ANTHROPIC_VERSION = "2023-06-01"
+_decode = msgspec.json.decode
+_encode = msgspec.json.encode
+_DONE = b"data: [DONE]\n\n"
+
+
+class AnthropicRelay:
+    """Anthropic events in, OpenAI chunks out, through the pure stream translator."""
+
+    __slots__ = ("_redactor", "_translator", "account", "done", "token_seen")
+
+    def __init__(self, call: Call, account: ResponseAccount, redactor: Redactor) -> None:
+        self._translator = AnthropicStreamTranslator(
+            model=call.model, created=int(time.time()), include_usage=call.client_wants_usage
+        )
+        self._redactor = redactor
+        self.account = account
+        self.done = False
+        self.token_seen = False
+
+    def _emit(self, chunks: list[dict[str, Any]]) -> list[bytes]:
+        out = []
+        for chunk in chunks:
+            if self.account.add_chunk(chunk):
+                self.token_seen = True
+            out.append(self._redactor.bytes(b"data: " + _encode(chunk) + b"\n\n"))
+        translator = self._translator
+        if translator.usage is not None:
+            self.account.usage = translator.usage
+        if translator.done and not self.done:
+            self.done = True
+            if translator.error is None:
+                out.append(_DONE)
+        return out
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        data = event.data
+        if data is None:
+            return []
+        try:
+            payload = _decode(data)
+        except msgspec.DecodeError:
+            payload = None
+        if not isinstance(payload, dict):
+            self.done = True
+            self.account.error = {"message": "malformed event", "type": "upstream_error"}
+            return [
+                error_event(
+                    "The upstream sent a malformed stream event.",
+                    "upstream_error",
+                    "upstream_broken",
+                )
+            ]
+        return self._emit(self._translator.feed(event.event, payload))
+
+    def end(self) -> list[bytes]:
+        if self.done:
+            return []
+        out = self._emit(self._translator.finish())
+        self.done = True
+        return out
+
+
+class AnthropicAdapter:
+    """Adapter for the Anthropic Messages API."""
+
+    def __init__(
+        self, config: ProviderConfig, transport: Transport, default_max_tokens: int = 4096
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.default_max_tokens = default_max_tokens
+        self._headers = {
+            "content-type": "application/json",
+            "anthropic-version": ANTHROPIC_VERSION,
+            "accept-encoding": "gzip, deflate",
+        }
+        if config.api_key:
+            self._headers["x-api-key"] = config.api_key
+
+    def prepare(self, call: Call) -> UpstreamRequest:
+        if call.endpoint != "chat/completions":
+            raise BadRequest(
+                f"Provider '{self.config.name}' (Anthropic) has no /v1/{call.endpoint} endpoint; "
+                "use /v1/chat/completions.",
+                param="model",
+                code="unsupported_endpoint",
+            )
+        payload = to_anthropic_request(
+            call.body,
+            upstream_model=call.upstream_model,
+            default_max_tokens=self.default_max_tokens,
+        )
+        headers = self._headers
+        beta = dict(call.forwarded_headers).get("anthropic-beta")
+        if beta:
+            headers = {**headers, "anthropic-beta": beta}
+        return UpstreamRequest(
+            "POST", f"{self.config.base_url}/v1/messages", headers, _encode(payload)
+        )
+
+    def relay(self, call: Call, account: ResponseAccount, redactor: Redactor) -> AnthropicRelay:
+        return AnthropicRelay(call, account, redactor)
+
+    def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
+        try:
+            parsed = _decode(body)
+        except msgspec.DecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise GatewayError(
+                "Anthropic sent a response that is not a JSON object.",
+                status=502,
+                type="upstream_error",
+            )
+        out = from_anthropic_response(parsed, model=call.model, created=int(time.time()))
+        account.add_response(out)
+        account.upstream_model = (
+            parsed.get("model") if isinstance(parsed.get("model"), str) else None
+        )
+        return _encode(out)
+
+    def upstream_error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
+        return anthropic_error_to_openai(status, body, retry_after)
+
+    async def list_models(self, http: httpx.AsyncClient) -> list[ModelEntry]:
+        headers = {k: v for k, v in self._headers.items() if k != "content-type"}
+        entries: list[ModelEntry] = []
+        params: dict[str, Any] = {"limit": 1000}
+        for _ in range(20):  # pages
+            response = await http.get(
+                f"{self.config.base_url}/v1/models", headers=headers, params=params
+            )
+            response.raise_for_status()
+            page = response.json()
+            for item in page.get("data") or ():
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    entries.append(ModelEntry(item["id"], _epoch(item.get("created_at"))))
+            if not page.get("has_more") or not page.get("last_id"):
+                break
+            params = {"limit": 1000, "after_id": page["last_id"]}
+        return entries
+
+
+def _epoch(value: Any) -> int:
+    if isinstance(value, str):
+        try:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            return 0
+    return 0
