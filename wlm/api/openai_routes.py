@@ -8,6 +8,7 @@ from litestar import Request, Response, get
 from litestar.handlers import asgi
 from litestar.types import Receive, Scope, Send
 
+from wlm.api.guards import client_guard
 from wlm.api.proxy import proxy_endpoint
 from wlm.errors import GatewayError, ModelNotFound
 from wlm.gateway import Gateway
@@ -56,13 +57,13 @@ def _proxied(endpoint: str) -> Any:
     return asgi(path=[f"{p}/{endpoint}" for p in _PREFIXES], copy_scope=False)(handler)
 
 
-@get([f"{p}/models" for p in _PREFIXES])
+@get([f"{p}/models" for p in _PREFIXES], guards=[client_guard])
 async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
     gateway: Gateway = request.app.state.gateway
     return json_response({"object": "list", "data": await gateway.catalog.entries()})
 
 
-@get([f"{p}/models/{{model_id:path}}" for p in _PREFIXES])
+@get([f"{p}/models/{{model_id:path}}" for p in _PREFIXES], guards=[client_guard])
 async def get_model(request: Request[Any, Any, Any], model_id: str) -> Response[Any]:
     gateway: Gateway = request.app.state.gateway
     wanted = model_id.lstrip("/")

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from wlm.api.recording import Outcome, record_request
-from wlm.errors import BadRequest, GatewayError, UpstreamBroken
+from wlm.auth import presented_key
+from wlm.errors import AuthenticationFailed, BadRequest, GatewayError, UpstreamBroken
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import FORWARDED_HEADERS, Call, error_event
 from wlm.routing.resolve import LOCAL
@@ -131,6 +132,7 @@ class _Exchange:
         "bytes_in",
         "bytes_out",
         "call",
+        "client",
         "endpoint",
         "gateway",
         "headers_sent",
@@ -153,6 +155,7 @@ class _Exchange:
         self.started = time.perf_counter()
         self.started_at = datetime.now(UTC)
         self.model: str | None = None
+        self.client: str | None = None
         self.route: Any = None
         self.call: Call | None = None
         self.stream = False
@@ -209,6 +212,13 @@ async def proxy_endpoint(
                 return
 
     try:
+        if gateway.client_keys:
+            exchange.client = gateway.client_keys.identify(presented_key(scope["headers"]))
+            if exchange.client is None:
+                raise AuthenticationFailed(
+                    "Missing or invalid API key: send 'Authorization: Bearer <key>' "
+                    "with a key from WLM_API_KEYS."
+                )
         raw = await _read_body(receive, gateway.settings.max_body_bytes)
         exchange.bytes_in = len(raw)
         watcher = asyncio.create_task(watch_disconnect())

@@ -100,7 +100,7 @@ def _submit(exchange: _Exchange, telemetry: Any) -> None:
         stream=exchange.stream,
         status=outcome.status,
         http_status=outcome.http_status,
-        client=None,
+        client=exchange.client,
         request_id=exchange.request_id,
         error_type=outcome.error_type,
         error_message=outcome.error_message,

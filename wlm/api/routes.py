@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from wlm.api.management import MANAGEMENT_ROUTES
 from wlm.api.openai_routes import ROUTES as OPENAI_ROUTES
 
 __all__ = ["all_routes"]
 
 
 def all_routes() -> list[Any]:
-    return [*OPENAI_ROUTES]
+    return [*OPENAI_ROUTES, *MANAGEMENT_ROUTES]

@@ -1,0 +1,154 @@
+"""Management API under /api: local models and instances, logs, SQL over telemetry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+from litestar import Request, Response, get, post
+from litestar.response import Stream
+
+from wlm.api.guards import admin_guard
+from wlm.api.openai_routes import json_response
+from wlm.errors import BadRequest, GatewayError, ModelNotFound
+from wlm.gateway import Gateway
+from wlm.sse import encode_event
+
+__all__ = ["MANAGEMENT_ROUTES"]
+
+
+def _gateway(request: Request[Any, Any, Any]) -> Gateway:
+    return request.app.state.gateway
+
+
+def _local(request: Request[Any, Any, Any]) -> Any:
+    local = _gateway(request).local
+    if local is None:
+        raise GatewayError("Local models are disabled.", status=404, type="not_found_error")
+    return local
+
+
+def _plain(value: Any) -> Any:
+    """attrs values (with enums and datetimes) as JSON-ready data."""
+    if attrs.has(type(value)):
+        return {k: _plain(v) for k, v in attrs.asdict(value, recurse=False).items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "value") and not isinstance(value, int | float | str | bool):
+        return value.value
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    return value
+
+
+def _known(local: Any, model_id: str) -> str:
+    model_id = model_id.lstrip("/")
+    if model_id.startswith("local/") and not local.has_model(model_id):
+        model_id = model_id[len("local/") :]
+    if not local.has_model(model_id):
+        raise ModelNotFound(model_id, "No such local model (GET /api/models lists them).")
+    return model_id
+
+
+@get("/api/models", guards=[admin_guard])
+async def api_models(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Local models with state and metadata, plus every provider's models."""
+    gateway = _gateway(request)
+    local = [_plain(m) for m in gateway.local.list_models()] if gateway.local else []
+    providers = [e for e in await gateway.catalog.entries() if e["provider"] != "local"]
+    listings = {
+        listing.provider: {"error": listing.error, "count": len(listing.models)}
+        for listing in gateway.catalog.listings()
+    }
+    return json_response({"local": local, "providers": providers, "provider_status": listings})
+
+
+@post("/api/models/{path:path}", guards=[admin_guard], status_code=200)
+async def api_model_action(request: Request[Any, Any, Any], path: str) -> Response[Any]:
+    """``POST /api/models/{id}/load`` and ``POST /api/models/{id}/unload`` (ids may hold '/')."""
+    local = _local(request)
+    model_id, _, action = path.strip("/").rpartition("/")
+    if action not in ("load", "unload"):
+        raise GatewayError(
+            f"No such action: {action!r}; use load or unload.",
+            status=404,
+            type="invalid_request_error",
+        )
+    model_id = _known(local, model_id)
+    if action == "load":
+        await local.load(model_id)
+        return json_response({"id": model_id, "state": "ready"})
+    await local.unload(model_id)
+    return json_response({"id": model_id, "state": "stopped"})
+
+
+@get("/api/instances", guards=[admin_guard])
+async def api_instances(request: Request[Any, Any, Any]) -> Response[Any]:
+    local = _gateway(request).local
+    instances = [_plain(i) for i in local.instances()] if local else []
+    return json_response({"data": instances})
+
+
+@get("/api/instances/{path:path}", guards=[admin_guard])
+async def api_instance_logs(request: Request[Any, Any, Any], path: str) -> Response[Any] | Stream:
+    """``GET /api/instances/{id}/logs`` (the buffered tail) and ``.../logs/stream`` (live SSE)."""
+    local = _local(request)
+    path = path.strip("/")
+    if path.endswith("/logs/stream"):
+        model_id = _known(local, path.removesuffix("/logs/stream"))
+
+        async def events() -> AsyncIterator[bytes]:
+            async for line in local.follow_logs(model_id):
+                yield encode_event(line, event="log")
+
+        return Stream(
+            events(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+    if path.endswith("/logs"):
+        model_id = _known(local, path.removesuffix("/logs"))
+        return json_response({"id": model_id, "lines": list(local.logs(model_id))})
+    raise GatewayError(
+        f"No such endpoint: /api/instances/{path}.", status=404, type="invalid_request_error"
+    )
+
+
+@post("/api/sql", guards=[admin_guard], status_code=200)
+async def api_sql(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Read-only SQL over the telemetry (what ``wlm sql`` uses while the server runs)."""
+    gateway = _gateway(request)
+    if gateway.telemetry is None:
+        raise GatewayError("Telemetry is disabled.", status=404, type="not_found_error")
+    try:
+        payload = await request.json()
+    except Exception:
+        raise BadRequest('Send a JSON object {"sql": "SELECT ..."}.') from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):
+        raise BadRequest('Send a JSON object {"sql": "SELECT ..."}.', param="sql")
+    from wlm.telemetry.query import ForbiddenQuery, run_user_sql
+
+    max_rows = payload.get("max_rows", 10_000)
+    if not isinstance(max_rows, int) or max_rows < 1:
+        raise BadRequest("'max_rows' must be a positive integer.", param="max_rows")
+    try:
+        result = await run_user_sql(gateway.telemetry, payload["sql"], max_rows=max_rows)
+    except ForbiddenQuery as exc:
+        raise GatewayError(
+            str(exc), status=400, type="invalid_request_error", code="forbidden_query"
+        ) from None
+    return json_response(
+        {
+            "columns": list(result.columns),
+            "rows": _plain(list(result.rows)),
+            "truncated": result.truncated,
+        }
+    )
+
+
+MANAGEMENT_ROUTES = [api_models, api_model_action, api_instances, api_instance_logs, api_sql]
