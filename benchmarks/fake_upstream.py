@@ -1,0 +1,257 @@
+"""A very fast fake OpenAI upstream for benchmarks: a raw RSGI app on Granian, one worker.
+
+    python benchmarks/fake_upstream.py --port 9100 [--host 127.0.0.1] [--api-key KEY]
+
+`POST /v1/chat/completions` (also `/chat/completions`):
+  * non-stream: a fixed 729-byte `chat.completion` (as in PERF_BASELINE.md);
+  * `"stream": true`: 20 content chunks (the first also carries the role), a finish chunk,
+    a `choices: []` usage chunk and `data: [DONE]`, each written as its own send;
+  * `"model": "paced:<ms>"` with `"stream": true`: the same stream with <ms> between content
+    chunks (for the paced-streams measurement).
+`GET /v1/models` answers a one-entry list (handy as a readiness probe). With `--api-key`,
+requests must carry `Authorization: Bearer <key>` or get OpenAI's 401.
+
+Everything is encoded once at import; the request path only decodes `model` and `stream`
+with msgspec and writes prebuilt bytes, so the fake stays far faster than any proxy under
+test. Responses reuse one id: benchmarks measure transport, not content.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+_KEY_ENV = "WLM_FAKE_UPSTREAM_API_KEY"
+_MODEL = "gpt-4o-mini"
+_CREATED = 1747148049
+_COMPLETION_SIZE = 729
+_STREAM_CHUNKS = 20
+
+
+class _Request(msgspec.Struct):
+    """The only fields the fake looks at; the rest of the body is skipped."""
+
+    model: str = ""
+    stream: bool = False
+
+
+_decode = msgspec.json.Decoder(_Request).decode
+
+
+def _compact(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _completion(size: int) -> bytes:
+    """A `chat.completion` whose content is padded so the body is exactly `size` bytes."""
+
+    def build(content: str) -> bytes:
+        return _compact(
+            {
+                "id": "chatcmpl-FastFakeUpstream000000000000",
+                "object": "chat.completion",
+                "created": _CREATED,
+                "model": _MODEL,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": content,
+                            "refusal": None,
+                            "annotations": [],
+                        },
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 11,
+                    "completion_tokens": 7,
+                    "total_tokens": 18,
+                    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                    "completion_tokens_details": {
+                        "reasoning_tokens": 0,
+                        "audio_tokens": 0,
+                        "accepted_prediction_tokens": 0,
+                        "rejected_prediction_tokens": 0,
+                    },
+                },
+                "service_tier": "default",
+                "system_fingerprint": "fp_fastfake",
+            }
+        )
+
+    filler = "Hello from the fast fake upstream. " * 40
+    missing = size - len(build(""))
+    return build(filler[:missing])
+
+
+def _stream_events() -> tuple[bytes, tuple[bytes, ...], tuple[bytes, ...]]:
+    """(first content chunk, remaining content chunks, finish + usage + [DONE])."""
+
+    def chunk(choices: list[Any], usage: Any = None) -> bytes:
+        return (
+            b"data: "
+            + _compact(
+                {
+                    "id": "chatcmpl-FastFakeUpstream000000000000",
+                    "object": "chat.completion.chunk",
+                    "created": _CREATED,
+                    "model": _MODEL,
+                    "system_fingerprint": "fp_fastfake",
+                    "choices": choices,
+                    "usage": usage,
+                }
+            )
+            + b"\n\n"
+        )
+
+    def delta(body: dict[str, Any], finish: str | None = None) -> list[Any]:
+        return [{"index": 0, "delta": body, "logprobs": None, "finish_reason": finish}]
+
+    first = chunk(delta({"role": "assistant", "content": "token0 "}))
+    rest = tuple(chunk(delta({"content": f"token{i} "})) for i in range(1, _STREAM_CHUNKS))
+    usage = {
+        "prompt_tokens": 11,
+        "completion_tokens": _STREAM_CHUNKS,
+        "total_tokens": 11 + _STREAM_CHUNKS,
+    }
+    tail = (chunk(delta({}, "stop")), chunk([], usage), b"data: [DONE]\n\n")
+    return first, rest, tail
+
+
+COMPLETION = _completion(_COMPLETION_SIZE)
+FIRST, REST, TAIL = _stream_events()
+MODELS = _compact(
+    {
+        "object": "list",
+        "data": [{"id": _MODEL, "object": "model", "created": _CREATED, "owned_by": "system"}],
+    }
+)
+_JSON = [("content-type", "application/json")]
+_SSE = [("content-type", "text/event-stream; charset=utf-8")]
+_UNAUTHORIZED = _compact(
+    {
+        "error": {
+            "message": "Incorrect API key provided. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
+)
+_BAD_JSON = _compact(
+    {
+        "error": {
+            "message": "We could not parse the JSON body of your request.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+)
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+
+
+def _not_found(method: str, path: str) -> bytes:
+    return _compact(
+        {
+            "error": {
+                "message": f"Invalid URL ({method} {path})",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        }
+    )
+
+
+def _pace_ms(model: str) -> float:
+    """Milliseconds between content chunks for `paced:<ms>`, else 0."""
+    if not model.startswith("paced:"):
+        return 0.0
+    try:
+        return max(0.0, float(model[len("paced:") :]))
+    except ValueError:
+        return 0.0
+
+
+class FastUpstream:
+    """The RSGI application; `api_key` None accepts any (or no) Authorization header."""
+
+    def __init__(self, api_key: str | None) -> None:
+        self._authorization = f"Bearer {api_key}" if api_key else None
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        """Serve one HTTP request (RSGI: read with `proto()`, answer with `response_*`)."""
+        if scope.proto != "http":
+            return
+        body = await proto()
+        if self._authorization and scope.headers.get("authorization") != self._authorization:
+            proto.response_bytes(401, _JSON, _UNAUTHORIZED)
+            return
+        if scope.method == "GET" and scope.path in ("/v1/models", "/models"):
+            proto.response_bytes(200, _JSON, MODELS)
+            return
+        if scope.method != "POST" or scope.path not in _CHAT_PATHS:
+            proto.response_bytes(404, _JSON, _not_found(scope.method, scope.path))
+            return
+        try:
+            request = _decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            proto.response_bytes(400, _JSON, _BAD_JSON)
+            return
+        if not request.stream:
+            proto.response_bytes(200, _JSON, COMPLETION)
+            return
+        transport = proto.response_stream(200, _SSE)
+        pause = _pace_ms(request.model) / 1000
+        await transport.send_bytes(FIRST)
+        for event in REST:
+            if pause:
+                await asyncio.sleep(pause)
+            await transport.send_bytes(event)
+        for event in TAIL:
+            await transport.send_bytes(event)
+
+
+# Granian imports this module in its worker process and serves `app`; the key travels
+# through the environment because the worker does not see our command line.
+app = FastUpstream(os.environ.get(_KEY_ENV) or None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and serve until interrupted."""
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--api-key", default=None, help="require this bearer key")
+    args = parser.parse_args(argv)
+    if args.api_key:
+        os.environ[_KEY_ENV] = args.api_key
+    Granian(
+        target="fake_upstream:app",
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.RSGI,
+        workers=1,
+        http=HTTPModes.http1,
+        backlog=2048,
+        log_access=False,
+        working_dir=Path(__file__).resolve().parent,
+    ).serve()
+
+
+if __name__ == "__main__":
+    main()

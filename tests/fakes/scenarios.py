@@ -1,0 +1,184 @@
+"""Scenario names a test puts in the request's `model` field, and recorded replies to replay.
+
+A test drives the fake upstream through a real SDK client, so the only knob it has is the
+request body. The `model` field selects what the fake does:
+
+    <anything else>           an ordinary answer (stream or not, as the request asks)
+    replay:<fixture-stem>     a recorded response from tests/fixtures/wire, byte for byte
+    error:<status>[-<variant>]  the vendor's error body for that status (variants: echo, quota)
+    tools                     two parallel tool calls
+    paced:<ms>[:<n>]          a stream of n content chunks (default 5) sent <ms> apart
+    hang                      read the request, never answer
+    hang-body                 send 200 and the stream headers, then nothing
+    reset:<n>                 send n stream events, then abort the TCP connection
+    midstream-error           200, two content chunks, then the vendor's mid-stream error
+    malformed                 200 stream with a truncated JSON data line
+    slow-first:<ms>           wait <ms> before the first byte, then an ordinary answer
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import yaml
+from attrs import frozen
+
+WIRE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "wire"
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+
+# Recorded headers that describe the original transfer rather than the reply: the fake
+# sends the decoded body itself, with its own framing and date.
+_TRANSFER_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "content-encoding", "connection", "date", "keep-alive"}
+)
+
+
+class Kind(enum.Enum):
+    """What the fake does with one request."""
+
+    ORDINARY = "ordinary"
+    REPLAY = "replay"
+    ERROR = "error"
+    TOOLS = "tools"
+    PACED = "paced"
+    HANG = "hang"
+    HANG_BODY = "hang-body"
+    RESET = "reset"
+    MIDSTREAM_ERROR = "midstream-error"
+    MALFORMED = "malformed"
+    SLOW_FIRST = "slow-first"
+
+
+# Scenarios that always answer with a 200 event stream, whatever `stream` says.
+STREAM_ONLY = frozenset(
+    {Kind.PACED, Kind.HANG_BODY, Kind.RESET, Kind.MIDSTREAM_ERROR, Kind.MALFORMED}
+)
+
+
+class ScenarioError(ValueError):
+    """A `model` value that names a scenario but whose parameters do not parse."""
+
+
+@frozen
+class Scenario:
+    """One parsed scenario; only the fields its kind uses are meaningful."""
+
+    kind: Kind
+    fixture: str = ""
+    status: int = 0
+    variant: str = ""
+    interval_ms: int = 0
+    chunks: int = 5
+    delay_ms: int = 0
+
+
+@frozen
+class Reply:
+    """A complete HTTP answer: status, headers in order (repeats allowed) and body."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    @property
+    def is_event_stream(self) -> bool:
+        """True when the reply is `text/event-stream` (written event by event)."""
+        return any(
+            name.lower() == "content-type" and value.startswith("text/event-stream")
+            for name, value in self.headers
+        )
+
+
+def _int_param(text: str, model: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ScenarioError(f"bad number {text!r} in fake scenario {model!r}") from None
+    if value < minimum:
+        raise ScenarioError(f"{value} is below {minimum} in fake scenario {model!r}")
+    return value
+
+
+def parse_scenario(model: str) -> Scenario:
+    """Map a request's `model` value to a scenario; unknown names are ordinary answers."""
+    head, _, rest = model.partition(":")
+    if model in ("tools", "hang", "hang-body", "midstream-error", "malformed"):
+        return Scenario(Kind(model))
+    if head == "replay" and rest:
+        if "/" in rest or "\\" in rest or rest.startswith("."):
+            raise ScenarioError(f"fixture stem {rest!r} must be a plain file stem")
+        return Scenario(Kind.REPLAY, fixture=rest)
+    if head == "error" and rest:
+        status_text, _, variant = rest.partition("-")
+        status = _int_param(status_text, model, 400)
+        if status > 599 or variant not in ("", "echo", "quota"):
+            raise ScenarioError(f"unknown error scenario {model!r}")
+        return Scenario(Kind.ERROR, status=status, variant=variant)
+    if head == "paced" and rest:
+        interval, _, count = rest.partition(":")
+        chunks = _int_param(count, model, 1) if count else 5
+        return Scenario(Kind.PACED, interval_ms=_int_param(interval, model, 0), chunks=chunks)
+    if head == "reset" and rest:
+        return Scenario(Kind.RESET, chunks=_int_param(rest, model, 0))
+    if head == "slow-first" and rest:
+        return Scenario(Kind.SLOW_FIRST, delay_ms=_int_param(rest, model, 0))
+    return Scenario(Kind.ORDINARY)
+
+
+def split_sse_events(body: bytes) -> list[bytes]:
+    """Cut an SSE body after each blank line, so the pieces concatenate back to `body`."""
+    pieces: list[bytes] = []
+    start = 0
+    while True:
+        end = body.find(b"\n\n", start)
+        if end < 0:
+            break
+        pieces.append(body[start : end + 2])
+        start = end + 2
+    if start < len(body):
+        pieces.append(body[start:])
+    return pieces
+
+
+def _cassette_response(cassette: Path, index: int) -> tuple[int, tuple[tuple[str, str], ...]]:
+    """Status and replayable headers of interaction `index` in a VCR cassette."""
+    with cassette.open("rb") as handle:
+        data = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    response = data["interactions"][index]["response"]
+    headers = tuple(
+        (name.lower(), str(value))
+        for name, values in response.get("headers", {}).items()
+        if name.lower() not in _TRANSFER_HEADERS
+        for value in values
+    )
+    return int(response["status"]["code"]), headers
+
+
+def load_replay(stem: str, wire_dir: Path = WIRE_DIR) -> Reply:
+    """Load a recorded answer by fixture stem.
+
+    `<cassette>.<n>` serves `extracted/<cassette>.<n>.response.sse|json` with the status and
+    headers of interaction n of `<cassette>.vcr.yaml`; a bare stem serves `<stem>.sse` from
+    the wire directory (raw SSE text with no HTTP wrapper) as a 200 event stream.
+    """
+    sse = wire_dir / "extracted" / f"{stem}.response.sse"
+    recorded_json = sse.with_name(f"{stem}.response.json")
+    if sse.is_file():
+        path, content_type = sse, SSE_CONTENT_TYPE
+    elif recorded_json.is_file():
+        path, content_type = recorded_json, "application/json"
+    else:
+        raw = wire_dir / f"{stem}.sse"
+        if not raw.is_file():
+            raise ScenarioError(f"no recorded response for fixture stem {stem!r}")
+        return Reply(200, (("content-type", SSE_CONTENT_TYPE),), raw.read_bytes())
+    cassette_name, _, index_text = stem.rpartition(".")
+    cassette = wire_dir / f"{cassette_name}.vcr.yaml"
+    if cassette.is_file() and index_text.isdigit():
+        status, headers = _cassette_response(cassette, int(index_text))
+    else:
+        status, headers = 200, ()
+    if not any(name == "content-type" for name, _ in headers):
+        headers = (("content-type", content_type), *headers)
+    return Reply(status, headers, path.read_bytes())
