@@ -174,7 +174,7 @@ class FakeUpstream:
     def __init__(self, flavor: str, api_key: str | None = None, *, wire_dir: Path = WIRE_DIR):
         self.flavor = flavor
         self._dialect = _dialect_for(flavor)
-        self.api_key = api_key or DEFAULT_KEYS[flavor]
+        self.api_key: str | None = api_key or DEFAULT_KEYS[flavor]
         self.models: list[str | Mapping[str, Any]] = list(DEFAULT_MODELS[flavor])
         self.requests: list[RecordedRequest] = []
         self.sent_at: dict[int, list[float]] = {}
@@ -366,7 +366,7 @@ class FakeUpstream:
     async def _dispatch(self, request: web.Request, index: int) -> web.StreamResponse:
         dialect = self._dialect
         recorded = self.requests[index]
-        denied = dialect.auth_error(recorded.headers, self.api_key)
+        denied = dialect.auth_error(recorded.headers, self.api_key) if self.api_key else None
         if denied is not None:
             return _response(denied)
         path = request.path
@@ -423,9 +423,10 @@ class FakeUpstream:
             assert answer is not None  # `known` routes always have an answer
             return _response(answer)
         tools = scenario.kind is Kind.TOOLS
+        stop = scenario.stop_reason
         if data.get("stream") is not True and scenario.kind not in STREAM_ONLY:
-            return _response(dialect.chat(data, tools=tools))
-        plan = dialect.chat_stream(data, self._pieces(scenario), tools=tools)
+            return _response(dialect.chat(data, tools=tools, stop_reason=stop))
+        plan = dialect.chat_stream(data, self._pieces(scenario), tools=tools, stop_reason=stop)
         return await self._play(request, index, 200, plan.headers, _plan_steps(plan, scenario))
 
     def _pieces(self, scenario: Scenario) -> Sequence[str]:
