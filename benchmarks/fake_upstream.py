@@ -8,8 +8,14 @@
     a `choices: []` usage chunk and `data: [DONE]`, each written as its own send;
   * `"model": "paced:<ms>"` with `"stream": true`: the same stream with <ms> between content
     chunks (for the paced-streams measurement).
+`POST /v1/messages` (Anthropic Messages, for the translated path of `proxy.py --translated`):
+  * non-stream: a fixed `message` with one text block and `end_turn`;
+  * `"stream": true`: Anthropic's event sequence (message_start, content_block_start, ping,
+    20 `text_delta`s, content_block_stop, message_delta, message_stop), each its own send;
+  * `"model": "paced:<ms>"` paces the text deltas as above.
 `GET /v1/models` answers a one-entry list (handy as a readiness probe). With `--api-key`,
-requests must carry `Authorization: Bearer <key>` or get OpenAI's 401.
+chat requests must carry `Authorization: Bearer <key>` (Messages requests `x-api-key: <key>`)
+or get the vendor's 401.
 
 Everything is encoded once at import; the request path only decodes `model` and `stream`
 with msgspec and writes prebuilt bytes, so the fake stays far faster than any proxy under
@@ -29,6 +35,7 @@ import msgspec
 
 _KEY_ENV = "WLM_FAKE_UPSTREAM_API_KEY"
 _MODEL = "gpt-4o-mini"
+_ANTHROPIC_MODEL = "claude-bench"
 _CREATED = 1747148049
 _COMPLETION_SIZE = 729
 _STREAM_CHUNKS = 20
@@ -127,8 +134,84 @@ def _stream_events() -> tuple[bytes, tuple[bytes, ...], tuple[bytes, ...]]:
     return first, rest, tail
 
 
+def _anthropic_event(name: str, obj: Any) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + _compact(obj) + b"\n\n"
+
+
+def _anthropic_usage(output_tokens: int) -> dict[str, Any]:
+    return {
+        "input_tokens": 11,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def _anthropic_message(content: list[Any], stop_reason: str | None, output_tokens: int) -> Any:
+    return {
+        "model": _ANTHROPIC_MODEL,
+        "id": "msg_01FastFakeUpstream00000000",
+        "type": "message",
+        "role": "assistant",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": _anthropic_usage(output_tokens),
+    }
+
+
+def _anthropic_stream_events() -> tuple[tuple[bytes, ...], ...]:
+    """(message_start + block start + ping, the text deltas, block stop + delta + stop)."""
+    head = (
+        _anthropic_event(
+            "message_start",
+            {"type": "message_start", "message": _anthropic_message([], None, 1)},
+        ),
+        _anthropic_event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        b'event: ping\ndata: {"type": "ping"}\n\n',
+    )
+    deltas = tuple(
+        _anthropic_event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": f"token{i} "},
+            },
+        )
+        for i in range(_STREAM_CHUNKS)
+    )
+    tail = (
+        _anthropic_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _anthropic_event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": _STREAM_CHUNKS},
+            },
+        ),
+        _anthropic_event("message_stop", {"type": "message_stop"}),
+    )
+    return head, deltas, tail
+
+
 COMPLETION = _completion(_COMPLETION_SIZE)
 FIRST, REST, TAIL = _stream_events()
+MESSAGE = _compact(
+    _anthropic_message(
+        [{"type": "text", "text": "Hello from the fast fake upstream."}], "end_turn", 7
+    )
+)
+AN_HEAD, AN_DELTAS, AN_TAIL = _anthropic_stream_events()
 MODELS = _compact(
     {
         "object": "list",
@@ -158,7 +241,25 @@ _BAD_JSON = _compact(
         }
     }
 )
+_ANTHROPIC_UNAUTHORIZED = _compact(
+    {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+        "request_id": "req_011CFastFakeUpstream0000",
+    }
+)
+_ANTHROPIC_BAD_JSON = _compact(
+    {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "The request body is not valid JSON.",
+        },
+        "request_id": "req_011CFastFakeUpstream0000",
+    }
+)
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_MESSAGES_PATH = "/v1/messages"
 
 
 def _not_found(method: str, path: str) -> bytes:
@@ -188,6 +289,7 @@ class FastUpstream:
     """The RSGI application; `api_key` None accepts any (or no) Authorization header."""
 
     def __init__(self, api_key: str | None) -> None:
+        self._api_key = api_key
         self._authorization = f"Bearer {api_key}" if api_key else None
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
@@ -195,6 +297,9 @@ class FastUpstream:
         if scope.proto != "http":
             return
         body = await proto()
+        if scope.method == "POST" and scope.path == _MESSAGES_PATH:
+            await self._messages(scope, proto, body)
+            return
         if self._authorization and scope.headers.get("authorization") != self._authorization:
             proto.response_bytes(401, _JSON, _UNAUTHORIZED)
             return
@@ -220,6 +325,30 @@ class FastUpstream:
                 await asyncio.sleep(pause)
             await transport.send_bytes(event)
         for event in TAIL:
+            await transport.send_bytes(event)
+
+    async def _messages(self, scope: Any, proto: Any, body: bytes) -> None:
+        """Anthropic's `POST /v1/messages`: a message, or its event stream."""
+        if self._api_key and scope.headers.get("x-api-key") != self._api_key:
+            proto.response_bytes(401, _JSON, _ANTHROPIC_UNAUTHORIZED)
+            return
+        try:
+            request = _decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            proto.response_bytes(400, _JSON, _ANTHROPIC_BAD_JSON)
+            return
+        if not request.stream:
+            proto.response_bytes(200, _JSON, MESSAGE)
+            return
+        transport = proto.response_stream(200, _SSE)
+        pause = _pace_ms(request.model) / 1000
+        for event in AN_HEAD:
+            await transport.send_bytes(event)
+        for event in AN_DELTAS:
+            if pause:
+                await asyncio.sleep(pause)
+            await transport.send_bytes(event)
+        for event in AN_TAIL:
             await transport.send_bytes(event)
 
 

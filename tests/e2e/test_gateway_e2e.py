@@ -36,7 +36,7 @@ class World:
         self.http = httpx.Client(base_url=server.base_url, timeout=20)
         self.responses: list[str] = []  # everything a client saw, for the leak scan
 
-    def keys(self) -> list[str]:
+    def provider_keys(self) -> list[str]:
         return [fake.api_key for fake in self.fakes.values() if fake.api_key]
 
     def post(self, body: dict, **kwargs: object) -> httpx.Response:
@@ -443,7 +443,7 @@ def test_models_are_merged_and_route_back(world: World) -> None:
 
 def test_zz_no_key_leaked_in_responses_or_logs(world: World) -> None:
     log = world.server.log()
-    for key in world.keys():
+    for key in world.provider_keys():
         assert key not in log
         for seen in world.responses:
             assert key not in seen
@@ -451,5 +451,5 @@ def test_zz_no_key_leaked_in_responses_or_logs(world: World) -> None:
     for path in data_dir.rglob("*"):
         if path.is_file():
             content = path.read_bytes()
-            for key in world.keys():
+            for key in world.provider_keys():
                 assert key.encode() not in content, f"{key} in {path}"

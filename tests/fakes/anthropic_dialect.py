@@ -61,6 +61,7 @@ _DISPLAY_NAMES = {
     "claude-opus-4-1-20250805": ("Claude Opus 4.1", "2025-08-05T00:00:00Z"),
 }
 _TOOL_PREAMBLE = "I'll check both cities."
+_STOP_SEQUENCE = "###"
 
 
 def _usage(output_tokens: int) -> dict[str, Any]:
@@ -180,12 +181,13 @@ class AnthropicDialect:
             for arguments, _ in TOOL_CALLS
         ]
 
-    def chat(self, body: Mapping[str, Any], *, tools: bool) -> Reply:
+    def chat(self, body: Mapping[str, Any], *, tools: bool, stop_reason: str = "") -> Reply:
         """A `message`: one text block, or text plus two `tool_use` blocks."""
         text = _TOOL_PREAMBLE if tools else f"Hello from fake-{self.flavor}"
         content: list[dict[str, Any]] = [{"type": "text", "text": text}]
         if tools:
             content += self._tool_blocks(body)
+        reason = stop_reason or ("tool_use" if tools else "end_turn")
         return self._reply(
             {
                 "model": model_of(body),
@@ -193,15 +195,15 @@ class AnthropicDialect:
                 "type": "message",
                 "role": "assistant",
                 "content": content,
-                "stop_reason": "tool_use" if tools else "end_turn",
-                "stop_sequence": None,
+                "stop_reason": reason,
+                "stop_sequence": _stop_sequence(reason),
                 "stop_details": None,
                 "usage": _usage(COMPLETION_TOKENS),
             }
         )
 
     def chat_stream(
-        self, body: Mapping[str, Any], pieces: Sequence[str], *, tools: bool
+        self, body: Mapping[str, Any], pieces: Sequence[str], *, tools: bool, stop_reason: str = ""
     ) -> StreamPlan:
         """message_start, text block (+ tool_use blocks), message_delta, message_stop."""
         event = _Events()
@@ -257,12 +259,13 @@ class AnthropicDialect:
             "cache_read_input_tokens": 0,
             "output_tokens": COMPLETION_TOKENS,
         }
+        reason = stop_reason or ("tool_use" if tools else "end_turn")
         finish = event(
             {
                 "type": "message_delta",
                 "delta": {
-                    "stop_reason": "tool_use" if tools else "end_turn",
-                    "stop_sequence": None,
+                    "stop_reason": reason,
+                    "stop_sequence": _stop_sequence(reason),
                     "stop_details": None,
                 },
                 "usage": usage,
@@ -321,6 +324,11 @@ def presented_key(headers: Mapping[str, str]) -> str:
         return key
     scheme, _, bearer = headers.get("authorization", "").partition(" ")
     return bearer.strip() if scheme.lower() == "bearer" else ""
+
+
+def _stop_sequence(stop_reason: str) -> str | None:
+    """The matched sequence Anthropic reports with `stop_sequence`, else None."""
+    return _STOP_SEQUENCE if stop_reason == "stop_sequence" else None
 
 
 def _message_id() -> str:

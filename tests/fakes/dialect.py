@@ -74,12 +74,15 @@ class Dialect(Protocol):
         """The vendor's reply to an unknown route."""
         ...
 
-    def chat(self, body: Mapping[str, Any], *, tools: bool) -> Reply:
-        """A non-streamed answer: plain text, or two parallel tool calls."""
+    def chat(self, body: Mapping[str, Any], *, tools: bool, stop_reason: str = "") -> Reply:
+        """A non-streamed answer: plain text, or two parallel tool calls.
+
+        A non-empty `stop_reason` replaces the vendor's usual stop/finish reason.
+        """
         ...
 
     def chat_stream(
-        self, body: Mapping[str, Any], pieces: Sequence[str], *, tools: bool
+        self, body: Mapping[str, Any], pieces: Sequence[str], *, tools: bool, stop_reason: str = ""
     ) -> StreamPlan:
         """A streamed answer whose text arrives as `pieces` (ignored for tool calls)."""
         ...

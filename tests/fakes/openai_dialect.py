@@ -271,7 +271,7 @@ class OpenAIDialect:
             "system_fingerprint": "fp_fake0000",
         }
 
-    def chat(self, body: Mapping[str, Any], *, tools: bool) -> Reply:
+    def chat(self, body: Mapping[str, Any], *, tools: bool, stop_reason: str = "") -> Reply:
         """A `chat.completion`: text, or two parallel tool calls with `finish_reason` tool_calls."""
         created = int(time.time())
         cid = self._new_id(created)
@@ -283,7 +283,7 @@ class OpenAIDialect:
         }
         if tools:
             message["tool_calls"] = self._tool_calls(body)
-        choice = self._choice(message, "tool_calls" if tools else "stop")
+        choice = self._choice(message, stop_reason or ("tool_calls" if tools else "stop"))
         return self._reply(self._completion(cid, created, model_of(body), choice), response_id=cid)
 
     def _wants_usage(self, body: Mapping[str, Any]) -> bool:
@@ -363,7 +363,7 @@ class OpenAIDialect:
         return (data_event({"error": error}),)
 
     def chat_stream(
-        self, body: Mapping[str, Any], pieces: Sequence[str], *, tools: bool
+        self, body: Mapping[str, Any], pieces: Sequence[str], *, tools: bool, stop_reason: str = ""
     ) -> StreamPlan:
         """Role chunk, content (or tool fragments), finish chunk, optional usage chunk, [DONE]."""
         created = int(time.time())
@@ -373,7 +373,7 @@ class OpenAIDialect:
         else:
             first = self._chunk(ctx, [self._delta(self._role_delta())])
             content = [self._chunk(ctx, [self._delta(self._content_delta(p))]) for p in pieces]
-        finish = "tool_calls" if tools else "stop"
+        finish = stop_reason or ("tool_calls" if tools else "stop")
         tail = [self._chunk(ctx, [self._delta(self._finish_delta(), finish)])]
         if self._wants_usage(body):
             tail.append(self._chunk(ctx, [], usage=self._usage()))

@@ -14,11 +14,14 @@ request body. The `model` field selects what the fake does:
     midstream-error           200, two content chunks, then the vendor's mid-stream error
     malformed                 200 stream with a truncated JSON data line
     slow-first:<ms>           wait <ms> before the first byte, then an ordinary answer
+    stop:<reason>             an ordinary answer that ends with this stop reason (Anthropic's
+                              `stop_reason`, or OpenAI's `finish_reason`), e.g. stop:max_tokens
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 
 import yaml
@@ -26,6 +29,7 @@ from attrs import frozen
 
 WIRE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "wire"
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+_STOP_REASON = re.compile(r"[a-z][a-z_]{0,63}")
 
 # Recorded headers that describe the original transfer rather than the reply: the fake
 # sends the decoded body itself, with its own framing and date.
@@ -48,6 +52,7 @@ class Kind(enum.Enum):
     MIDSTREAM_ERROR = "midstream-error"
     MALFORMED = "malformed"
     SLOW_FIRST = "slow-first"
+    STOP = "stop"
 
 
 # Scenarios that always answer with a 200 event stream, whatever `stream` says.
@@ -71,6 +76,7 @@ class Scenario:
     interval_ms: int = 0
     chunks: int = 5
     delay_ms: int = 0
+    stop_reason: str = ""
 
 
 @frozen
@@ -123,6 +129,10 @@ def parse_scenario(model: str) -> Scenario:
         return Scenario(Kind.RESET, chunks=_int_param(rest, model, 0))
     if head == "slow-first" and rest:
         return Scenario(Kind.SLOW_FIRST, delay_ms=_int_param(rest, model, 0))
+    if head == "stop" and rest:
+        if not _STOP_REASON.fullmatch(rest):
+            raise ScenarioError(f"bad stop reason {rest!r} in fake scenario {model!r}")
+        return Scenario(Kind.STOP, stop_reason=rest)
     return Scenario(Kind.ORDINARY)
 
 

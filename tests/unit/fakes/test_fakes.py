@@ -107,6 +107,17 @@ def test_anthropic_answer_and_stream(an_fake: FakeUpstream) -> None:
     assert "[DONE]" not in raw
 
 
+def test_stop_scenario_sets_the_stop_reason(an_fake: FakeUpstream) -> None:
+    client = an_client(an_fake)
+    message = client.messages.create(model="stop:stop_sequence", max_tokens=16, messages=HI)
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "###")
+    with client.messages.stream(model="stop:refusal", max_tokens=16, messages=HI) as stream:
+        assert stream.get_final_message().stop_reason == "refusal"
+    with FakeUpstream("openai") as oa:
+        reply = oa_client(oa).chat.completions.create(model="stop:length", messages=HI)
+        assert reply.choices[0].finish_reason == "length"
+
+
 def test_tools_streams_two_parallel_calls(oa_fake: FakeUpstream) -> None:
     calls: dict[int, dict[str, str]] = {}
     stream = oa_client(oa_fake).chat.completions.create(model="tools", messages=HI, stream=True)
@@ -273,13 +284,16 @@ def test_models_and_embeddings(oa_fake: FakeUpstream) -> None:
         ("reset:3", Scenario(Kind.RESET, chunks=3)),
         ("slow-first:200", Scenario(Kind.SLOW_FIRST, delay_ms=200)),
         ("hang-body", Scenario(Kind.HANG_BODY)),
+        ("stop:max_tokens", Scenario(Kind.STOP, stop_reason="max_tokens")),
     ],
 )
 def test_parse_scenario(model: str, expected: Scenario) -> None:
     assert parse_scenario(model) == expected
 
 
-@pytest.mark.parametrize("model", ["paced:x", "error:99", "error:500-nope", "replay:../x"])
+@pytest.mark.parametrize(
+    "model", ["paced:x", "error:99", "error:500-nope", "replay:../x", "stop:Max-Tokens"]
+)
 def test_bad_scenarios_are_rejected(model: str) -> None:
     with pytest.raises(ScenarioError):
         parse_scenario(model)
