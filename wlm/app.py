@@ -77,12 +77,9 @@ def create_app(
     """Build the app for ``settings``. ``local``/``telemetry`` may be given (or None) by tests."""
     configure_logging(settings)
     if local == "default":
-        try:  # TEMP until the local manager lands
-            from wlm.local.manager import LocalManager
+        from wlm.local.manager import LocalManager
 
-            local = LocalManager(settings)
-        except ImportError:
-            local = None
+        local = LocalManager(settings)
     if telemetry == "default":
         try:  # TEMP
             from wlm.telemetry.writer import TelemetryWriter

@@ -50,7 +50,7 @@ class Gateway:
         )
         self.local = local
         self.telemetry = telemetry
-        local_ids = local.model_ids if local is not None else frozenset
+        local_ids = local.routable_ids if local is not None else frozenset
         self.router = Router(settings, local_ids)
         self.adapters: dict[str, Adapter] = {
             p.name: _make_adapter(p, settings) for p in settings.providers if p.configured

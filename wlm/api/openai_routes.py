@@ -92,7 +92,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[Any]:
     if gateway.local is not None:
         body["local"] = {
             "models": len(gateway.local.model_ids()),
-            "instances": sum(1 for i in gateway.local.instances() if str(i.state) == "ready"),
+            "instances": sum(1 for i in gateway.local.instances() if i.state == "ready"),
         }
     return json_response(body)
 

@@ -1,0 +1,294 @@
+"""LocalManager: the one object the gateway uses for local llama.cpp models.
+
+Usage (the app's lifespan owns it)::
+
+    manager = LocalManager(settings)
+    await manager.start()                    # first scan, background tasks
+    if model in manager.model_ids():         # cheap, cached: fine on every request
+        async with manager.use(model) as base_url:   # starts the engine if needed
+            ...  # send the request to f"{base_url}/v1/chat/completions"
+    await manager.close()                    # stops every engine
+
+``use()`` counts the request as in flight until the block exits, so an eviction, an
+unload or the idle timer never stops the engine under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from attrs import frozen
+
+from wlm.config import Settings
+from wlm.errors import ModelNotFound, ModelUnavailable
+from wlm.local.discovery import DiscoveredModel, HeaderCache, log_scan_problems, scan_models
+from wlm.local.engines import EngineCommand, EngineSpec, engine_command
+from wlm.local.options import EngineOptions, OptionsError, OptionsTable, load_options
+from wlm.local.supervisor import InstanceInfo, InstanceState, Supervisor
+
+__all__ = ["InstanceInfo", "InstanceState", "LocalManager", "LocalModel"]
+
+log = logging.getLogger("wlm.local")
+
+
+@frozen
+class LocalModel:
+    """A GGUF model under the models directory, with its engine's state."""
+
+    id: str
+    path: Path
+    size_bytes: int
+    architecture: str | None
+    parameters: int | None
+    context_length: int | None
+    quantization: str | None
+    has_chat_template: bool
+    projector: Path | None
+    broken_reason: str | None
+    state: str  # an InstanceState value; "stopped" for a model never started
+
+
+class LocalManager:
+    """Discovers local models and supervises their engines (see the module docstring).
+
+    ``scan_interval_s`` is how often the models directory is checked for changes;
+    a request for an unknown id rescans at once, at most every ``unknown_rescan_s``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        scan_interval_s: float = 3.0,
+        unknown_rescan_s: float = 1.0,
+    ) -> None:
+        self._settings = settings
+        self._root = settings.models_path
+        self._scan_interval_s = scan_interval_s
+        self._unknown_rescan_s = unknown_rescan_s
+        self._cache = HeaderCache()
+        self._models: dict[str, DiscoveredModel] = {}
+        self._ids: frozenset[str] = frozenset()
+        self._all_ids: frozenset[str] = frozenset()
+        self._scan_lock = asyncio.Lock()
+        self._last_scan = 0.0
+        self._options = OptionsTable()
+        self._options_stamp: tuple[int, int] | None = None
+        self._supervisor = Supervisor(
+            self._command_for,
+            max_loaded=settings.max_loaded_models,
+            idle_unload_s=settings.idle_unload_s,
+            load_timeout_s=settings.local_load_timeout_s,
+        )
+        self._poller: asyncio.Task[None] | None = None
+        self._unloads: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Scan the models directory, read the options file, start the background tasks.
+
+        Raises :class:`OptionsError` when ``WLM_LOCAL_OPTIONS`` names a bad file.
+        """
+        self._reload_options()
+        if not self._root.is_dir():
+            log.warning("models directory %s does not exist: no local models", self._root)
+        await self.rescan()
+        self._supervisor.start()
+        self._poller = asyncio.create_task(self._poll(), name="wlm models scan")
+
+    async def close(self) -> None:
+        """Stop every engine (in-flight requests get a few seconds) and the background tasks."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        for task in list(self._unloads):
+            task.cancel()
+        await asyncio.gather(*self._unloads, return_exceptions=True)
+        await self._supervisor.close()
+
+    # -- discovery -----------------------------------------------------------------
+
+    async def rescan(self) -> None:
+        """Scan the models directory now (headers of unchanged files come from a cache)."""
+        async with self._scan_lock:
+            models = await asyncio.to_thread(scan_models, self._root, self._cache)
+            self._last_scan = time.monotonic()
+            if models == self._models:
+                return
+            log_scan_problems(models, self._models)
+            gone = set(self._models) - set(models)
+            self._models = models
+            self._ids = frozenset(m.id for m in models.values() if m.usable)
+            self._all_ids = frozenset(models)
+            for model_id in gone:  # a deleted file's engine goes once it is idle
+                if self._supervisor.get(model_id) is not None:
+                    task = asyncio.create_task(self._supervisor.unload(model_id))
+                    self._unloads.add(task)
+                    task.add_done_callback(self._unloads.discard)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._scan_interval_s)
+            try:
+                await self.rescan()
+            except Exception:  # a scan must never kill the poller
+                log.exception("scanning %s failed", self._root)
+
+    def model_ids(self) -> frozenset[str]:
+        """The usable (not broken) local model ids; a cached set, cheap to call."""
+        return self._ids
+
+    def routable_ids(self) -> frozenset[str]:
+        """Every discovered id, broken ones too: a request for a broken file gets a 503
+        with the reason instead of falling through to another route."""
+        return self._all_ids
+
+    def has_model(self, model_id: str) -> bool:
+        """True when ``model_id`` is a usable local model."""
+        return model_id in self._ids
+
+    def list_models(self) -> list[LocalModel]:
+        """Every model found, broken ones included (with ``broken_reason``), sorted by id."""
+        result = []
+        for model in self._models.values():
+            instance = self._supervisor.get(model.id)
+            state = instance.state if instance is not None else InstanceState.STOPPED
+            result.append(
+                LocalModel(
+                    id=model.id,
+                    path=model.path,
+                    size_bytes=model.size_bytes,
+                    architecture=model.architecture,
+                    parameters=model.parameters,
+                    context_length=model.context_length,
+                    quantization=model.quantization,
+                    has_chat_template=model.has_chat_template,
+                    projector=model.projector,
+                    broken_reason=model.broken_reason,
+                    state=str(state),
+                )
+            )
+        return result
+
+    # -- engines -------------------------------------------------------------------
+
+    def _reload_options(self) -> None:
+        """Re-read the options file when it changed. Raises :class:`OptionsError`."""
+        path = self._settings.local_options_file
+        if path is None:
+            return
+        try:
+            stat = path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        if stamp is not None and stamp == self._options_stamp:
+            return
+        self._options = load_options(path)
+        self._options_stamp = stamp
+
+    def engine_options(self, model_id: str) -> EngineOptions:
+        """The options ``model_id``'s engine starts with (Settings defaults + options file)."""
+        return self._options.resolve(model_id, EngineOptions.from_settings(self._settings))
+
+    def _command_for(self, model_id: str) -> EngineCommand:
+        model = self._models.get(model_id)
+        if model is None:
+            raise ModelUnavailable(f"Local model '{model_id}' is no longer in {self._root}.")
+        try:
+            self._reload_options()
+        except OptionsError as exc:
+            raise ModelUnavailable(f"Local model '{model_id}' cannot start: {exc}") from None
+        spec = EngineSpec(
+            model_id=model_id,
+            model_path=model.path,
+            options=self.engine_options(model_id),
+            projector=model.projector,
+        )
+        return engine_command(self._settings.llama_server, spec)
+
+    async def _known(self, model_id: str) -> DiscoveredModel:
+        model = self._models.get(model_id)
+        if model is None and time.monotonic() - self._last_scan >= self._unknown_rescan_s:
+            await self.rescan()  # maybe the file was just copied in
+            model = self._models.get(model_id)
+        if model is None:
+            raise ModelNotFound(model_id)
+        if model.broken_reason is not None:
+            raise ModelUnavailable(
+                f"Local model '{model_id}' cannot be loaded: {model.broken_reason}"
+            )
+        return model
+
+    def is_ready(self, model_id: str) -> bool:
+        """True when ``model_id``'s engine is up and admitting requests (no load wait)."""
+        instance = self._supervisor.get(model_id)
+        return instance is not None and instance.state is InstanceState.READY
+
+    @contextlib.asynccontextmanager
+    async def use(self, model_id: str) -> AsyncIterator[str]:
+        """Yield the base URL (``http://127.0.0.1:PORT``) of ``model_id``'s running engine.
+
+        Starts the engine if needed (one load shared by all waiting requests, evicting
+        the least recently used engine after its requests finish). The request counts
+        as in flight until the block exits. Raises :class:`ModelNotFound` for an unknown
+        id and :class:`ModelUnavailable` (with the engine's reason) when it cannot start.
+        """
+        await self._known(model_id)
+        instance = await self._supervisor.acquire(model_id)
+        try:
+            assert instance.base_url is not None
+            yield instance.base_url
+        finally:
+            self._supervisor.release(instance)
+
+    async def load(self, model_id: str) -> None:
+        """Start ``model_id``'s engine now (as a request would) and wait until it is ready."""
+        await self._known(model_id)
+        await self._supervisor.load(model_id)
+
+    async def unload(self, model_id: str) -> None:
+        """Stop ``model_id``'s engine after its in-flight requests finish.
+
+        Raises :class:`ModelNotFound` when there is no such model or engine.
+        """
+        if model_id not in self._models and self._supervisor.get(model_id) is None:
+            raise ModelNotFound(model_id)
+        await self._supervisor.unload(model_id)
+
+    def instances(self) -> list[InstanceInfo]:
+        """One entry per model whose engine was started (running or not) or failed, by id."""
+        found = [i.info() for i in self._supervisor.instances() if i.starts or i.last_error]
+        return sorted(found, key=lambda info: info.model_id)
+
+    def logs(self, model_id: str) -> list[str]:
+        """The last lines (up to 500) of ``model_id``'s engine output, oldest first."""
+        instance = self._supervisor.get(model_id)
+        return instance.logs.lines() if instance is not None else []
+
+    async def follow_logs(self, model_id: str, backlog: bool = True) -> AsyncIterator[str]:
+        """Yield ``model_id``'s buffered log lines (when ``backlog``), then new ones live.
+
+        Runs until the consumer stops (or :meth:`close`). Raises :class:`ModelNotFound`
+        for an id that is neither a model nor a known engine.
+        """
+        if model_id not in self._models and self._supervisor.get(model_id) is None:
+            raise ModelNotFound(model_id)
+        async for line in self._supervisor.instance(model_id).logs.follow(backlog):
+            yield line
+
+    async def wait_for_state(self, model_id: str, *states: str, timeout: float = 30.0) -> str:
+        """Wait until ``model_id``'s engine is in one of ``states``; the state reached.
+
+        Raises TimeoutError after ``timeout`` seconds. Useful for pages and tests.
+        """
+        instance = self._supervisor.instance(model_id)
+        await self._supervisor.wait_for(lambda: instance.state in states, timeout)
+        return str(instance.state)

@@ -1,0 +1,187 @@
+"""A tiny random-weight GGUF model that llama.cpp loads in well under a second.
+
+For tests and demos: the replies are gibberish, but every engine serves it through
+the same HTTP API as a real model (usage, timings, streaming, chat template).
+
+The recipe (see LOCAL_ENGINE.md): architecture ``llama``, 2 layers, embedding 64,
+4 heads / 2 KV heads, feed forward 128, F32, context 2048, an SPM tokenizer with
+``<unk> <s> </s> <|im_start|> <|im_end|>``, 256 byte-fallback tokens and a few hundred
+word pieces, and a ChatML chat template. Byte and control tokens are pushed far down
+in the output head so every reply is valid UTF-8 and runs to ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+__all__ = ["CHATML_TEMPLATE", "write_tiny_gguf"]
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+_WORDS = [
+    "the",
+    "model",
+    "local",
+    "gateway",
+    "request",
+    "stream",
+    "token",
+    "answer",
+    "llama",
+    "server",
+    "engine",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "hello",
+    "world",
+    "python",
+    "route",
+    "cache",
+    "slot",
+    "prompt",
+    "reply",
+    "random",
+    "weight",
+    "tiny",
+    "test",
+    "small",
+    "large",
+    "metric",
+    "window",
+    "light",
+    "water",
+    "stone",
+    "river",
+    "garden",
+    "market",
+    "little",
+    "silver",
+    "yellow",
+    "orange",
+    "purple",
+]
+
+_N_EMBD = 64
+_N_HEAD = 4
+_N_HEAD_KV = 2
+_N_FF = 128
+_N_LAYER = 2
+_N_CTX = 2048
+# One embedding dimension carries a large constant, so after RMS norm it is always
+# strongly positive; a negative output weight on that dimension acts as a logit bias.
+_BIAS_DIM = 0
+_BIAS_VALUE = 8.0
+_SUPPRESS = -60.0
+
+
+def _vocab() -> tuple[list[str], list[float], list[int]]:
+    tokens = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+    types = [
+        gguf.TokenType.UNKNOWN,
+        gguf.TokenType.CONTROL,
+        gguf.TokenType.CONTROL,
+        gguf.TokenType.CONTROL,
+        gguf.TokenType.CONTROL,
+    ]
+    scores = [0.0] * len(tokens)
+    for byte in range(256):
+        tokens.append(f"<0x{byte:02X}>")
+        types.append(gguf.TokenType.BYTE)
+        scores.append(0.0)
+    pieces: set[str] = set()
+    for word in _WORDS:
+        for end in range(1, len(word) + 1):
+            pieces.add(word[:end])
+            pieces.add("\u2581" + word[:end])
+    # SPM merges the highest score first: longer pieces win.
+    for piece in sorted(pieces, key=lambda p: (len(p), p)):
+        tokens.append(piece)
+        types.append(gguf.TokenType.NORMAL)
+        scores.append(float(len(piece)))
+    return tokens, scores, [int(t) for t in types]
+
+
+def write_tiny_gguf(path: Path, seed: int = 0, *, max_tensors_per_file: int = 0) -> Path:
+    """Write the tiny model to ``path`` (deterministic for ``seed``) and return ``path``.
+
+    With ``max_tensors_per_file`` (e.g. 8) the model is written as a split set
+    ``<stem>-00001-of-0000N.gguf`` ... next to ``path``; the first part is returned.
+
+    Example::
+
+        model = write_tiny_gguf(tmp_path / "tiny.gguf")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = _vocab()
+    n_vocab = len(tokens)
+    head_dim = _N_EMBD // _N_HEAD
+
+    def weights(*shape: int, scale: float = 0.02) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    writer = gguf.GGUFWriter(path, "llama", split_max_tensors=max_tensors_per_file)
+    writer.add_name(f"wlm-tiny-{seed}")
+    writer.add_context_length(_N_CTX)
+    writer.add_embedding_length(_N_EMBD)
+    writer.add_block_count(_N_LAYER)
+    writer.add_feed_forward_length(_N_FF)
+    writer.add_head_count(_N_HEAD)
+    writer.add_head_count_kv(_N_HEAD_KV)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+    writer.add_chat_template(CHATML_TEMPLATE)
+
+    embeddings = weights(n_vocab, _N_EMBD, scale=0.5)
+    embeddings[:, _BIAS_DIM] = _BIAS_VALUE
+    writer.add_tensor("token_embd.weight", embeddings)
+    writer.add_tensor("output_norm.weight", np.ones(_N_EMBD, dtype=np.float32))
+    output = weights(n_vocab, _N_EMBD, scale=0.5)
+    output[:, _BIAS_DIM] = 0.0
+    suppressed = [i for i, t in enumerate(types) if t != gguf.TokenType.NORMAL]
+    output[suppressed, _BIAS_DIM] = _SUPPRESS
+    writer.add_tensor("output.weight", output)
+    kv_dim = _N_HEAD_KV * head_dim
+    for layer in range(_N_LAYER):
+        prefix = f"blk.{layer}"
+        writer.add_tensor(f"{prefix}.attn_norm.weight", np.ones(_N_EMBD, dtype=np.float32))
+        writer.add_tensor(f"{prefix}.attn_q.weight", weights(_N_EMBD, _N_EMBD))
+        writer.add_tensor(f"{prefix}.attn_k.weight", weights(kv_dim, _N_EMBD))
+        writer.add_tensor(f"{prefix}.attn_v.weight", weights(kv_dim, _N_EMBD))
+        writer.add_tensor(f"{prefix}.attn_output.weight", weights(_N_EMBD, _N_EMBD))
+        writer.add_tensor(f"{prefix}.ffn_norm.weight", np.ones(_N_EMBD, dtype=np.float32))
+        writer.add_tensor(f"{prefix}.ffn_gate.weight", weights(_N_FF, _N_EMBD))
+        writer.add_tensor(f"{prefix}.ffn_up.weight", weights(_N_FF, _N_EMBD))
+        writer.add_tensor(f"{prefix}.ffn_down.weight", weights(_N_EMBD, _N_FF))
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    shards = writer.format_shard_names(path)
+    return shards[0]
