@@ -1,4 +1,4 @@
-"""A very fast fake OpenAI upstream for benchmarks: a raw RSGI app on Granian, one worker.
+"""A very fast fake OpenAI (and Anthropic Messages) upstream for benchmarks: raw RSGI, one worker.
 
     python benchmarks/fake_upstream.py --port 9100 [--host 127.0.0.1] [--api-key KEY]
 
@@ -161,8 +161,8 @@ def _anthropic_message(content: list[Any], stop_reason: str | None, output_token
     }
 
 
-def _anthropic_stream_events() -> tuple[tuple[bytes, ...], ...]:
-    """(message_start + block start + ping, the text deltas, block stop + delta + stop)."""
+def _anthropic_stream_events() -> tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...]]:
+    """(message_start, block start, ping), (the text deltas), (block stop, delta, stop)."""
     head = (
         _anthropic_event(
             "message_start",

@@ -84,7 +84,7 @@ def wrk_run(url: str, concurrency: int, duration: float, body: dict) -> dict[str
         'wrk.headers["Authorization"] = "Bearer sk-client"\n'
     )
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
