@@ -10,6 +10,7 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
+from wlm.api.request_id import add_request_id
 from wlm.config import Settings
 from wlm.errors import GatewayError
 from wlm.gateway import Gateway
@@ -112,6 +113,7 @@ def create_app(
             HTTPException: _http_error,
             Exception: _unexpected,
         },
+        before_send=[add_request_id],
         openapi_config=None,
         debug=False,
         logging_config=None,

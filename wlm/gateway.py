@@ -7,7 +7,9 @@ Tests build one per test; nothing here is global. The Litestar lifespan calls
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import uuid
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ import httpx
 from wlm.auth import KeyRing
 from wlm.catalog import ModelCatalog
 from wlm.config import ClientKey, ProviderConfig, Settings
+from wlm.metrics import Metrics
 from wlm.providers.base import Adapter, Redactor
 from wlm.providers.openai_compat import OpenAICompatAdapter
 from wlm.providers.transport import Transport
@@ -65,9 +68,17 @@ class Gateway:
             read_timeout_s=max(600.0, settings.local_load_timeout_s),
         )
         self.adapters[LOCAL] = _make_adapter(local_config, settings)
+        self.metrics = Metrics()
+        self.client_load: dict[str, int] = {}  # requests in flight per client (limits)
+        self._request_prefix = uuid.uuid4().hex[:12]
+        self._request_counter = itertools.count(1)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
         self.catalog = ModelCatalog(self)
         self.started = asyncio.Event()
+
+    def new_request_id(self) -> str:
+        """A unique id per request: a random per-process prefix and a counter (no syscall)."""
+        return f"req_{self._request_prefix}{next(self._request_counter):08x}"
 
     async def start(self) -> None:
         if self.telemetry is not None:

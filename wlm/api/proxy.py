@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -195,7 +194,7 @@ async def proxy_endpoint(
     gateway: Gateway, endpoint: str, scope: dict[str, Any], receive: Any, send: Any
 ) -> None:
     """Serve one POST to a proxied endpoint, whatever happens."""
-    request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+    request_id = _header(scope, b"x-request-id") or gateway.new_request_id()
     exchange = _Exchange(gateway, endpoint, send, request_id)
     task = asyncio.current_task()
     assert task is not None
@@ -211,14 +210,33 @@ async def proxy_endpoint(
                 task.cancel()
                 return
 
+    limit = gateway.settings.max_concurrency_per_client
+    load_key: str | None = None
+    gateway.metrics.in_flight += 1
     try:
         if gateway.client_keys:
             exchange.client = gateway.client_keys.identify(presented_key(scope["headers"]))
             if exchange.client is None:
+                gateway.metrics.rejected["auth"] += 1
                 raise AuthenticationFailed(
                     "Missing or invalid API key: send 'Authorization: Bearer <key>' "
                     "with a key from WLM_API_KEYS."
                 )
+        if limit is not None:
+            client = scope.get("client")
+            key = exchange.client or (client[0] if client else "-")
+            if gateway.client_load.get(key, 0) >= limit:
+                gateway.metrics.rejected["concurrency"] += 1
+                raise GatewayError(
+                    f"Too many concurrent requests from this client (limit {limit}, "
+                    "WLM_MAX_CONCURRENCY_PER_CLIENT).",
+                    status=429,
+                    type="rate_limit_error",
+                    code="concurrency_limit",
+                    headers={"retry-after": "1"},
+                )
+            load_key = key
+            gateway.client_load[key] = gateway.client_load.get(key, 0) + 1
         raw = await _read_body(receive, gateway.settings.max_body_bytes)
         exchange.bytes_in = len(raw)
         watcher = asyncio.create_task(watch_disconnect())
@@ -239,6 +257,13 @@ async def proxy_endpoint(
     finally:
         if watcher is not None:
             watcher.cancel()
+        gateway.metrics.in_flight -= 1
+        if load_key is not None:
+            remaining = gateway.client_load[load_key] - 1
+            if remaining:
+                gateway.client_load[load_key] = remaining
+            else:
+                del gateway.client_load[load_key]
         record_request(exchange)
 
 

@@ -64,14 +64,28 @@ def _request_content(exchange: _Exchange) -> str | None:
 
 
 def record_request(exchange: _Exchange) -> None:
-    """Build the request's records and queue them; cheap, and never raises."""
-    telemetry = exchange.gateway.telemetry
-    if telemetry is None:
-        return
+    """Count the request in the metrics and queue its records; cheap, and never raises."""
     try:
-        _submit(exchange, telemetry)
+        _observe(exchange)
+        telemetry = exchange.gateway.telemetry
+        if telemetry is not None:
+            _submit(exchange, telemetry)
     except Exception:
         log.exception("could not record request %s", exchange.request_id)
+
+
+def _observe(exchange: _Exchange) -> None:
+    route = exchange.route
+    counts = exchange.account.token_counts() if exchange.account.usage else {}
+    exchange.gateway.metrics.observe(
+        route.provider if route is not None else "none",
+        exchange.model or "",
+        exchange.outcome.status,
+        time.perf_counter() - exchange.started,
+        exchange.ttft,
+        counts.get("prompt_tokens"),
+        counts.get("completion_tokens"),
+    )
 
 
 def _submit(exchange: _Exchange, telemetry: Any) -> None:

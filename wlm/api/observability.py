@@ -1,0 +1,59 @@
+"""``GET /metrics``: Prometheus text, guarded like /api."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+
+from wlm.api.guards import admin_guard
+from wlm.gateway import Gateway
+
+__all__ = ["OBSERVABILITY_ROUTES"]
+
+
+@get("/metrics", guards=[admin_guard])
+async def metrics(request: Request[Any, Any, Any]) -> Response[str]:
+    gateway: Gateway = request.app.state.gateway
+    gauges: list[tuple[str, str, float]] = []
+    if gateway.telemetry is not None:
+        stats = gateway.telemetry.stats()
+        gauges += [
+            ("wlm_telemetry_queue_depth", "Records waiting for the DuckDB writer.", stats.queued),
+            ("wlm_telemetry_written_total", "Records written to DuckDB.", stats.written),
+            (
+                "wlm_telemetry_dropped_total",
+                "Records dropped because the queue was full.",
+                stats.dropped,
+            ),
+            (
+                "wlm_telemetry_healthy",
+                "1 when the last DuckDB write succeeded.",
+                int(stats.healthy),
+            ),
+        ]
+    if gateway.local is not None:
+        instances = gateway.local.instances()
+        gauges += [
+            (
+                "wlm_local_models",
+                "Usable local GGUF models discovered.",
+                len(gateway.local.model_ids()),
+            ),
+            (
+                "wlm_local_instances",
+                "Local engines running (ready).",
+                sum(i.state == "ready" for i in instances),
+            ),
+            (
+                "wlm_local_in_flight",
+                "Requests in flight on local engines.",
+                sum(i.in_flight for i in instances),
+            ),
+        ]
+    return Response(
+        gateway.metrics.render(gauges), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
+
+
+OBSERVABILITY_ROUTES = [metrics]

@@ -1,0 +1,125 @@
+"""Prometheus metrics kept in memory and rendered as text on ``GET /metrics``.
+
+Updating costs a few dictionary operations per request (done once, when the
+request ends); rendering happens only when scraped.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+__all__ = ["Metrics"]
+
+# Seconds; LLM latencies run from milliseconds (local, cached) to minutes.
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class _Histogram:
+    __slots__ = ("count", "counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BUCKETS) + 1)
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(_BUCKETS, value)] += 1
+        self.count += 1
+        self.total += value
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    return ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True))
+
+
+class Metrics:
+    """Request counters and latency histograms per provider and model, plus gauges."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.tokens: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.latency: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
+        self.ttft: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
+        self.in_flight = 0
+        self.rejected: dict[str, int] = defaultdict(int)
+
+    def observe(
+        self,
+        provider: str,
+        model: str,
+        status: str,
+        latency_s: float,
+        ttft_s: float | None,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+    ) -> None:
+        """Count one finished request."""
+        self.requests[(provider, model, status)] += 1
+        self.latency[(provider, model)].observe(latency_s)
+        if ttft_s is not None:
+            self.ttft[(provider, model)].observe(ttft_s)
+        if prompt_tokens:
+            self.tokens[(provider, model, "prompt")] += prompt_tokens
+        if completion_tokens:
+            self.tokens[(provider, model, "completion")] += completion_tokens
+
+    def render(self, gauges: Iterable[tuple[str, str, float]] = ()) -> str:
+        """Prometheus text exposition format (version 0.0.4)."""
+        out: list[str] = []
+
+        def counter(name: str, help_: str, labels: tuple[str, ...], data: dict) -> None:
+            out.append(f"# HELP {name} {help_}")
+            out.append(f"# TYPE {name} counter")
+            for key, value in sorted(data.items()):
+                out.append(f"{name}{{{_labels(labels, key)}}} {value}")
+
+        def histogram(name: str, help_: str, data: dict[tuple[str, str], _Histogram]) -> None:
+            out.append(f"# HELP {name} {help_}")
+            out.append(f"# TYPE {name} histogram")
+            for key, hist in sorted(data.items()):
+                base = _labels(("provider", "model"), key)
+                running = 0
+                for bound, count in zip((*_BUCKETS, float("inf")), hist.counts, strict=True):
+                    running += count
+                    le = "+Inf" if bound == float("inf") else repr(bound)
+                    out.append(f'{name}_bucket{{{base},le="{le}"}} {running}')
+                out.append(f"{name}_sum{{{base}}} {hist.total}")
+                out.append(f"{name}_count{{{base}}} {hist.count}")
+
+        counter(
+            "wlm_requests_total",
+            "Requests finished, by provider, model and status (ok, error, cancelled).",
+            ("provider", "model", "status"),
+            self.requests,
+        )
+        counter(
+            "wlm_tokens_total",
+            "Tokens reported by providers, by kind (prompt, completion).",
+            ("provider", "model", "kind"),
+            self.tokens,
+        )
+        counter(
+            "wlm_rejected_total",
+            "Requests refused before routing (auth, limits), by reason.",
+            ("reason",),
+            {(k,): v for k, v in self.rejected.items()},
+        )
+        histogram("wlm_request_duration_seconds", "Total request latency.", self.latency)
+        histogram("wlm_ttft_seconds", "Time to the first generated token.", self.ttft)
+        out.append("# HELP wlm_in_flight Requests being served now.")
+        out.append("# TYPE wlm_in_flight gauge")
+        out.append(f"wlm_in_flight {self.in_flight}")
+        for name, help_, value in gauges:
+            out.append(f"# HELP {name} {help_}")
+            out.append(f"# TYPE {name} gauge")
+            out.append(f"{name} {value}")
+        return "\n".join(out) + "\n"
+
+
+GaugeSource = Callable[[], Iterable[tuple[str, str, float]]]
