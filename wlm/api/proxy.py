@@ -22,11 +22,18 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import msgspec
 
 from wlm.api.recording import Outcome, record_request
 from wlm.auth import presented_key
-from wlm.errors import AuthenticationFailed, BadRequest, GatewayError, UpstreamBroken
+from wlm.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    GatewayError,
+    UpstreamBroken,
+    UpstreamUnreachable,
+)
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import FORWARDED_HEADERS, Call, error_event
 from wlm.routing.resolve import LOCAL
@@ -128,6 +135,7 @@ class _Exchange:
 
     __slots__ = (
         "account",
+        "attempts",
         "bytes_in",
         "bytes_out",
         "call",
@@ -155,6 +163,7 @@ class _Exchange:
         self.started_at = datetime.now(UTC)
         self.model: str | None = None
         self.client: str | None = None
+        self.attempts = 1
         self.route: Any = None
         self.call: Call | None = None
         self.stream = False
@@ -287,51 +296,75 @@ async def _serve(exchange: _Exchange, raw: bytes, scope: dict[str, Any]) -> None
         for name, value in scope["headers"]
         if name.decode() in FORWARDED_HEADERS
     )
-    async with AsyncExitStack() as stack:
-        base_url = None
-        if route.provider == LOCAL:
+    call = Call(
+        endpoint=exchange.endpoint,
+        body=body,
+        raw=raw,
+        model=model,
+        upstream_model=route.upstream_model,
+        stream=stream,
+        client_wants_usage=wants_usage,
+        forwarded_headers=forwarded,
+        request_id=exchange.request_id,
+    )
+    exchange.call = call
+    if route.provider != LOCAL:
+        await _answer(exchange, adapter, call, await _send(adapter, call))
+        return
+    for attempt in (1, 2):
+        exchange.attempts = attempt
+        async with AsyncExitStack() as stack:
             base_url = await _local_instance(exchange, stack, route.upstream_model)
-        call = Call(
-            endpoint=exchange.endpoint,
-            body=body,
-            raw=raw,
-            model=model,
-            upstream_model=route.upstream_model,
-            stream=stream,
-            client_wants_usage=wants_usage,
-            forwarded_headers=forwarded,
-            base_url=base_url,
-            request_id=exchange.request_id,
-        )
-        exchange.call = call
-        request = adapter.prepare(call)
-        response = await adapter.transport.send(
-            request.method, request.url, request.headers, request.body
-        )
-        completed = False
+            local_call = attrs.evolve(call, base_url=base_url)
+            exchange.call = local_call
+            try:
+                response = await _send(adapter, local_call)
+            except (UpstreamUnreachable, UpstreamBroken):
+                if attempt == 2:
+                    raise
+            else:
+                await _answer(exchange, adapter, local_call, response)
+                return
+        # The engine died after the supervisor last saw it ready (its socket lingers for
+        # a moment): nothing reached the client yet, so wait for the crash to be noticed
+        # and go round once more, which restarts it.
         try:
-            if response.status >= 400:
-                payload = await response.read()
-                completed = True
-                raise adapter.upstream_error(
-                    response.status, payload, response.header("retry-after")
-                )
-            if stream:
-                await _relay_stream(exchange, adapter, call, response)
-            else:
-                payload = await response.read()
-                completed = True
-                out = adapter.finish_response(call, payload, exchange.account)
-                out = gateway.redactor.bytes(out)
-                await exchange.start_response(response.status, _JSON_HEADERS)
-                exchange.ttft = time.perf_counter() - exchange.started
-                await exchange.body(out, False)
+            await gateway.local.wait_for_state(
+                route.upstream_model, "failed", "stopped", timeout=2.0
+            )
+        except (TimeoutError, GatewayError):
+            pass
+
+
+async def _send(adapter: Any, call: Call) -> Any:
+    request = adapter.prepare(call)
+    return await adapter.transport.send(request.method, request.url, request.headers, request.body)
+
+
+async def _answer(exchange: _Exchange, adapter: Any, call: Call, response: Any) -> None:
+    """Relay the upstream's answer (error status, stream or whole body) to the client."""
+    completed = False
+    try:
+        if response.status >= 400:
+            payload = await response.read()
             completed = True
-        finally:
-            if completed:
-                response.release()
-            else:
-                response.close()
+            raise adapter.upstream_error(response.status, payload, response.header("retry-after"))
+        if call.stream:
+            await _relay_stream(exchange, adapter, call, response)
+        else:
+            payload = await response.read()
+            completed = True
+            out = adapter.finish_response(call, payload, exchange.account)
+            out = exchange.gateway.redactor.bytes(out)
+            await exchange.start_response(response.status, _JSON_HEADERS)
+            exchange.ttft = time.perf_counter() - exchange.started
+            await exchange.body(out, False)
+        completed = True
+    finally:
+        if completed:
+            response.release()
+        else:
+            response.close()
 
 
 async def _local_instance(exchange: _Exchange, stack: AsyncExitStack, model_id: str) -> str:

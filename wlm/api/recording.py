@@ -122,6 +122,7 @@ def _submit(exchange: _Exchange, telemetry: Any) -> None:
         latency_ms=latency_ms,
         tokens_per_s=tokens_per_s,
         finish_reason=account.finish_reason,
+        attempts=exchange.attempts,
         bytes_in=exchange.bytes_in,
         bytes_out=exchange.bytes_out,
         local_prompt_n=timings.get("prompt_n"),

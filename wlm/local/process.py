@@ -116,6 +116,22 @@ class EngineProcess:
     def returncode(self) -> int | None:
         return self.process.returncode
 
+    def has_exited(self) -> bool:
+        """True once the child has exited, even before the event loop has reaped it.
+
+        Cheap (one non-blocking syscall): called on every request. ``WNOWAIT`` leaves
+        the exit status for the loop's child watcher, which still records why it died.
+        """
+        if self.process.returncode is not None:
+            return True
+        if not hasattr(os, "waitid"):
+            return False
+        try:
+            found = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped already; returncode is set on the next loop pass
+            return True
+        return found is not None
+
     async def _read(self, stream: asyncio.StreamReader | None, parse_address: bool) -> None:
         if stream is None:
             return

@@ -188,6 +188,15 @@ class Supervisor:
             if self._closing:
                 raise ModelUnavailable("The local model manager is shutting down.")
             if instance.state is InstanceState.READY:
+                engine = instance.engine
+                if engine is not None and engine.has_exited():
+                    # It died a moment ago (kill -9, crash) and its watcher has not run
+                    # yet: sending the request there would fail. Let the watcher record
+                    # the crash, then start the engine again.
+                    await self.wait_for(
+                        lambda dead=engine: instance.engine is not dead or self._closing
+                    )
+                    continue
                 instance.in_flight += 1
                 instance.touch()
                 return instance
