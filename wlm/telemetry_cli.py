@@ -1,11 +1,136 @@
-"""``wlm sql`` and ``wlm telemetry export``: filled in with the telemetry store."""
+"""``wlm sql`` and ``wlm telemetry export``.
+
+Both work whether or not a server runs: ``wlm sql`` asks the running server
+(``POST /api/sql``, read-only) and otherwise opens the file read-only itself,
+with the same checks either way.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
 
 __all__ = ["add_telemetry_commands"]
 
 
+class _CommandFailed(Exception):
+    pass
+
+
+def _sql_via_server(settings: Any, sql: str, max_rows: int) -> tuple[list[str], list[list[Any]], bool] | None:
+    """The server's answer, or None when no server is listening."""
+    import httpx
+
+    from wlm.cli import _admin_headers, _server_url
+
+    try:
+        response = httpx.post(
+            f"{_server_url(settings)}/api/sql",
+            json={"sql": sql, "max_rows": max_rows},
+            headers=_admin_headers(settings),
+            timeout=60,
+        )
+    except httpx.ConnectError:
+        return None
+    if response.status_code == 404 and "Telemetry is disabled" not in response.text:
+        return None  # something else listens there
+    try:
+        body = response.json()
+    except ValueError:
+        raise _CommandFailed(f"the server answered HTTP {response.status_code}") from None
+    if response.status_code != 200:
+        raise _CommandFailed(body.get("error", {}).get("message", response.text))
+    return body["columns"], body["rows"], body["truncated"]
+
+
+def _sql_from_file(settings: Any, sql: str, max_rows: int) -> tuple[list[str], list[list[Any]], bool]:
+    import duckdb
+
+    from wlm.telemetry.query import (
+        ForbiddenQuery,
+        QueryTimeout,
+        TelemetryUnavailable,
+        open_readonly,
+        run_user_sql,
+    )
+
+    try:
+        con = open_readonly(settings.telemetry_file)
+    except (FileNotFoundError, TelemetryUnavailable) as exc:
+        raise _CommandFailed(str(exc)) from None
+    try:
+        result = run_user_sql(con, sql, max_rows=max_rows)
+    except (ForbiddenQuery, QueryTimeout) as exc:
+        raise _CommandFailed(str(exc)) from None
+    except duckdb.Error as exc:
+        raise _CommandFailed(str(exc).splitlines()[0]) from None
+    finally:
+        con.close()
+    return list(result.columns), [list(r) for r in result.rows], result.truncated
+
+
+def _print(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str, indent=1))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        from wlm.cli import _print_table
+
+        _print_table(columns, rows)
+
+
+def _sql(args: argparse.Namespace) -> int:
+    from wlm.cli import _settings
+
+    settings = _settings(args)
+    try:
+        answer = None if args.file else _sql_via_server(settings, args.query, args.max_rows)
+        if answer is None:
+            answer = _sql_from_file(settings, args.query, args.max_rows)
+    except _CommandFailed as exc:
+        print(f"wlm sql: {exc}", file=sys.stderr)
+        return 1
+    columns, rows, truncated = answer
+    _print(columns, rows, args.format)
+    if truncated:
+        print(f"wlm sql: stopped at {args.max_rows} rows (--max-rows)", file=sys.stderr)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from wlm.cli import _settings
+    from wlm.telemetry.export import export_parquet
+
+    settings = _settings(args)
+    out = Path(args.out).resolve()
+    try:
+        count = export_parquet(settings.telemetry_file, out)
+    except Exception as exc:
+        print(f"wlm telemetry export: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    print(f"wrote {count} requests to {out}", file=sys.stderr)
+    return 0
+
+
 def add_telemetry_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    return None
+    sql = sub.add_parser("sql", help="read-only SQL over the telemetry")
+    sql.add_argument("query", help='e.g. "SELECT provider, count(*) FROM requests GROUP BY 1"')
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.add_argument("--max-rows", type=int, default=10_000)
+    sql.add_argument("--file", action="store_true", help="read the file even if a server runs")
+    sql.add_argument("--env-file", default=None)
+    sql.set_defaults(func=_sql)
+
+    telemetry = sub.add_parser("telemetry", help="telemetry file tools")
+    telemetry_sub = telemetry.add_subparsers(dest="telemetry_command", required=True)
+    export = telemetry_sub.add_parser("export", help="write the requests table to a Parquet file")
+    export.add_argument("out", help="output path, e.g. out.parquet")
+    export.add_argument("--env-file", default=None)
+    export.set_defaults(func=_export)

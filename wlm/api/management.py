@@ -131,16 +131,26 @@ async def api_sql(request: Request[Any, Any, Any]) -> Response[Any]:
         raise BadRequest('Send a JSON object {"sql": "SELECT ..."}.') from None
     if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):
         raise BadRequest('Send a JSON object {"sql": "SELECT ..."}.', param="sql")
-    from wlm.telemetry.query import ForbiddenQuery, run_user_sql
+    import duckdb
+
+    from wlm.telemetry.query import ForbiddenQuery, QueryTimeout, run_user_sql
 
     max_rows = payload.get("max_rows", 10_000)
     if not isinstance(max_rows, int) or max_rows < 1:
         raise BadRequest("'max_rows' must be a positive integer.", param="max_rows")
+    sql = payload["sql"]
     try:
-        result = await run_user_sql(gateway.telemetry, payload["sql"], max_rows=max_rows)
+        result = await gateway.telemetry.read(lambda cur: run_user_sql(cur, sql, max_rows=max_rows))
     except ForbiddenQuery as exc:
         raise GatewayError(
             str(exc), status=400, type="invalid_request_error", code="forbidden_query"
+        ) from None
+    except QueryTimeout as exc:
+        raise GatewayError(str(exc), status=408, type="timeout", code="query_timeout") from None
+    except duckdb.Error as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GatewayError(
+            message, status=400, type="invalid_request_error", code="sql_error"
         ) from None
     return json_response(
         {

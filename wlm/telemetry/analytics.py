@@ -1,0 +1,81 @@
+"""Named queries: one ``analytics/<name>.sql`` file each, run by name with variables.
+
+The files are plain DuckDB SQL that runs as it is in the duckdb CLI on a copy of
+the telemetry file. Parameters are DuckDB variables read with defaults, e.g.
+``coalesce(getvariable('hours'), 24)``; in the CLI set them first with
+``SET VARIABLE hours = 168;``, here pass them as keywords:
+``await run_named(writer, "summary_by_model", hours=168)``. Files whose name
+starts with ``_`` are not queries but setup (views), applied when the writer
+opens the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from wlm.telemetry.query import QueryResult, execute_limited
+
+if TYPE_CHECKING:
+    from wlm.telemetry.writer import TelemetryWriter
+
+__all__ = ["apply_views", "default_dir", "load_named_queries", "run_named"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def default_dir() -> Path:
+    """The ``analytics/`` directory shipped next to the ``wlm`` package."""
+    return Path(__file__).resolve().parents[2] / "analytics"
+
+
+def load_named_queries(directory: Path | None = None) -> dict[str, str]:
+    """``{name: sql}`` for every ``<name>.sql`` in ``directory`` (``_*.sql`` excluded)."""
+    directory = directory or default_dir()
+    return {
+        path.stem: path.read_text(encoding="utf-8")
+        for path in sorted(directory.glob("*.sql"))
+        if not path.name.startswith("_")
+    }
+
+
+def apply_views(con: duckdb.DuckDBPyConnection, directory: Path | None = None) -> None:
+    """Run every ``_*.sql`` setup script (``CREATE OR REPLACE VIEW ...``) on ``con``."""
+    directory = directory or default_dir()
+    for path in sorted(directory.glob("_*.sql")):
+        con.execute(path.read_text(encoding="utf-8"))
+
+
+async def run_named(
+    writer: TelemetryWriter,
+    name: str,
+    /,
+    *,
+    queries: Mapping[str, str] | None = None,
+    max_rows: int = 10_000,
+    timeout_s: float = 10.0,
+    **params: Any,
+) -> QueryResult:
+    """Run the named query ``name`` with ``params`` as DuckDB variables.
+
+    ``queries`` is what :func:`load_named_queries` returned (loaded once by the
+    app); without it the file is read now. A ``None`` parameter means "use the
+    file's default". Raises ``KeyError`` for an unknown name.
+    """
+    sql = (queries if queries is not None else load_named_queries())[name]
+    for key in params:
+        if not _NAME.match(key):
+            raise ValueError(f"bad variable name {key!r}")
+
+    def run(cur: duckdb.DuckDBPyConnection) -> QueryResult:
+        # Variables belong to this cursor alone, so concurrent queries cannot mix them.
+        for key, value in params.items():
+            if value is not None:
+                cur.execute(f"SET VARIABLE {key} = ?", [value])
+        return execute_limited(cur, sql, max_rows=max_rows, timeout_s=timeout_s)
+
+    return await writer.read(run)
