@@ -103,8 +103,14 @@ def create_app(
 
     from wlm.api.routes import all_routes
 
+    # --- web pages (issue 6): HTMX pages, /login, /static ---------------------
+    from wlm.web import template_config, web_routes
+
+    # --------------------------------------------------------------------------
+
     app = Litestar(
-        route_handlers=all_routes(),
+        route_handlers=[*all_routes(), *web_routes()],
+        template_config=template_config(),
         lifespan=[lifespan],
         exception_handlers={
             NotFoundException: _not_found,

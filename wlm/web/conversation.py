@@ -1,0 +1,120 @@
+"""A stored conversation, from its JSON columns to what the request page shows.
+
+Pure functions over the ``request_log`` row: the client's request body (messages,
+prompt or input), the reply text, the reasoning and the tool calls. Whatever does not
+parse is shown as the raw text rather than dropped; nothing here builds HTML, so the
+template's autoescaping covers every byte a client or a model wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["conversation_view"]
+
+
+def _loads(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _dump(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _parts(content: Any) -> list[dict[str, str]]:
+    """A message's content as parts: text, image (its URL, data URLs shortened) or JSON."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"kind": "text", "text": content}]
+    if not isinstance(content, list):
+        return [{"kind": "json", "text": _dump(content)}]
+    parts = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "text":
+            parts.append({"kind": "text", "text": str(part.get("text", ""))})
+        elif isinstance(part, dict) and part.get("type") == "image_url":
+            url = part.get("image_url", {})
+            url = url.get("url", "") if isinstance(url, dict) else str(url)
+            if url.startswith("data:"):
+                url = url[: url.find(",") + 1] + "…" if "," in url else "data:…"
+            parts.append({"kind": "image", "text": url})
+        else:
+            parts.append({"kind": "json", "text": _dump(part)})
+    return parts
+
+
+def _tool_calls(calls: Any) -> list[dict[str, str]]:
+    """OpenAI-shaped tool calls as (id, name, arguments pretty-printed when JSON)."""
+    if not isinstance(calls, list):
+        return [] if calls is None else [{"id": "", "name": "", "arguments": _dump(calls)}]
+    out = []
+    for call in calls:
+        if not isinstance(call, dict):
+            out.append({"id": "", "name": "", "arguments": _dump(call)})
+            continue
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        arguments = function.get("arguments", call.get("arguments", ""))
+        parsed = _loads(arguments) if isinstance(arguments, str) else arguments
+        out.append(
+            {
+                "id": str(call.get("id") or ""),
+                "name": str(function.get("name") or call.get("name") or ""),
+                "arguments": _dump(parsed) if parsed not in (None, "") else "",
+            }
+        )
+    return out
+
+
+def _messages(messages: Any) -> list[dict[str, Any]]:
+    if not isinstance(messages, list):
+        return [{"role": "?", "parts": _parts(_dump(messages)), "tool_calls": []}]
+    out = []
+    for message in messages:
+        if not isinstance(message, dict):
+            out.append({"role": "?", "parts": _parts(_dump(message)), "tool_calls": []})
+            continue
+        out.append(
+            {
+                "role": str(message.get("role", "?")),
+                "name": message.get("name"),
+                "tool_call_id": message.get("tool_call_id"),
+                "parts": _parts(message.get("content")),
+                "tool_calls": _tool_calls(message.get("tool_calls")),
+            }
+        )
+    return out
+
+
+def conversation_view(row: dict[str, Any]) -> dict[str, Any]:
+    """What the request page shows of ``row``'s conversation (``logged`` False when none)."""
+    request = _loads(row.get("request_json"))
+    logged = any(
+        row.get(key) is not None
+        for key in ("request_json", "response_text", "reasoning_text", "tool_calls_json")
+    )
+    view: dict[str, Any] = {
+        "logged": logged,
+        "messages": [],
+        "prompt": None,
+        "input": None,
+        "response_text": row.get("response_text"),
+        "reasoning_text": row.get("reasoning_text"),
+        "tool_calls": _tool_calls(_loads(row.get("tool_calls_json"))),
+    }
+    if isinstance(request, dict):
+        if "messages" in request:
+            view["messages"] = _messages(request["messages"])
+        if "prompt" in request:
+            view["prompt"] = _dump(request["prompt"])
+        if "input" in request:
+            view["input"] = _dump(request["input"])
+    elif request is not None:
+        view["prompt"] = _dump(request)
+    return view
