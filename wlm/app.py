@@ -82,11 +82,9 @@ def create_app(
 
         local = LocalManager(settings)
     if telemetry == "default":
-        try:  # TEMP
-            from wlm.telemetry.writer import TelemetryWriter
-        except ImportError:
-            TelemetryWriter = None
-        telemetry = TelemetryWriter and TelemetryWriter(
+        from wlm.telemetry.writer import TelemetryWriter
+
+        telemetry = TelemetryWriter(
             settings.telemetry_file,
             log_content=settings.log_content,
             retention_days=settings.retention_days,
@@ -102,11 +100,7 @@ def create_app(
             await gateway.close()
 
     from wlm.api.routes import all_routes
-
-    # --- web pages (issue 6): HTMX pages, /login, /static ---------------------
     from wlm.web import template_config, web_routes
-
-    # --------------------------------------------------------------------------
 
     app = Litestar(
         route_handlers=[*all_routes(), *web_routes()],
