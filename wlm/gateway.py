@@ -99,4 +99,4 @@ class Gateway:
             await adapter.transport.close()
         await self.http.aclose()
         if self.telemetry is not None:
-            await asyncio.to_thread(self.telemetry.close)
+            await self.telemetry.aclose()
