@@ -10,7 +10,7 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
-from wlm.api.request_id import add_request_id
+from wlm.api.request_id import HEADER, RequestIdMiddleware, request_id_for
 from wlm.config import Settings
 from wlm.errors import GatewayError
 from wlm.gateway import Gateway
@@ -21,13 +21,21 @@ __all__ = ["create_app"]
 log = logging.getLogger("wlm")
 
 
-def _error(status: int, message: str, type_: str, code: str | None) -> Response[bytes]:
+def _error(
+    request: Request[Any, Any, Any], status: int, message: str, type_: str, code: str | None
+) -> Response[bytes]:
     body = GatewayError(message, status=status, type=type_, code=code).to_body()
-    return Response(content=body, status_code=status, media_type="application/json")
+    return Response(
+        content=body,
+        status_code=status,
+        media_type="application/json",
+        headers={HEADER: request_id_for(request)},
+    )
 
 
 def _not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     return _error(
+        request,
         404,
         f"No such endpoint: {request.method} {request.url.path}.",
         "invalid_request_error",
@@ -37,6 +45,7 @@ def _not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[byte
 
 def _not_allowed(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     return _error(
+        request,
         405,
         f"Method {request.method} is not allowed on {request.url.path}.",
         "invalid_request_error",
@@ -47,7 +56,7 @@ def _not_allowed(request: Request[Any, Any, Any], exc: Exception) -> Response[by
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
     type_ = "invalid_request_error" if status < 500 else "server_error"
-    return _error(status, str(exc.detail), type_, None)
+    return _error(request, status, str(exc.detail), type_, None)
 
 
 def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
@@ -56,8 +65,9 @@ def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Respon
     body = GatewayError(
         message, status=exc.status, type=exc.type, param=exc.param, code=exc.code
     ).to_body()
+    headers = {HEADER: request_id_for(request), **exc.headers}
     return Response(
-        content=body, status_code=exc.status, media_type="application/json", headers=exc.headers
+        content=body, status_code=exc.status, media_type="application/json", headers=headers
     )
 
 
@@ -65,7 +75,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
     gateway: Gateway = request.app.state.gateway
     log.error("unexpected error on %s: %s", request.url.path, gateway.redactor.text(repr(exc)))
     return _error(
-        500, "The gateway failed to handle this request.", "server_error", "internal_error"
+        request, 500, "The gateway failed to handle this request.", "server_error", "internal_error"
     )
 
 
@@ -113,7 +123,7 @@ def create_app(
             HTTPException: _http_error,
             Exception: _unexpected,
         },
-        before_send=[add_request_id],
+        middleware=[RequestIdMiddleware],
         openapi_config=None,
         debug=False,
         logging_config=None,
