@@ -52,7 +52,9 @@ def wait_healthy(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def start(
+    cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         cmd,
         env={**os.environ, **(env or {})},
@@ -84,7 +86,16 @@ def wrk_run(url: str, concurrency: int, duration: float, body: dict) -> dict[str
         'wrk.headers["Authorization"] = "Bearer sk-client"\n'
     )
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(script), url],
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -202,8 +213,10 @@ def measure(name: str, url: str, duration: float, results: dict[str, dict]) -> N
 def report(results: dict[str, dict]) -> None:
     direct = results["direct"]
     print()
-    print("| target | c=1 p50 ms | added p50 ms | c=1 req/s | c=32 req/s | c=32 p50/p99 ms "
-          "| stream c=1 TTFC ms | added TTFC ms | c=1 streams/s | c=32 streams/s | c=32 events/s |")
+    print(
+        "| target | c=1 p50 ms | added p50 ms | c=1 req/s | c=32 req/s | c=32 p50/p99 ms "
+        "| stream c=1 TTFC ms | added TTFC ms | c=1 streams/s | c=32 streams/s | c=32 events/s |"
+    )
     print("| --- " * 11 + "|")
     for name, r in results.items():
         added = r["c1"]["p50_ms"] - direct["c1"]["p50_ms"]
@@ -245,23 +258,37 @@ def start_litellm(upstream: str, port: int, workdir: Path) -> subprocess.Popen[b
         "litellm_settings:\n  set_verbose: false\n"
     )
     return start(
-        [str(venv / "bin" / "litellm"), "--config", str(config), "--port", str(port), "--num_workers", "1"],
+        [
+            str(venv / "bin" / "litellm"),
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
         env={"LITELLM_LOG": "ERROR"},
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--vs-litellm", action="store_true", help="also measure LiteLLM's proxy")
-    parser.add_argument("--translated", action="store_true", help="also measure the Anthropic-translated path")
+    parser.add_argument(
+        "--translated", action="store_true", help="also measure the Anthropic-translated path"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="wlm-bench-"))
     processes = []
     try:
         fake_port = free_port()
-        processes.append(start([sys.executable, str(HERE / "fake_upstream.py"), "--port", str(fake_port)]))
+        processes.append(
+            start([sys.executable, str(HERE / "fake_upstream.py"), "--port", str(fake_port)])
+        )
         upstream = f"http://127.0.0.1:{fake_port}/v1"
         wait_healthy(f"http://127.0.0.1:{fake_port}/")
 
@@ -291,15 +318,24 @@ def main() -> None:
             global BODY, STREAM_BODY
             BODY = {**BODY, "model": "claude"}
             STREAM_BODY = {**BODY, "stream": True}
-            measure("wlm-anthropic", f"http://127.0.0.1:{wlm_port}/v1/chat/completions", args.duration, results)
+            measure(
+                "wlm-anthropic",
+                f"http://127.0.0.1:{wlm_port}/v1/chat/completions",
+                args.duration,
+                results,
+            )
             BODY = {**BODY, "model": "gpt-4o-mini"}
             STREAM_BODY = {**BODY, "stream": True}
         if args.vs_litellm:
             port = free_port()
             processes.append(start_litellm(upstream, port, workdir))
             wait_healthy(f"http://127.0.0.1:{port}/health/liveliness", timeout=120)
-            measure("litellm", f"http://127.0.0.1:{port}/v1/chat/completions", args.duration, results)
-        print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}")
+            measure(
+                "litellm", f"http://127.0.0.1:{port}/v1/chat/completions", args.duration, results
+            )
+        print(
+            f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}"
+        )
         report(results)
     finally:
         for process in reversed(processes):

@@ -1,8 +1,10 @@
 """``wlm sql`` and ``wlm telemetry export``.
 
-Both work whether or not a server runs: ``wlm sql`` asks the running server
+``wlm sql`` works whether or not a server runs: it asks the running server
 (``POST /api/sql``, read-only) and otherwise opens the file read-only itself,
-with the same checks either way.
+with the same checks either way. ``wlm telemetry export`` reads the file
+itself, so it needs the server stopped (a running server holds DuckDB's only
+lock on the file); it says so, and points at ``wlm sql``, when one runs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ class _CommandFailed(Exception):
     pass
 
 
-def _sql_via_server(settings: Any, sql: str, max_rows: int) -> tuple[list[str], list[list[Any]], bool] | None:
+def _sql_via_server(
+    settings: Any, sql: str, max_rows: int
+) -> tuple[list[str], list[list[Any]], bool] | None:
     """The server's answer, or None when no server is listening."""
     import httpx
 
@@ -47,7 +51,9 @@ def _sql_via_server(settings: Any, sql: str, max_rows: int) -> tuple[list[str], 
     return body["columns"], body["rows"], body["truncated"]
 
 
-def _sql_from_file(settings: Any, sql: str, max_rows: int) -> tuple[list[str], list[list[Any]], bool]:
+def _sql_from_file(
+    settings: Any, sql: str, max_rows: int
+) -> tuple[list[str], list[list[Any]], bool]:
     import duckdb
 
     from wlm.telemetry.query import (
@@ -75,7 +81,11 @@ def _sql_from_file(settings: Any, sql: str, max_rows: int) -> tuple[list[str], l
 
 def _print(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
     if fmt == "json":
-        print(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str, indent=1))
+        print(
+            json.dumps(
+                [dict(zip(columns, row, strict=True)) for row in rows], default=str, indent=1
+            )
+        )
     elif fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)

@@ -67,9 +67,14 @@ def export_parquet(
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
-        raise TelemetryUnavailable(
-            f"cannot open {path} (is the server running? export through it): {exc}"
-        ) from exc
+        detail = " ".join(str(exc).split())
+        if "Conflicting lock" in detail:
+            # A running server holds the only lock DuckDB gives out; nothing else can open it.
+            raise TelemetryUnavailable(
+                f"{path} is in use by a running wlm server: "
+                "stop the server first, or use `wlm sql` to query it while it runs"
+            ) from exc
+        raise TelemetryUnavailable(f"cannot open {path}: {detail}") from exc
     try:
         return _copy(con, table, out_path.parent, out_path)
     finally:

@@ -25,13 +25,19 @@ from wlm.config import ConfigError, load_settings
         ({"WLM_API_KEYS": "justakey"}, "WLM_API_KEYS", "name:key"),
         ({"WLM_ALIASES": "fast"}, "WLM_ALIASES", "alias=model"),
         (
-            {"WLM_PROVIDERS": "cloud", "CLOUD_BASE_URL": "https://example.com/v1", "CLOUD_NO_KEY": "1"},
+            {
+                "WLM_PROVIDERS": "cloud",
+                "CLOUD_BASE_URL": "https://example.com/v1",
+                "CLOUD_NO_KEY": "1",
+            },
             "CLOUD_NO_KEY",
             "loopback or LAN",
         ),
     ],
 )
-def test_malformed_values_name_the_variable(env: dict[str, str], variable: str, fragment: str) -> None:
+def test_malformed_values_name_the_variable(
+    env: dict[str, str], variable: str, fragment: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(env)
     assert info.value.variable == variable
@@ -69,11 +75,18 @@ def test_user_defined_providers_and_keyless_lan_servers() -> None:
 
 def test_openrouter_attribution_headers_come_from_settings() -> None:
     settings = load_settings(
-        {"OPENROUTER_API_KEY": "k-123456", "OPENROUTER_REFERER": "https://me.example", "OPENROUTER_TITLE": "Mine"}
+        {
+            "OPENROUTER_API_KEY": "k-123456",
+            "OPENROUTER_REFERER": "https://me.example",
+            "OPENROUTER_TITLE": "Mine",
+        }
     )
     openrouter = settings.provider("openrouter")
     assert openrouter is not None
-    assert dict(openrouter.extra_headers) == {"HTTP-Referer": "https://me.example", "X-Title": "Mine"}
+    assert dict(openrouter.extra_headers) == {
+        "HTTP-Referer": "https://me.example",
+        "X-Title": "Mine",
+    }
 
 
 def test_env_file_is_read_and_real_environment_wins(tmp_path: Path) -> None:

@@ -33,10 +33,14 @@ def test_contract_order() -> None:
     assert r.resolve("openai/gpt-4o") == Route("openai", "gpt-4o", "prefix")
     assert r.resolve("or") == Route("openrouter", "meta-llama/llama-3-8b", "prefix")
     # OpenRouter's vendor/model ids fall through to the default provider.
-    assert r.resolve("meta-llama/llama-3-8b") == Route("openrouter", "meta-llama/llama-3-8b", "default")
+    assert r.resolve("meta-llama/llama-3-8b") == Route(
+        "openrouter", "meta-llama/llama-3-8b", "default"
+    )
     # "openai/..." is a prefix only because openai is configured.
     no_openai = {k: v for k, v in ENV.items() if k != "OPENAI_API_KEY"} | {"WLM_ROUTES": ""}
-    assert router(no_openai).resolve("openai/gpt-4o") == Route("openrouter", "openai/gpt-4o", "default")
+    assert router(no_openai).resolve("openai/gpt-4o") == Route(
+        "openrouter", "openai/gpt-4o", "default"
+    )
 
 
 def test_route_to_unconfigured_provider_names_the_variable() -> None:

@@ -65,13 +65,16 @@ def test_unterminated_last_event_is_not_invented() -> None:
 
 def test_raw_block_is_forwardable_as_is() -> None:
     parser = SSEParser()
-    events = parser.feed(b"data: {\"a\": 1}\r\n\r\n")
+    events = parser.feed(b'data: {"a": 1}\r\n\r\n')
     assert [e.raw for e in events] == [b'data: {"a": 1}\n\n']
 
 
 def test_encoders_round_trip() -> None:
     encoded = encode_event('{"x":1}\nsecond', event="message_start") + encode_comment("loading m")
-    assert parse_all([encoded]) == [("message_start", '{"x":1}\nsecond', []), (None, None, ["loading m"])]
+    assert parse_all([encoded]) == [
+        ("message_start", '{"x":1}\nsecond', []),
+        (None, None, ["loading m"]),
+    ]
 
 
 @given(
@@ -95,7 +98,10 @@ _field_text = st.text(
 
 @given(
     events=st.lists(
-        st.tuples(st.none() | st.from_regex(r"[a-z_]{1,12}", fullmatch=True), st.lists(_field_text, min_size=1, max_size=3)),
+        st.tuples(
+            st.none() | st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
+            st.lists(_field_text, min_size=1, max_size=3),
+        ),
         max_size=8,
     ),
     cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=20),
