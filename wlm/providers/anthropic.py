@@ -17,7 +17,14 @@ import msgspec
 from wlm.config import ProviderConfig
 from wlm.errors import BadRequest, GatewayError
 from wlm.providers.accounting import ResponseAccount
-from wlm.providers.base import Call, ModelEntry, Redactor, UpstreamRequest, error_event
+from wlm.providers.base import (
+    Call,
+    ModelEntry,
+    Redactor,
+    UpstreamRequest,
+    decode_event_json,
+    malformed_event,
+)
 from wlm.providers.transport import Transport
 from wlm.sse import SSEEvent
 from wlm.translate import (
@@ -68,20 +75,10 @@ class AnthropicRelay:
         data = event.data
         if data is None:
             return []
-        try:
-            payload = _decode(data)
-        except msgspec.DecodeError:
-            payload = None
-        if not isinstance(payload, dict):
+        payload = decode_event_json(data)
+        if payload is None:
             self.done = True
-            self.account.error = {"message": "malformed event", "type": "upstream_error"}
-            return [
-                error_event(
-                    "The upstream sent a malformed stream event.",
-                    "upstream_error",
-                    "upstream_broken",
-                )
-            ]
+            return malformed_event(self.account)
         return self._emit(self._translator.feed(event.event, payload))
 
     def end(self) -> list[bytes]:

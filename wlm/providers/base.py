@@ -26,7 +26,9 @@ __all__ = [
     "Redactor",
     "StreamRelay",
     "UpstreamRequest",
+    "decode_event_json",
     "error_event",
+    "malformed_event",
 ]
 
 # Client headers worth passing on; everything else (credentials, hop-by-hop, cookies) stays.
@@ -119,6 +121,25 @@ class Adapter(Protocol):
     def upstream_error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError: ...
 
     async def list_models(self, http: httpx.AsyncClient) -> list[ModelEntry]: ...
+
+
+def decode_event_json(data: str) -> dict[str, Any] | None:
+    """An event's JSON object, or None when it is not one (a malformed upstream event)."""
+    try:
+        value = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def malformed_event(account: ResponseAccount) -> list[bytes]:
+    """Record a malformed upstream event and tell the client the stream broke."""
+    account.error = {"message": "malformed event", "type": "upstream_error"}
+    return [
+        error_event(
+            "The upstream sent a malformed stream event.", "upstream_error", "upstream_broken"
+        )
+    ]
 
 
 def error_event(message: str, type: str, code: str | None = None) -> bytes:

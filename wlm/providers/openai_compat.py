@@ -17,7 +17,15 @@ import msgspec
 from wlm.config import ProviderConfig
 from wlm.errors import GatewayError, UpstreamError
 from wlm.providers.accounting import ResponseAccount
-from wlm.providers.base import Call, ModelEntry, Redactor, UpstreamRequest, error_event
+from wlm.providers.base import (
+    Call,
+    ModelEntry,
+    Redactor,
+    UpstreamRequest,
+    decode_event_json,
+    error_event,
+    malformed_event,
+)
 from wlm.providers.transport import Transport
 from wlm.sse import SSEEvent
 
@@ -112,20 +120,10 @@ class OpenAIRelay:
         if data == "[DONE]":
             self.done = True
             return [event.raw]
-        try:
-            chunk = _decode(data)
-        except msgspec.DecodeError:
-            chunk = None
-        if not isinstance(chunk, dict):
+        chunk = decode_event_json(data)
+        if chunk is None:
             self.done = True
-            self.account.error = {"message": "malformed event", "type": "upstream_error"}
-            return [
-                error_event(
-                    "The upstream sent a malformed stream event.",
-                    "upstream_error",
-                    "upstream_broken",
-                )
-            ]
+            return malformed_event(self.account)
         if self.account.add_chunk(chunk):
             self.token_seen = True
         raw = self._redactor.bytes(event.raw)
