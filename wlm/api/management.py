@@ -133,7 +133,12 @@ async def api_sql(request: Request[Any, Any, Any]) -> Response[Any]:
         raise BadRequest('Send a JSON object {"sql": "SELECT ..."}.', param="sql")
     import duckdb
 
-    from wlm.telemetry.query import ForbiddenQuery, QueryTimeout, run_user_sql
+    from wlm.telemetry.query import (
+        ForbiddenQuery,
+        QueryTimeout,
+        TelemetryUnavailable,
+        run_user_sql,
+    )
 
     max_rows = payload.get("max_rows", 10_000)
     if not isinstance(max_rows, int) or max_rows < 1:
@@ -144,6 +149,13 @@ async def api_sql(request: Request[Any, Any, Any]) -> Response[Any]:
     except ForbiddenQuery as exc:
         raise GatewayError(
             str(exc), status=400, type="invalid_request_error", code="forbidden_query"
+        ) from None
+    except TelemetryUnavailable as exc:
+        raise GatewayError(
+            f"The telemetry file is not available: {exc}",
+            status=503,
+            type="service_unavailable",
+            code="telemetry_unavailable",
         ) from None
     except QueryTimeout as exc:
         raise GatewayError(str(exc), status=408, type="timeout", code="query_timeout") from None

@@ -37,7 +37,7 @@ class Outcome:
         self.status = "error"
         if self.http_status is None:
             self.http_status = error.status
-        self.error_type = error.code or error.type
+        self.error_type = error.type
         self.error_message = redacted_message[:1000]
 
     def stream_error(self, error_type: str, redacted_message: str) -> None:

@@ -272,7 +272,8 @@ class TelemetryWriter:
     def _run(self) -> None:
         while True:
             if self._con is None and not self._open():
-                if self._give_up():
+                # Stopping with nothing to write: no reason to keep retrying the file.
+                if self._give_up() or (self._stopping.is_set() and not self._has_work()):
                     break
                 self._backoff()
                 continue
@@ -292,6 +293,9 @@ class TelemetryWriter:
             self._wake.wait(self._flush_interval_s)
             self._wake.clear()
         self._notify()
+
+    def _has_work(self) -> bool:
+        return bool(self._queue or self._pending)
 
     def _give_up(self) -> bool:
         return self._stopping.is_set() and time.monotonic() >= self._close_deadline
