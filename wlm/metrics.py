@@ -12,6 +12,10 @@ from collections.abc import Callable, Iterable
 
 __all__ = ["Metrics"]
 
+# Distinct model labels kept; beyond this, new names are counted as "(other)" so a
+# client inventing model names cannot grow the series (and memory) without bound.
+MAX_MODEL_LABELS = 500
+
 # Seconds; LLM latencies run from milliseconds (local, cached) to minutes.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -48,6 +52,7 @@ class Metrics:
         self.ttft: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
         self.in_flight = 0
         self.rejected: dict[str, int] = defaultdict(int)
+        self._models: set[str] = set()
 
     def observe(
         self,
@@ -60,6 +65,11 @@ class Metrics:
         completion_tokens: int | None,
     ) -> None:
         """Count one finished request."""
+        if model not in self._models:
+            if len(self._models) >= MAX_MODEL_LABELS:
+                model = "(other)"
+            else:
+                self._models.add(model)
         self.requests[(provider, model, status)] += 1
         self.latency[(provider, model)].observe(latency_s)
         if ttft_s is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from wlm.telemetry import schema
 from wlm.telemetry.analytics import load_named_queries, run_named
 from wlm.telemetry.export import export_parquet
 from wlm.telemetry.query import (
@@ -139,7 +140,7 @@ async def test_serving_reading_exporting_and_restarting(tmp_path: Path) -> None:
     again.submit(*record(99_999))
     await again.aclose()
     assert scalar(path, "SELECT count(*) FROM requests") == 3001
-    assert scalar(path, "SELECT max(version) FROM schema_version") == 3
+    assert scalar(path, "SELECT max(version) FROM schema_version") == schema.SCHEMA_VERSION
 
 
 @pytest.fixture

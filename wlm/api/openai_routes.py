@@ -32,6 +32,10 @@ def error_response(error: GatewayError) -> Response[bytes]:
     )
 
 
+def _client_request_id(scope: Scope) -> bytes | None:
+    return next((v for k, v in scope["headers"] if k == b"x-request-id" and v), None)
+
+
 def _proxied(endpoint: str) -> Any:
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         gateway: Gateway = scope["litestar_app"].state.gateway
@@ -46,7 +50,14 @@ def _proxied(endpoint: str) -> Any:
                 {
                     "type": "http.response.start",
                     "status": 405,
-                    "headers": [(b"content-type", b"application/json"), (b"allow", b"POST")],
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"allow", b"POST"),
+                        (
+                            b"x-request-id",
+                            _client_request_id(scope) or gateway.new_request_id().encode(),
+                        ),
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": error.to_body()})

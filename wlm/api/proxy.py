@@ -224,7 +224,10 @@ async def proxy_endpoint(
     gateway.metrics.in_flight += 1
     try:
         if gateway.client_keys:
-            exchange.client = gateway.client_keys.identify(presented_key(scope["headers"]))
+            key = presented_key(scope["headers"])
+            exchange.client = gateway.client_keys.identify(key)
+            if exchange.client is None and gateway.admin_keys.identify(key) is not None:
+                exchange.client = "admin"
             if exchange.client is None:
                 gateway.metrics.rejected["auth"] += 1
                 raise AuthenticationFailed(
@@ -412,14 +415,16 @@ async def _relay_stream(exchange: _Exchange, adapter: Any, call: Call, response:
                 await send_body(out, True)
         tail = relay.end()
     except GatewayError as error:
-        exchange.account.error = {"message": error.message, "type": error.type}
+        exchange.account.error = {"message": error.message, "type": error.type, "code": error.code}
         tail = [error_event(exchange.gateway.redactor.text(error.message), error.type, error.code)]
     for out in tail:
         await send_body(out, True)
     await send_body(b"", False)
     if exchange.account.error:
         error = exchange.account.error
+        code = error.get("code")
         exchange.outcome.stream_error(
             str(error.get("type") or "upstream_error"),
+            None if code is None else str(code),
             exchange.gateway.redactor.text(str(error.get("message") or "")),
         )

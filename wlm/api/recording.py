@@ -25,12 +25,13 @@ _CONTENT_KEYS = {"chat/completions": "messages", "completions": "prompt", "embed
 class Outcome:
     """How the request ended: ok, error or cancelled, with the error's type and message."""
 
-    __slots__ = ("error_message", "error_type", "http_status", "status")
+    __slots__ = ("error_code", "error_message", "error_type", "http_status", "status")
 
     def __init__(self) -> None:
         self.status = "ok"
         self.http_status: int | None = None
         self.error_type: str | None = None
+        self.error_code: str | None = None
         self.error_message: str | None = None
 
     def error(self, error: GatewayError, redacted_message: str) -> None:
@@ -38,18 +39,25 @@ class Outcome:
         if self.http_status is None:
             self.http_status = error.status
         self.error_type = error.type
+        self.error_code = error.code
         self.error_message = redacted_message[:1000]
 
-    def stream_error(self, error_type: str, redacted_message: str) -> None:
+    def stream_error(self, error_type: str, error_code: str | None, redacted_message: str) -> None:
         if self.status == "ok":
             self.status = "error"
             self.error_type = error_type
+            self.error_code = error_code
             self.error_message = redacted_message[:1000]
 
     def cancelled(self) -> None:
         self.status = "cancelled"
         if self.http_status is None:
             self.http_status = 499  # nginx's "client closed request"
+
+
+def _stored_model(exchange: _Exchange) -> str:
+    """The model as requested, redacted: a client may paste a key into the wrong field."""
+    return exchange.gateway.redactor.text(exchange.model or "")
 
 
 def _request_content(exchange: _Exchange) -> str | None:
@@ -79,7 +87,7 @@ def _observe(exchange: _Exchange) -> None:
     counts = exchange.account.token_counts() if exchange.account.usage else {}
     exchange.gateway.metrics.observe(
         route.provider if route is not None else "none",
-        exchange.model or "",
+        _stored_model(exchange) if route is not None else "(unrouted)",
         exchange.outcome.status,
         time.perf_counter() - exchange.started,
         exchange.ttft,
@@ -108,7 +116,7 @@ def _submit(exchange: _Exchange, telemetry: Any) -> None:
         started_at=exchange.started_at,
         ended_at=datetime.now(UTC),
         endpoint=exchange.endpoint,
-        model=exchange.model or "",
+        model=_stored_model(exchange),
         provider=route.provider if route is not None else None,
         upstream_model=account.upstream_model or (route.upstream_model if route else None),
         stream=exchange.stream,
@@ -117,6 +125,7 @@ def _submit(exchange: _Exchange, telemetry: Any) -> None:
         client=exchange.client,
         request_id=exchange.request_id,
         error_type=outcome.error_type,
+        error_code=outcome.error_code,
         error_message=outcome.error_message,
         ttft_ms=ttft_ms,
         latency_ms=latency_ms,

@@ -29,7 +29,7 @@ class RequestIdMiddleware(AbstractMiddleware):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = next((v for k, v in scope["headers"] if k == _HEADER_BYTES), None)
-        if request_id is None:
+        if not request_id:
             request_id = scope["litestar_app"].state.gateway.new_request_id().encode()  # type: ignore[typeddict-item]
 
         async def send_with_id(message: Message) -> None:

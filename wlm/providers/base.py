@@ -134,7 +134,11 @@ def decode_event_json(data: str) -> dict[str, Any] | None:
 
 def malformed_event(account: ResponseAccount) -> list[bytes]:
     """Record a malformed upstream event and tell the client the stream broke."""
-    account.error = {"message": "malformed event", "type": "upstream_error"}
+    account.error = {
+        "message": "malformed event",
+        "type": "upstream_error",
+        "code": "upstream_broken",
+    }
     return [
         error_event(
             "The upstream sent a malformed stream event.", "upstream_error", "upstream_broken"

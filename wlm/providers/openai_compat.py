@@ -139,7 +139,11 @@ class OpenAIRelay:
         if self.done:
             return []
         self.done = True
-        self.account.error = {"message": "stream ended early", "type": "upstream_error"}
+        self.account.error = {
+            "message": "stream ended early",
+            "type": "upstream_error",
+            "code": "upstream_broken",
+        }
         return [
             error_event(
                 "The upstream closed the stream before it finished.",

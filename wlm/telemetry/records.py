@@ -51,6 +51,7 @@ class RequestRecord:
     local_predicted_n: int | None = None
     local_predicted_ms: float | None = None
     local_cache_n: int | None = None
+    error_code: str | None = None  # the error's specific code (upstream_timeout, ...)
 
 
 @frozen

@@ -352,7 +352,13 @@ _V3 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+_V4 = Migration(
+    4,
+    "error_code: the specific code next to the OpenAI error type",
+    ("ALTER TABLE requests ADD COLUMN error_code VARCHAR",),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 # Insert order used by the writer; names match the record fields one to one.
