@@ -103,11 +103,14 @@ def wrk_run(url: str, concurrency: int, duration: float, body: dict) -> dict[str
     script.unlink()
 
     def ms(text: str) -> float:
-        value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+        match = re.match(r"([\d.]+)(\w+)", text)
+        if match is None:
+            raise RuntimeError(f"could not read wrk's output:\n{out}")
+        value, unit = match.groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
-    p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = int(non2xx.group(1)) if non2xx else 0
