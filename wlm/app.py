@@ -16,7 +16,10 @@ from wlm.errors import GatewayError
 from wlm.gateway import Gateway
 from wlm.logs import configure_logging
 
-__all__ = ["create_app"]
+__all__ = ["RAW_SEND", "create_app", "serve_app"]
+
+# Where serve_app() leaves the server's own ``send`` for the proxied routes.
+RAW_SEND = "wlm.raw_send"
 
 log = logging.getLogger("wlm")
 
@@ -130,3 +133,21 @@ def create_app(
     )
     app.state.gateway = gateway
     return app
+
+
+def serve_app(app: Litestar) -> Any:
+    """The ASGI callable Granian serves: ``app``, plus the server's own ``send`` in the scope.
+
+    Litestar wraps ``send`` per route to notice a response that started before an
+    exception; the proxied routes never let an exception escape and send one message
+    per stream event, so they use the server's ``send`` directly (measured:
+    docs/performance.md).
+    """
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND] = send
+        await app(scope, receive, send)
+
+    asgi.app = app  # type: ignore[attr-defined]
+    return asgi

@@ -26,12 +26,12 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 def app_factory() -> Any:
     """Granian's factory target: settings again from the environment the CLI prepared."""
-    from wlm.app import create_app
+    from wlm.app import create_app, serve_app
     from wlm.process import die_with_parent
 
     die_with_parent()
     env_file = os.environ.get(_ENV_FILE_VAR)
-    return create_app(load_settings(None, Path(env_file) if env_file else None))
+    return serve_app(create_app(load_settings(None, Path(env_file) if env_file else None)))
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -54,6 +54,16 @@ class SSEEvent:
             self._data = "\n".join(data_lines)
         self._parsed = True
 
+    def data_bytes(self) -> bytes | None:
+        """The data of a plain ``data: <payload>`` event as bytes, or None for any other
+        shape (named, multi-line, comments): the common case without line parsing."""
+        raw = self.raw
+        if raw.startswith(b"data:") and raw.count(b"\n") == 2:
+            payload = raw[5:-2]
+            return payload[1:] if payload[:1] == b" " else payload
+        data = self.data
+        return None if data is None else data.encode()
+
     @property
     def event(self) -> str | None:
         """The ``event:`` name, or None (the SSE default, "message")."""

@@ -62,7 +62,8 @@ def _proxied(endpoint: str) -> Any:
             )
             await send({"type": "http.response.body", "body": error.to_body()})
             return
-        await proxy_endpoint(gateway, endpoint, scope, receive, send)  # type: ignore[arg-type]
+        raw_send = scope.get("wlm.raw_send", send)  # see wlm.app.serve_app
+        await proxy_endpoint(gateway, endpoint, scope, receive, raw_send)  # type: ignore[arg-type]
 
     handler.__name__ = f"proxy_{endpoint.replace('/', '_')}"
     return asgi(path=[f"{p}/{endpoint}" for p in _PREFIXES], copy_scope=False)(handler)

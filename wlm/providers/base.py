@@ -123,7 +123,7 @@ class Adapter(Protocol):
     async def list_models(self, http: httpx.AsyncClient) -> list[ModelEntry]: ...
 
 
-def decode_event_json(data: str) -> dict[str, Any] | None:
+def decode_event_json(data: str | bytes) -> dict[str, Any] | None:
     """An event's JSON object, or None when it is not one (a malformed upstream event)."""
     try:
         value = msgspec.json.decode(data)

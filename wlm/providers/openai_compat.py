@@ -114,10 +114,10 @@ class OpenAIRelay:
         self.token_seen = False
 
     def feed(self, event: SSEEvent) -> list[bytes]:
-        data = event.data
+        data = event.data_bytes()
         if data is None:  # comments only (OpenRouter's processing lines): keep-alives
             return [event.raw]
-        if data == "[DONE]":
+        if data == b"[DONE]":
             self.done = True
             return [event.raw]
         chunk = decode_event_json(data)

@@ -112,3 +112,24 @@ def test_generated_streams_survive_any_split(
     data = b"".join(encode_event("\n".join(lines), event=name) for name, lines in events)
     expected = [(name, "\n".join(lines), []) for name, lines in events]
     assert parse_all(split_at(data, cuts)) == expected
+
+
+@given(
+    index=st.integers(min_value=0, max_value=len(RECORDED) - 1),
+    cuts=st.lists(st.integers(min_value=0, max_value=100_000), max_size=10),
+)
+def test_data_bytes_fast_path_agrees_with_the_parsed_data(index: int, cuts: list[int]) -> None:
+    parser = SSEParser()
+    events = []
+    for piece in split_at(RECORDED[index].read_bytes(), cuts):
+        events.extend(parser.feed(piece))
+    assert events
+    for event in events:
+        expected = None if event.data is None else event.data.encode()
+        assert event.data_bytes() == expected
+
+
+def test_data_bytes_handles_the_spec_edge_cases() -> None:
+    parser = SSEParser()
+    events = parser.feed(b"data:no-space\n\ndata:  two spaces\n\nevent: x\ndata: named\n\n: c\n\n")
+    assert [e.data_bytes() for e in events] == [b"no-space", b" two spaces", b"named", None]
