@@ -270,7 +270,7 @@ def start_litellm(upstream: str, port: int, workdir: Path) -> subprocess.Popen[b
             "--num_workers",
             "1",
         ],
-        env={"LITELLM_LOG": "ERROR"},
+        env={"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": "sk-client"},
     )
 
 
