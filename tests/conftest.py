@@ -17,6 +17,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def all_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
+    """Wait until none of ``pids`` runs (a zombie counts as gone); returns those still alive.
+
+    ``timeout=0`` checks once.
+    """
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    alive = set(pids)
+    while True:
+        for pid in list(alive):
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    alive.discard(pid)
+            except psutil.NoSuchProcess:
+                alive.discard(pid)
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)  # polling the process table with a deadline
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

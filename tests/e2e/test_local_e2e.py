@@ -26,7 +26,7 @@ import openai
 import psutil
 import pytest
 
-from tests.conftest import ROOT, WlmServer
+from tests.conftest import ROOT, WlmServer, all_gone
 from tests.integration.local.localhelpers import write_unloadable_gguf
 from wlm.local.testmodel import write_tiny_gguf
 
@@ -69,25 +69,6 @@ def sse_lines(response: httpx.Response) -> Iterator[str]:
 
 def data_events(lines: list[str]) -> list[str]:
     return [line.removeprefix("data:").strip() for line in lines if line.startswith("data:")]
-
-
-def all_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
-    """Wait until none of ``pids`` runs (a zombie counts as gone); the ones still alive.
-
-    ``timeout=0`` checks once.
-    """
-    deadline = time.monotonic() + timeout
-    alive = set(pids)
-    while True:
-        for pid in list(alive):
-            try:
-                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                    alive.discard(pid)
-            except psutil.NoSuchProcess:
-                alive.discard(pid)
-        if not alive or time.monotonic() >= deadline:
-            return alive
-        time.sleep(0.05)  # polling the process table, not synchronising the test
 
 
 def reaped(pid: int, timeout: float = 10.0) -> bool:

@@ -24,7 +24,7 @@ import httpx
 import psutil
 from attrs import frozen
 
-from tests.conftest import WlmServer
+from tests.conftest import WlmServer, all_gone
 from tests.fakes import FakeUpstream
 
 __all__ = [
@@ -307,19 +307,3 @@ def index_of(fake: FakeUpstream, marker: str, timeout: float = 5.0) -> int:
             if needle in request.body:
                 return index
         fake.wait_for_requests(len(seen) + 1, timeout=max(0.0, deadline - time.monotonic()))
-
-
-def all_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
-    """Wait until none of ``pids`` runs (zombies count as gone); returns those still alive."""
-    deadline = time.monotonic() + timeout
-    alive = set(pids)
-    while True:
-        for pid in list(alive):
-            try:
-                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                    alive.discard(pid)
-            except psutil.NoSuchProcess:
-                alive.discard(pid)
-        if not alive or time.monotonic() >= deadline:
-            return alive
-        time.sleep(0.05)  # polling the process table with a deadline
