@@ -396,7 +396,9 @@ class TelemetryWriter:
             con = duckdb.connect(str(self.path))
             lock_down(con, allowed_directories=[f"{export_dir_for(self.path)}/"])
             before = schema.migrate(con)
-            if before != schema.SCHEMA_VERSION:
+            if before == 0:
+                log.info("telemetry: created %s (schema %d)", self.path, schema.SCHEMA_VERSION)
+            elif before != schema.SCHEMA_VERSION:
                 log.info(
                     "telemetry: %s migrated from schema %d to %d",
                     self.path,
