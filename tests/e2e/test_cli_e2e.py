@@ -85,3 +85,21 @@ def test_more_than_one_worker_is_refused_clearly(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--workers" in result.stderr
     assert "one process" in result.stderr
+
+
+def test_request_body_over_the_limit_is_413(tmp_path: Path) -> None:
+    """Client sees 413 with an OpenAI error naming the setting; the server stays healthy."""
+    import httpx
+
+    server = WlmServer({"WLM_MAX_BODY_BYTES": "2000", "WLM_DEFAULT_PROVIDER": "openai"}, tmp_path)
+    server.start()
+    try:
+        big = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 5000}]}
+        response = httpx.post(f"{server.base_url}/v1/chat/completions", json=big, timeout=10)
+        assert response.status_code == 413
+        error = response.json()["error"]
+        assert error["code"] == "request_too_large"
+        assert "WLM_MAX_BODY_BYTES" in error["message"]
+        assert httpx.get(f"{server.base_url}/health", timeout=5).status_code == 200
+    finally:
+        assert server.stop() == 0

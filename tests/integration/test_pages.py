@@ -556,3 +556,14 @@ async def test_json_twin_of_a_page_needs_no_browser(client: Client) -> None:
     # Listed as they route: with no WLM_ROUTES, behind the provider's prefix.
     assert ("anthropic", "anthropic/claude-haiku-4-5") in ids
     assert models["filter"] == {"provider": "", "q": ""}
+
+
+async def test_dashboard_shows_a_failing_telemetry_writer(
+    make_client: Callable[..., Client], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the telemetry directory should be")
+    async with make_client(WLM_TELEMETRY_PATH=str(blocker / "telemetry.duckdb")) as client:
+        html = (await client.get("/")).text
+    assert 'id="telemetry-writer"' in html
+    assert "Telemetry writer: failing" in html

@@ -51,10 +51,12 @@ def instances(gateway: Gateway) -> list[dict[str, Any]]:
 
 async def live_figures(request: Request[Any, Any, Any], *, feed_size: int = 15) -> dict[str, Any]:
     """Requests and errors in the last hour and the latest requests, or why not."""
+    writer = gateway_of(request).telemetry
+    stats = writer.stats() if writer is not None else None
     telemetry = reader(request)
     try:
         last_hour = await telemetry.last_hour()
         feed = await telemetry.recent(RequestFilter(), limit=feed_size)
     except NoTelemetry as exc:
-        return {"last_hour": None, "feed": [], "telemetry_error": str(exc)}
-    return {"last_hour": last_hour, "feed": feed, "telemetry_error": None}
+        return {"last_hour": None, "feed": [], "telemetry_error": str(exc), "writer": stats}
+    return {"last_hour": last_hour, "feed": feed, "telemetry_error": None, "writer": stats}
