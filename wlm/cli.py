@@ -31,7 +31,23 @@ def app_factory() -> Any:
 
     die_with_parent()
     env_file = os.environ.get(_ENV_FILE_VAR)
-    return serve_app(create_app(load_settings(None, Path(env_file) if env_file else None)))
+    app = serve_app(create_app(load_settings(None, Path(env_file) if env_file else None)))
+    _tune_gc()
+    return app
+
+
+def _tune_gc() -> None:
+    """Fewer young-generation collections for a server that allocates per request.
+
+    Every request allocates thousands of short-lived objects (decoded JSON, records);
+    with CPython's default threshold (700) the collector runs several times per
+    request. Freezing what start-up built and raising the threshold measured ~9% more
+    requests/s at c=32 (docs/performance.md); cycles are still collected.
+    """
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def _serve(args: argparse.Namespace) -> int:
