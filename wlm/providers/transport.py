@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import aiohttp
+from yarl import URL
 
 from wlm.errors import UpstreamBroken, UpstreamTimeout, UpstreamUnreachable
 
@@ -96,6 +97,8 @@ class Transport:
         )
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Parsing the same few upstream URLs on every request is measurable on the hot path.
+        self._urls: dict[str, URL] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -119,9 +122,14 @@ class Transport:
     ) -> UpstreamResponse:
         """Send a request; returns once the status line and headers have arrived."""
         session = self._get_session()
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) > 256:  # local engines come and go on new ports
+                self._urls.clear()
+            parsed = self._urls[url] = URL(url)
         with mapped_errors(self.provider):
             response = await session.request(
-                method, url, data=body, headers=headers, allow_redirects=False
+                method, parsed, data=body, headers=headers, allow_redirects=False
             )
         return UpstreamResponse(response, self.provider)
 
