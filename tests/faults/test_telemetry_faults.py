@@ -115,6 +115,7 @@ def test_disk_full_while_serving_degrades_then_recovers_without_losing_rows(
         15,
         "the writer to catch up",
     )
+    assert health(http)["telemetry"]["last_error"] is None, "a recovered writer shows no error"
     ids = before + during + after
     assert count_rows(admin, ids) == len(ids), "rows were lost"
     failures = [line for line in server.log().splitlines() if "ERROR wlm.telemetry" in line]

@@ -97,7 +97,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[Any]:
             "queued": stats.queued,
             "written": stats.written,
             "dropped": stats.dropped,
-            "last_error": stats.last_error,
+            "last_error": None if stats.healthy else stats.last_error,
         }
         if not stats.healthy or stats.dropped:
             body["status"] = "degraded"
