@@ -327,7 +327,7 @@ async def _serve(exchange: _Exchange, raw: bytes, scope: dict[str, Any]) -> None
     forwarded = tuple(
         (name.decode(), value.decode("latin-1"))
         for name, value in scope["headers"]
-        if name.decode() in FORWARDED_HEADERS
+        if name in FORWARDED_HEADERS
     )
     call = Call(
         endpoint=exchange.endpoint,

@@ -74,33 +74,36 @@ def _request_content(exchange: _Exchange) -> str | None:
 def record_request(exchange: _Exchange) -> None:
     """Count the request in the metrics and queue its records; cheap, and never raises."""
     try:
-        _observe(exchange)
+        # One reading of the clock, the usage and the model for both metrics and telemetry.
+        elapsed = time.perf_counter() - exchange.started
+        counts = exchange.account.token_counts()
+        model = _stored_model(exchange)
+        _observe(exchange, elapsed, counts, model)
         telemetry = exchange.gateway.telemetry
         if telemetry is not None:
-            _submit(exchange, telemetry)
+            _submit(exchange, telemetry, elapsed, counts, model)
     except Exception:
         log.exception("could not record request %s", exchange.request_id)
 
 
-def _observe(exchange: _Exchange) -> None:
+def _observe(exchange: _Exchange, elapsed: float, counts: dict[str, Any], model: str) -> None:
     route = exchange.route
-    counts = exchange.account.token_counts() if exchange.account.usage else {}
     exchange.gateway.metrics.observe(
         route.provider if route is not None else "none",
-        _stored_model(exchange) if route is not None else "(unrouted)",
+        model if route is not None else "(unrouted)",
         exchange.outcome.status,
-        time.perf_counter() - exchange.started,
+        elapsed,
         exchange.ttft,
-        counts.get("prompt_tokens"),
-        counts.get("completion_tokens"),
+        counts["prompt_tokens"],
+        counts["completion_tokens"],
     )
 
 
-def _submit(exchange: _Exchange, telemetry: Any) -> None:
-    elapsed = time.perf_counter() - exchange.started
+def _submit(
+    exchange: _Exchange, telemetry: Any, elapsed: float, counts: dict[str, Any], model: str
+) -> None:
     account = exchange.account
     route = exchange.route
-    counts = account.token_counts()
     timings = account.timings or {}
     ttft_ms = exchange.ttft * 1000 if exchange.ttft is not None else None
     latency_ms = elapsed * 1000
@@ -116,7 +119,7 @@ def _submit(exchange: _Exchange, telemetry: Any) -> None:
         started_at=exchange.started_at,
         ended_at=datetime.now(UTC),
         endpoint=exchange.endpoint,
-        model=_stored_model(exchange),
+        model=model,
         provider=route.provider if route is not None else None,
         upstream_model=account.upstream_model or (route.upstream_model if route else None),
         stream=exchange.stream,

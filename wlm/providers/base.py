@@ -31,8 +31,10 @@ __all__ = [
     "malformed_event",
 ]
 
-# Client headers worth passing on; everything else (credentials, hop-by-hop, cookies) stays.
-FORWARDED_HEADERS = ("anthropic-beta", "openai-organization", "openai-project", "x-request-id")
+# Client headers worth passing on (ASGI lowercases names); everything else (credentials, hop-by-hop, cookies) stays.
+FORWARDED_HEADERS = frozenset(
+    (b"anthropic-beta", b"openai-organization", b"openai-project", b"x-request-id")
+)
 
 
 @frozen
