@@ -102,6 +102,21 @@ def test_refused_request_never_reaches_the_provider(world: World, rows: RowCheck
     rows.verify(world.admin)
 
 
+def test_refused_requests_keep_the_connection_usable(world: World) -> None:
+    """A 401 answered before a large body is read must not cost the client its connection.
+
+    The server would otherwise close the keep-alive connection with the body unread, and
+    the client's next request on it fails with "server disconnected" (seen in CI).
+    """
+    body = chat("openai/gpt-4o-mini", marker="x" * 256 * 1024)
+    wrong = world.client(WRONG)
+    statuses = [wrong.post("/v1/chat/completions", json=body).status_code for _ in range(60)]
+
+    assert statuses == [401] * 60
+    right = world.client()
+    assert right.post("/v1/chat/completions", json=body).status_code == 200
+
+
 def median_latencies(client: httpx.Client, keys: list[str], rounds: int) -> list[float]:
     """Median seconds per key over ``rounds`` interleaved requests (order rotates per round)."""
     samples: list[list[float]] = [[] for _ in keys]

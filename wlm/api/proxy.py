@@ -48,6 +48,7 @@ log = logging.getLogger("wlm.proxy")
 
 _decode = msgspec.json.decode
 _LOADING_COMMENT_EVERY_S = 2.0
+_DISCARD_TIMEOUT_S = 5.0
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -87,6 +88,28 @@ async def _read_body(receive: Any, limit: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _discard_body(receive: Any, limit: int) -> None:
+    """Read and drop a body we answer without using (a rejected key, a full client slot).
+
+    Granian closes a keep-alive connection whose request body is still unread when the
+    response ends, so the client's next request on it would fail with "server disconnected".
+    Reading is bounded by the body limit and a few seconds; past either, the connection
+    closes, which is the honest outcome for a client still pushing data at a rejection.
+    """
+    size = 0
+    try:
+        async with asyncio.timeout(_DISCARD_TIMEOUT_S):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                size += len(message.get("body", b""))
+                if size > limit or not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
 
 
 def _parse(raw: bytes, endpoint: str) -> tuple[dict[str, Any], str, bool, bool]:
@@ -251,6 +274,7 @@ async def proxy_endpoint(
     watch: _DisconnectWatch | None = None
     limit = gateway.settings.max_concurrency_per_client
     load_key: str | None = None
+    body_pending = True
     gateway.metrics.in_flight += 1
     try:
         if gateway.client_keys:
@@ -279,6 +303,7 @@ async def proxy_endpoint(
                 )
             load_key = key
             gateway.client_load[key] = gateway.client_load.get(key, 0) + 1
+        body_pending = False
         raw = await _read_body(receive, gateway.settings.max_body_bytes)
         exchange.bytes_in = len(raw)
         watch = _DisconnectWatch(receive, task)
@@ -291,6 +316,8 @@ async def proxy_endpoint(
         task.uncancel()
         exchange.outcome.cancelled()
     except GatewayError as error:
+        if body_pending:
+            await _discard_body(receive, gateway.settings.max_body_bytes)
         await _fail_quietly(exchange, error)
     except Exception as exc:  # never a traceback to the client
         log.error("unexpected error serving %s: %s", endpoint, gateway.redactor.text(repr(exc)))
