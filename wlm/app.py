@@ -16,10 +16,7 @@ from wlm.errors import GatewayError
 from wlm.gateway import Gateway
 from wlm.logs import configure_logging
 
-__all__ = ["RAW_SEND", "create_app", "serve_app"]
-
-# Where serve_app() leaves the server's own ``send`` for the proxied routes.
-RAW_SEND = "wlm.raw_send"
+__all__ = ["create_app", "serve_app"]
 
 log = logging.getLogger("wlm")
 
@@ -136,17 +133,26 @@ def create_app(
 
 
 def serve_app(app: Litestar) -> Any:
-    """The ASGI callable Granian serves: ``app``, plus the server's own ``send`` in the scope.
+    """The ASGI callable Granian serves: POSTs to the proxied endpoints go straight to
+    the proxy, everything else to ``app``.
 
-    Litestar wraps ``send`` per route to notice a response that started before an
-    exception; the proxied routes never let an exception escape and send one message
-    per stream event, so they use the server's ``send`` directly (measured:
-    docs/performance.md).
+    The proxy answers every outcome itself (errors included) and sends one message per
+    stream event, so Litestar's router, middleware and per-route ``send`` wrapper would
+    only add cost on the hot path (docs/performance.md has the figures). The same
+    endpoints stay registered in ``app`` for any other way of serving it (and for paths
+    Litestar normalises, such as a trailing slash).
     """
+    from wlm.api.openai_routes import PROXIED_PATHS
+    from wlm.api.proxy import proxy_endpoint
+
+    gateway: Gateway = app.state.gateway
 
     async def asgi(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope[RAW_SEND] = send
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = PROXIED_PATHS.get(scope["path"])
+            if endpoint is not None:
+                await proxy_endpoint(gateway, endpoint, scope, receive, send)
+                return
         await app(scope, receive, send)
 
     asgi.app = app  # type: ignore[attr-defined]

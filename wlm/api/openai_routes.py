@@ -13,9 +13,15 @@ from wlm.api.proxy import proxy_endpoint
 from wlm.errors import GatewayError, ModelNotFound
 from wlm.gateway import Gateway
 
-__all__ = ["ROUTES", "json_response"]
+__all__ = ["PROXIED_PATHS", "ROUTES", "json_response"]
 
 _PREFIXES = ("/v1", "/api/v1")
+_ENDPOINTS = ("chat/completions", "completions", "embeddings")
+
+# Path -> proxied endpoint, for the server-level dispatch in wlm.app.serve_app.
+PROXIED_PATHS = {
+    f"{prefix}/{endpoint}": endpoint for prefix in _PREFIXES for endpoint in _ENDPOINTS
+}
 
 
 def json_response(content: Any, status: int = 200) -> Response[Any]:
@@ -62,8 +68,7 @@ def _proxied(endpoint: str) -> Any:
             )
             await send({"type": "http.response.body", "body": error.to_body()})
             return
-        raw_send = scope.get("wlm.raw_send", send)  # see wlm.app.serve_app
-        await proxy_endpoint(gateway, endpoint, scope, receive, raw_send)  # type: ignore[arg-type]
+        await proxy_endpoint(gateway, endpoint, scope, receive, send)  # type: ignore[arg-type]
 
     handler.__name__ = f"proxy_{endpoint.replace('/', '_')}"
     return asgi(path=[f"{p}/{endpoint}" for p in _PREFIXES], copy_scope=False)(handler)
@@ -110,9 +115,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 ROUTES = [
-    _proxied("chat/completions"),
-    _proxied("completions"),
-    _proxied("embeddings"),
+    *(_proxied(endpoint) for endpoint in _ENDPOINTS),
     list_models,
     get_model,
     health,
