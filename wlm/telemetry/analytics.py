@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from wlm.shipped import shipped_dir
 from wlm.telemetry.query import QueryResult, execute_limited
 
 if TYPE_CHECKING:
@@ -29,8 +30,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def default_dir() -> Path:
-    """The ``analytics/`` directory shipped next to the ``wlm`` package."""
-    return Path(__file__).resolve().parents[2] / "analytics"
+    """The ``analytics/`` directory shipped with wlm."""
+    return shipped_dir("analytics")
 
 
 def load_named_queries(directory: Path | None = None) -> dict[str, str]:

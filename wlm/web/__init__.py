@@ -16,7 +16,6 @@ session secret), so two apps in one process share nothing.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -26,6 +25,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+from wlm.shipped import shipped_dir
 from wlm.telemetry.analytics import load_named_queries
 from wlm.web.access import WebState, before_request, page_middleware
 from wlm.web.analytics import ANALYTICS_ROUTES
@@ -39,7 +39,7 @@ from wlm.web.settings_page import SETTINGS_ROUTES
 
 __all__ = ["STATIC_DIR", "TEMPLATES_DIR", "WEB_DIR", "template_config", "web_routes"]
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+WEB_DIR = shipped_dir("web")
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
 
