@@ -98,6 +98,7 @@ def create_app(
             settings.telemetry_file,
             log_content=settings.log_content,
             retention_days=settings.retention_days,
+            memory_limit=settings.telemetry_memory_limit,
         )
     gateway = Gateway(settings, local=local, telemetry=telemetry)
 

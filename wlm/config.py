@@ -110,6 +110,7 @@ class Settings:
     allow_open: bool = False
     log_content: bool = True
     retention_days: int | None = None
+    telemetry_memory_limit: str = "512MB"
     anthropic_max_tokens: int = 4096
     models_cache_s: float = 300.0
     max_body_bytes: int = 20 * 1024 * 1024
@@ -239,12 +240,17 @@ _SIMPLE: dict[str, str] = {
     "WLM_ALLOW_OPEN": "allow_open",
     "WLM_LOG_CONTENT": "log_content",
     "WLM_RETENTION_DAYS": "retention_days",
+    "WLM_TELEMETRY_MEMORY_LIMIT": "telemetry_memory_limit",
     "WLM_ANTHROPIC_MAX_TOKENS": "anthropic_max_tokens",
     "WLM_MODELS_CACHE_S": "models_cache_s",
     "WLM_MAX_BODY_BYTES": "max_body_bytes",
     "WLM_MAX_CONCURRENCY_PER_CLIENT": "max_concurrency_per_client",
     "WLM_LOG_LEVEL": "log_level",
 }
+# A size DuckDB's memory_limit accepts, kept to the unambiguous forms.
+_MEMORY_SIZE = re.compile(
+    r"^[1-9][0-9]*(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE
+)
 _POSITIVE = {"port", "workers", "max_loaded_models", "local_ctx_size", "local_parallel"}
 
 
@@ -361,6 +367,8 @@ def load_settings(
             raise ConfigError(variable, f"must be at least 1, got {values[field]}")
         if field == "port" and values[field] > 65535:
             raise ConfigError(variable, f"must be at most 65535, got {values[field]}")
+        if field == "telemetry_memory_limit" and not _MEMORY_SIZE.match(values[field]):
+            raise ConfigError(variable, f"expected a size such as 512MB or 2GB, got {value!r}")
 
     names = list(BUILTIN_PROVIDERS)
     for name in _split_list(env.get("WLM_PROVIDERS", "")):

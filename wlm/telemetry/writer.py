@@ -111,6 +111,7 @@ class TelemetryWriter:
         queue_max: int = 100_000,
         retry_max_s: float = 5.0,
         read_threads: int = 2,
+        memory_limit: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.log_content = log_content
@@ -120,6 +121,8 @@ class TelemetryWriter:
         self._queue_max = queue_max
         self._retry_max_s = retry_max_s
         self._read_threads = read_threads
+        # DuckDB's own default is 80% of RAM, taken from any llama.cpp beside it.
+        self._duckdb_config = {"memory_limit": memory_limit} if memory_limit else {}
 
         self._queue: deque[_Item] = deque()
         self._wake = threading.Event()
@@ -393,7 +396,7 @@ class TelemetryWriter:
         con: duckdb.DuckDBPyConnection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = duckdb.connect(str(self.path))
+            con = duckdb.connect(str(self.path), config=self._duckdb_config)
             lock_down(con, allowed_directories=[f"{export_dir_for(self.path)}/"])
             before = schema.migrate(con)
             if before == 0:

@@ -24,6 +24,8 @@ from wlm.config import ConfigError, load_settings
         ({"WLM_PROVIDERS": "groq", "GROQ_BASE_URL": "ftp://x"}, "GROQ_BASE_URL", "http(s) URL"),
         ({"WLM_API_KEYS": "justakey"}, "WLM_API_KEYS", "name:key"),
         ({"WLM_ALIASES": "fast"}, "WLM_ALIASES", "alias=model"),
+        ({"WLM_TELEMETRY_MEMORY_LIMIT": "lots"}, "WLM_TELEMETRY_MEMORY_LIMIT", "512MB"),
+        ({"WLM_TELEMETRY_MEMORY_LIMIT": "80%"}, "WLM_TELEMETRY_MEMORY_LIMIT", "512MB"),
         (
             {
                 "WLM_PROVIDERS": "cloud",
@@ -52,6 +54,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.models_dir == Path("~/models")
     assert (settings.max_loaded_models, settings.idle_unload_s) == (1, 600.0)
     assert settings.log_content is True
+    assert settings.telemetry_memory_limit == "512MB"
     assert [p.name for p in settings.providers] == ["openai", "anthropic", "openrouter"]
     assert not any(p.configured for p in settings.providers)
 

@@ -116,6 +116,19 @@ def test_submit_never_waits_for_the_database(tmp_path: Path) -> None:
     assert count_rows(path) == 20_001
 
 
+async def test_duckdb_memory_is_capped_as_configured(tmp_path: Path) -> None:
+    """DuckDB would otherwise let its buffer pool grow to 80% of RAM beside llama.cpp."""
+    writer = TelemetryWriter(tmp_path / "t.duckdb", memory_limit="64MB")
+    writer.start()
+    try:
+        limit = await writer.read(
+            lambda cur: cur.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        )
+    finally:
+        writer.close()
+    assert limit in ("64.0 MiB", "61.0 MiB", "64.0 MB")
+
+
 def test_flushes_within_the_interval_without_reaching_the_batch_size(
     writer: TelemetryWriter,
 ) -> None:
