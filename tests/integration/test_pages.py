@@ -261,6 +261,15 @@ async def test_a_forged_session_cookie_is_not_a_login(make_client: Callable[...,
         sid, issued, _admin, mac = forged.split(".")
         c.cookies.set("wlm_session", f"{sid}.{issued}.1.{mac[:-2]}xx")
         assert (await c.get("/", follow_redirects=False)).status_code == 303
+        c.cookies.clear()
+        garbled = await c.get(
+            "/",
+            headers={"cookie": "wlm_session=a.1.0.\u00e9".encode("latin-1")},
+            follow_redirects=False,
+        )
+        assert garbled.status_code == 303  # a garbled cookie is no session, not a 500
+        odd_token = await c.post("/login", data={"key": ADMIN_KEY, "csrf_token": "\u00ff"})
+        assert odd_token.status_code == 403
 
 
 def test_sessions_are_signed_and_expire() -> None:
@@ -283,6 +292,10 @@ async def test_posts_without_the_csrf_token_are_refused(client: Client) -> None:
     assert refused.status_code == 403
     other = await client.post("/models/load", data={"id": "nope"}, headers={"x-csrf-token": "x"})
     assert other.status_code == 403
+    garbled = await client.post(
+        "/models/load", data={"id": "nope"}, headers={"x-csrf-token": "\u00e9".encode("latin-1")}
+    )
+    assert garbled.status_code == 403
     allowed = await client.post(
         "/models/load", data={"id": "nope"}, headers={"x-csrf-token": csrf_token(page.text)}
     )

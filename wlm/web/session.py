@@ -76,7 +76,7 @@ class SessionSigner:
 
     def decode(self, value: str | None) -> Session | None:
         """The session in a cookie value, or None when it is missing, forged or expired."""
-        if not value:
+        if not value or not value.isascii():  # compare_digest refuses non-ASCII str
             return None
         payload, _, mac = value.rpartition(".")
         if not payload or not hmac.compare_digest(mac, self._mac("session", payload)):
@@ -96,4 +96,6 @@ class SessionSigner:
 
     def check_csrf(self, session: Session, presented: str | None) -> bool:
         """True when ``presented`` is ``session``'s CSRF token (constant-time compare)."""
-        return bool(presented) and hmac.compare_digest(str(presented), self.csrf_token(session))
+        if not presented or not str(presented).isascii():  # compare_digest refuses non-ASCII
+            return False
+        return hmac.compare_digest(str(presented), self.csrf_token(session))
