@@ -87,7 +87,7 @@ async def get_model(request: Request[Any, Any, Any], model_id: str) -> Response[
     for entry in await gateway.catalog.entries():
         if entry["id"] == wanted:
             return json_response(entry)
-    return error_response(ModelNotFound(wanted))
+    return error_response(ModelNotFound(gateway.redactor.text(wanted)))
 
 
 @get("/health")

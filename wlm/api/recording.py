@@ -147,15 +147,15 @@ def _submit(
     conversation = None
     if exchange.call is not None:
         keep = exchange.gateway.settings.log_content
+        redact = exchange.gateway.redactor.text
         tool_calls = account.tool_calls
+        reasoning = account.reasoning
         conversation = ConversationRecord(
             request_id=exchange.request_id,
             request_json=_request_content(exchange) if keep else None,
-            response_text=exchange.gateway.redactor.text(account.text)
-            if keep and account.text
-            else None,
-            reasoning_text=account.reasoning if keep else None,
-            tool_calls_json=msgspec.json.encode(tool_calls).decode()
+            response_text=redact(account.text) if keep and account.text else None,
+            reasoning_text=redact(reasoning) if keep and reasoning else None,
+            tool_calls_json=redact(msgspec.json.encode(tool_calls).decode())
             if keep and tool_calls
             else None,
         )

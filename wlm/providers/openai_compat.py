@@ -116,7 +116,7 @@ class OpenAIRelay:
     def feed(self, event: SSEEvent) -> list[bytes]:
         data = event.data_bytes()
         if data is None:  # comments only (OpenRouter's processing lines): keep-alives
-            return [event.raw]
+            return [self._redactor.bytes(event.raw)]
         if data == b"[DONE]":
             self.done = True
             return [event.raw]
