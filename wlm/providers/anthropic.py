@@ -15,7 +15,7 @@ import httpx
 import msgspec
 
 from wlm.config import ProviderConfig
-from wlm.errors import BadRequest, GatewayError
+from wlm.errors import BadRequest, GatewayError, UpstreamBroken
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import (
     Call,
@@ -136,11 +136,7 @@ class AnthropicAdapter:
         except msgspec.DecodeError:
             parsed = None
         if not isinstance(parsed, dict):
-            raise GatewayError(
-                "Anthropic sent a response that is not a JSON object.",
-                status=502,
-                type="upstream_error",
-            )
+            raise UpstreamBroken("Anthropic sent a response that is not a JSON object.")
         out = from_anthropic_response(parsed, model=call.model, created=int(time.time()))
         account.add_response(out)
         account.upstream_model = (

@@ -15,7 +15,7 @@ import httpx
 import msgspec
 
 from wlm.config import ProviderConfig
-from wlm.errors import GatewayError, UpstreamError
+from wlm.errors import GatewayError, UpstreamBroken, UpstreamError
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import (
     Call,
@@ -196,10 +196,13 @@ class OpenAICompatAdapter:
             parsed = _decode(body)
         except msgspec.DecodeError:
             parsed = None
-        if isinstance(parsed, dict):
-            account.add_response(parsed)
-            if parsed.get("model") not in (call.model, None):
-                return rewrite_model(body, call.model)
+        if not isinstance(parsed, dict):
+            raise UpstreamBroken(
+                f"Provider '{self.config.name}' sent a response that is not a JSON object."
+            )
+        account.add_response(parsed)
+        if parsed.get("model") not in (call.model, None):
+            return rewrite_model(body, call.model)
         return body
 
     def upstream_error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:

@@ -210,7 +210,7 @@ def _thinking(body: dict[str, Any], out: dict[str, Any], max_name: str | None) -
         return None
     if effort == "none":
         return {"type": "disabled"}
-    if effort not in REASONING_BUDGETS:
+    if not isinstance(effort, str) or effort not in REASONING_BUDGETS:
         raise BadRequest(
             f"'reasoning_effort' must be one of none, {', '.join(REASONING_BUDGETS)}.",
             param="reasoning_effort",

@@ -724,3 +724,43 @@ def test_request_translation_loses_nothing(conversation) -> None:
                 found["tool_results"].append((block["tool_use_id"], block["content"]))
         previous_tool_ids = {b["id"] for b in turn["content"] if b["type"] == "tool_use"}
     assert found == {key: value for key, value in expected.items() if key != "system"}
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_FIELDS = (
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "reasoning_effort",
+    "thinking",
+    "user",
+    "metadata",
+    "response_format",
+    "n",
+    "messages",
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.dictionaries(st.sampled_from(_FIELDS), _JSON_VALUES, max_size=4))
+def test_any_value_in_any_field_is_translated_or_refused_with_a_400(body: dict[str, Any]) -> None:
+    """Whatever a client puts in a field, the answer is a request or a clear 400, never a crash."""
+    refused: BadRequest | UnsupportedParameter | None = None
+    try:
+        translate(body)
+    except (BadRequest, UnsupportedParameter) as exc:
+        refused = exc
+    assert refused is None or refused.status == 400
