@@ -62,6 +62,12 @@ _DISPLAY_NAMES = {
 }
 _TOOL_PREAMBLE = "I'll check both cities."
 _STOP_SEQUENCE = "###"
+# The `thinking` scenario, shaped like the recorded thinking stream: the thinking text in
+# pieces, then an empty `thinking_delta` and the `signature_delta` (observed just before
+# the thinking block stops), then the answer in a second block.
+THINKING_PIECES = ("The user wants", " a greeting.", "\n\nOne short line will do.")
+THINKING_SIGNATURE = "EuYDCmMIDBgCKkBfakeSignature0123456789+/abcdefghijklmnopqrstuvwxyz=="
+THINKING_ANSWER = ("Hello from fake-anthropic,", " after some thought.")
 
 
 def _usage(output_tokens: int) -> dict[str, Any]:
@@ -280,6 +286,92 @@ class AnthropicDialect:
             head=head,
             content=tuple(content),
             tail=tail,
+            terminator=(message_stop,),
+            midstream_error=(b"event: error\ndata: " + compact(error) + b"\n\n",),
+        )
+
+    # ---- thinking ---------------------------------------------------------------------
+    def thinking_chat(self, body: Mapping[str, Any]) -> Reply:
+        """A `message` with a signed `thinking` block, then a `text` block, ending end_turn."""
+        return self._reply(
+            {
+                "model": model_of(body),
+                "id": _message_id(),
+                "type": "message",
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "thinking",
+                        "thinking": "".join(THINKING_PIECES),
+                        "signature": THINKING_SIGNATURE,
+                    },
+                    {"type": "text", "text": "".join(THINKING_ANSWER)},
+                ],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "stop_details": None,
+                "usage": _usage(COMPLETION_TOKENS),
+            }
+        )
+
+    def thinking_stream(self, body: Mapping[str, Any]) -> StreamPlan:
+        """The same answer streamed: thinking block 0 (deltas, signature), text block 1."""
+        event = _Events()
+        message = {
+            "model": model_of(body),
+            "id": _message_id(),
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "stop_details": None,
+            "usage": _usage(1),
+        }
+
+        def start(index: int, block: dict[str, Any]) -> bytes:
+            return event({"type": "content_block_start", "index": index, "content_block": block})
+
+        def delta(index: int, payload: dict[str, Any]) -> bytes:
+            return event({"type": "content_block_delta", "index": index, "delta": payload})
+
+        def stop(index: int) -> bytes:
+            return event({"type": "content_block_stop", "index": index})
+
+        head = (
+            event({"type": "message_start", "message": message}),
+            start(0, {"type": "thinking", "thinking": "", "signature": ""}),
+            PING,
+        )
+        content = [
+            *(delta(0, {"type": "thinking_delta", "thinking": p}) for p in THINKING_PIECES),
+            delta(0, {"type": "thinking_delta", "thinking": ""}),
+            delta(0, {"type": "signature_delta", "signature": THINKING_SIGNATURE}),
+            stop(0),
+            start(1, {"type": "text", "text": ""}),
+            *(delta(1, {"type": "text_delta", "text": p}) for p in THINKING_ANSWER),
+        ]
+        usage = {
+            "input_tokens": PROMPT_TOKENS,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": COMPLETION_TOKENS,
+        }
+        finish = event(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None, "stop_details": None},
+                "usage": usage,
+            }
+        )
+        message_stop = event({"type": "message_stop"})
+        error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+        return StreamPlan(
+            headers=self._headers("text/event-stream; charset=utf-8", stream=True),
+            preamble=(),
+            head=head,
+            content=tuple(content),
+            tail=(stop(1), finish, message_stop),
             terminator=(message_stop,),
             midstream_error=(b"event: error\ndata: " + compact(error) + b"\n\n",),
         )

@@ -16,6 +16,8 @@ request body. The `model` field selects what the fake does:
     slow-first:<ms>           wait <ms> before the first byte, then an ordinary answer
     stop:<reason>             an ordinary answer that ends with this stop reason (Anthropic's
                               `stop_reason`, or OpenAI's `finish_reason`), e.g. stop:max_tokens
+    thinking                  Anthropic only: a signed `thinking` block, then a text block
+                              (stream or not); the other flavors answer 400
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Kind(enum.Enum):
     MALFORMED = "malformed"
     SLOW_FIRST = "slow-first"
     STOP = "stop"
+    THINKING = "thinking"
 
 
 # Scenarios that always answer with a 200 event stream, whatever `stream` says.
@@ -109,7 +112,7 @@ def _int_param(text: str, model: str, minimum: int) -> int:
 def parse_scenario(model: str) -> Scenario:
     """Map a request's `model` value to a scenario; unknown names are ordinary answers."""
     head, _, rest = model.partition(":")
-    if model in ("tools", "hang", "hang-body", "midstream-error", "malformed"):
+    if model in ("tools", "hang", "hang-body", "midstream-error", "malformed", "thinking"):
         return Scenario(Kind(model))
     if head == "replay" and rest:
         if "/" in rest or "\\" in rest or rest.startswith("."):

@@ -415,6 +415,8 @@ class FakeUpstream:
             return await self._play(
                 request, index, reply.status, reply.headers, _replay_steps(reply)
             )
+        if scenario.kind is Kind.THINKING and route == dialect.chat_route:
+            return await self._thinking(request, index, data)
         if route != dialect.chat_route:
             answer = dialect.other(route, data)
             if isinstance(answer, StreamPlan):
@@ -428,6 +430,20 @@ class FakeUpstream:
             return _response(dialect.chat(data, tools=tools, stop_reason=stop))
         plan = dialect.chat_stream(data, self._pieces(scenario), tools=tools, stop_reason=stop)
         return await self._play(request, index, 200, plan.headers, _plan_steps(plan, scenario))
+
+    async def _thinking(
+        self, request: web.Request, index: int, data: dict[str, Any]
+    ) -> web.StreamResponse:
+        """The `thinking` scenario: an Anthropic answer with a signed thinking block."""
+        dialect = self._dialect
+        if not isinstance(dialect, AnthropicDialect):
+            message = "fake upstream: the thinking scenario is for the anthropic flavor only"
+            return _response(dialect.error(400, message=message))
+        if data.get("stream") is not True:
+            return _response(dialect.thinking_chat(data))
+        plan = dialect.thinking_stream(data)
+        steps = _plan_steps(plan, Scenario(Kind.ORDINARY))
+        return await self._play(request, index, 200, plan.headers, steps)
 
     def _pieces(self, scenario: Scenario) -> Sequence[str]:
         if scenario.kind is Kind.PACED:
