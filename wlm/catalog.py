@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from wlm.providers.base import ModelEntry
-from wlm.routing.resolve import LOCAL
+from wlm.routing.resolve import LOCAL, Router
 
 if TYPE_CHECKING:
     from wlm.gateway import Gateway
 
-__all__ = ["ModelCatalog", "ProviderListing"]
+__all__ = ["ModelCatalog", "ProviderListing", "listed_id"]
 
 log = logging.getLogger("wlm.catalog")
 
@@ -102,13 +102,12 @@ class ModelCatalog:
         local = self._gateway.local
         if local is not None:
             for model in local.list_models():
-                if model.broken_reason:
+                listed = listed_id(router, model.id, LOCAL)
+                if model.broken_reason or listed is None:
                     continue
                 out.append(
                     {
-                        "id": model.id
-                        if router.routes_to(model.id, LOCAL)
-                        else f"local/{model.id}",
+                        "id": listed,
                         "object": "model",
                         "created": 0,
                         "owned_by": LOCAL,
@@ -121,7 +120,9 @@ class ModelCatalog:
             if name == LOCAL or listing is None:
                 continue
             for entry in listing.models:
-                listed = entry.id if router.routes_to(entry.id, name) else f"{name}/{entry.id}"
+                listed = listed_id(router, entry.id, name)
+                if listed is None:
+                    continue
                 out.append(
                     {
                         "id": listed,
@@ -132,3 +133,12 @@ class ModelCatalog:
                     }
                 )
         return out
+
+
+def listed_id(router: Router, model_id: str, provider: str) -> str | None:
+    """The id to list for ``provider``'s ``model_id``: as is, else prefixed; None when a
+    ``WLM_ROUTES`` glob sends both forms elsewhere (listing it would route it wrongly)."""
+    if router.routes_to(model_id, provider):
+        return model_id
+    prefixed = f"{provider}/{model_id}"
+    return prefixed if router.routes_to(prefixed, provider) else None

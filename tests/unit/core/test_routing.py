@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wlm.catalog import listed_id
 from wlm.config import load_settings
 from wlm.errors import ModelNotFound, ProviderNotConfigured
 from wlm.routing.resolve import Route, Router
@@ -82,3 +83,33 @@ def test_resolution_is_total_with_a_default(name: str) -> None:
     assert route.provider in {"openrouter", "local"}
     # Whatever matched, routes_to agrees with resolve.
     assert router(env, frozenset()).routes_to(name, route.provider)
+
+
+_GLOBS = ["*", "*/*", "*claude*", "gpt-*", "anthropic/*", "openai/*", "meta-*"]
+_PROVIDERS = ["openai", "anthropic", "openrouter"]
+
+
+@given(
+    routes=st.lists(st.tuples(st.sampled_from(_GLOBS), st.sampled_from(_PROVIDERS)), max_size=3),
+    model_id=st.sampled_from(["gpt-4o", "claude-3-5", "anthropic/claude-3.5", "meta-llama/x"]),
+    provider=st.sampled_from(_PROVIDERS),
+)
+def test_every_listed_id_routes_back_to_the_provider_that_listed_it(
+    routes: list[tuple[str, str]], model_id: str, provider: str
+) -> None:
+    """/v1/models lists an id only in a form that resolves back to its provider; with no
+    glob in the way that is always possible (bare or prefixed)."""
+    env = {
+        "OPENAI_API_KEY": "k1",
+        "ANTHROPIC_API_KEY": "k2",
+        "OPENROUTER_API_KEY": "k3",
+        "WLM_ROUTES": ",".join(f"{glob}={name}" for glob, name in routes),
+    }
+    r = Router(load_settings(env))
+
+    listed = listed_id(r, model_id, provider)
+
+    if listed is not None:
+        assert r.resolve(listed).provider == provider
+    if not routes:
+        assert listed is not None
