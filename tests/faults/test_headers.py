@@ -55,6 +55,19 @@ def test_only_allowlisted_client_headers_reach_openai(world: World, stream: bool
     assert not [v for v in seen.values() if KEYS.alice in v or "client-cookie" in v]
 
 
+def test_openai_organization_and_project_reach_only_openai(world: World) -> None:
+    fake = world.fakes["openrouter"]
+    body = chat("openrouter/meta-llama/llama-3.1-8b-instruct")
+    headers = {"openai-organization": "org-faults", "openai-project": "proj-faults"}
+
+    response = world.http.post("/v1/chat/completions", json=body, headers=headers)
+
+    assert response.status_code == 200
+    seen = fake.requests[index_of(fake, body["messages"][0]["content"])].headers
+    assert "openai-organization" not in seen and "openai-project" not in seen
+    assert seen["authorization"] == f"Bearer {KEYS.openrouter}"
+
+
 def test_only_allowlisted_client_headers_reach_anthropic(world: World) -> None:
     fake = world.fakes["anthropic"]
     body = chat("anthropic/claude-sonnet-4-5-20250929")

@@ -164,6 +164,9 @@ class OpenAICompatAdapter:
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key}"
         self._headers = headers
+        # A client's OpenAI organization/project means nothing to another provider, and
+        # the official SDK sends them whenever OPENAI_ORG_ID/OPENAI_PROJECT_ID are set.
+        self._takes_openai_headers = config.name == "openai"
 
     def prepare(self, call: Call) -> UpstreamRequest:
         body = call.raw
@@ -182,7 +185,10 @@ class OpenAICompatAdapter:
             body = _encode(payload)
         headers = self._headers
         if call.forwarded_headers:
-            headers = {**headers, **dict(call.forwarded_headers)}
+            forwarded = call.forwarded_headers
+            if not self._takes_openai_headers:
+                forwarded = tuple(h for h in forwarded if not h[0].startswith("openai-"))
+            headers = {**headers, **dict(forwarded)}
         base = call.base_url or self.config.base_url
         if call.base_url:
             base = f"{base}/v1"
