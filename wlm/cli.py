@@ -17,6 +17,7 @@ from wlm.config import ConfigError, Settings, load_settings
 __all__ = ["main"]
 
 _ENV_FILE_VAR = "WLM_ENV_FILE"
+_PARENT_GONE_FLUSH_S = 1.0  # telemetry's last chance when `wlm serve` was killed
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -25,15 +26,51 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def app_factory() -> Any:
-    """Granian's factory target: settings again from the environment the CLI prepared."""
-    from wlm.app import create_app, serve_app
-    from wlm.process import die_with_parent
+    """Granian's factory target: settings again from the environment the CLI prepared.
 
-    die_with_parent()
+    Runs in the Granian worker. If ``wlm serve`` (the worker's parent) dies without
+    stopping it, SIGKILL included, the worker ends at once (see :func:`_parent_gone`).
+    """
+    from wlm.app import create_app, serve_app
+    from wlm.process import die_with_parent, watch_parent
+
+    built: list[Any] = []
+    if not watch_parent(lambda: _parent_gone(built)):
+        die_with_parent()  # no pidfd (old kernel): a graceful stop on SIGTERM instead
     env_file = os.environ.get(_ENV_FILE_VAR)
-    app = serve_app(create_app(load_settings(None, Path(env_file) if env_file else None)))
+    app = create_app(load_settings(None, Path(env_file) if env_file else None))
+    built.append(app.state.gateway)
+    app = serve_app(app)
     _tune_gc()
     return app
+
+
+def _parent_gone(built: list[Any]) -> None:
+    """``wlm serve`` is gone (SIGKILL, OOM kill, crash): kill the engines and exit now.
+
+    Not Granian's graceful stop, which waits for open streams and then drains local
+    requests while nobody is left to wait for: the engines' process groups are killed
+    first, telemetry gets a best-effort flush of what is queued (at most
+    ``_PARENT_GONE_FLUSH_S``), then the worker exits. Runs on the watcher thread.
+    """
+    import logging
+
+    from wlm.process import kill_tracked_groups
+
+    log = logging.getLogger("wlm")
+    engines = kill_tracked_groups()
+    log.warning(
+        "the wlm main process is gone: killed %d engine process group(s), exiting",
+        len(engines),
+    )
+    telemetry = getattr(built[0], "telemetry", None) if built else None
+    if telemetry is not None:
+        try:
+            if not telemetry.flush(_PARENT_GONE_FLUSH_S):
+                log.error("telemetry: not everything queued was written before exit")
+        except Exception:
+            log.exception("telemetry flush before exit failed")
+    os._exit(1)
 
 
 def _tune_gc() -> None:

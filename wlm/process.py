@@ -1,12 +1,30 @@
-"""Tying a process's life to its parent's (Linux ``PR_SET_PDEATHSIG``)."""
+"""Tying a process's life to its parent's, and ending child process groups at once.
+
+The Granian worker serves wlm and owns the local engines. When ``wlm serve`` (its
+parent) is killed, even by SIGKILL, the worker must not start a graceful stop that
+waits for open streams: it kills the engines' process groups, gives telemetry a short
+flush and exits (``wlm.cli.app_factory`` wires this up with :func:`watch_parent`,
+:func:`kill_tracked_groups`, and :func:`track_group` in ``wlm.local.process``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
+import select
 import signal
 import sys
+import threading
+from collections.abc import Callable
 
-__all__ = ["die_with_parent"]
+__all__ = [
+    "die_with_parent",
+    "forget_group",
+    "kill_tracked_groups",
+    "track_group",
+    "watch_parent",
+]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -21,3 +39,76 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
         return False
     libc = ctypes.CDLL(None, use_errno=True)
     return libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
+
+
+def watch_parent(on_exit: Callable[[], None]) -> bool:
+    """Call ``on_exit()`` on a daemon thread as soon as the parent process exits.
+
+    Watches the parent through a pidfd (Linux 5.3+): it fires when the parent
+    *process* ends (by any signal, SIGKILL included), whatever thread forked us, and
+    needs no signal handler, so it works while the main thread is busy or blocked.
+    If the parent is already gone, ``on_exit`` runs at once (on the thread).
+    Returns False, and watches nothing, where pidfds are not available.
+    """
+    parent = os.getppid()
+    try:
+        pidfd = os.pidfd_open(parent)
+    except (AttributeError, OSError):
+        return False
+
+    def wait() -> None:
+        try:
+            # Opened after the parent died (and its pid maybe reused): we were
+            # reparented already, so do not wait on whatever the pidfd names.
+            if os.getppid() == parent:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)  # readable once the process exits
+                poller.poll()
+        finally:
+            os.close(pidfd)
+        on_exit()
+
+    threading.Thread(target=wait, name="wlm-parent-watch", daemon=True).start()
+    return True
+
+
+# Process groups of children that must never outlive this process (the engines).
+_groups: set[int] = set()
+_groups_lock = threading.Lock()
+_groups_killed = False
+
+
+def track_group(pgid: int) -> None:
+    """Remember a child's process group for :func:`kill_tracked_groups`.
+
+    If that has run already (this process is going away), the group is killed now.
+    """
+    with _groups_lock:
+        if not _groups_killed:
+            _groups.add(pgid)
+            return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def forget_group(pgid: int) -> None:
+    """Stop tracking ``pgid`` (call once its leader has been reaped)."""
+    with _groups_lock:
+        _groups.discard(pgid)
+
+
+def kill_tracked_groups() -> list[int]:
+    """SIGKILL every tracked process group, now and for any tracked later; their ids.
+
+    Safe to call from any thread. Meant for a process about to exit without its
+    usual clean-up (the parent died): it does not wait for the children.
+    """
+    global _groups_killed
+    with _groups_lock:
+        _groups_killed = True
+        groups = sorted(_groups)
+        _groups.clear()
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    return groups

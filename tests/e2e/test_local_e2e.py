@@ -27,6 +27,7 @@ import psutil
 import pytest
 
 from tests.conftest import ROOT, WlmServer, all_gone
+from tests.e2e.telemetry_helpers import sql_file, telemetry_file
 from tests.integration.local.localhelpers import write_unloadable_gguf
 from wlm.local.testmodel import write_tiny_gguf
 
@@ -537,6 +538,57 @@ def test_sigkill_of_wlm_takes_its_engines_down(start_server: StartServer) -> Non
 
     assert all_gone(engines) == set()
     assert all_gone(descendants) == set()
+
+
+def test_sigkill_of_wlm_mid_stream_takes_engine_and_worker_down_at_once(
+    start_server: StartServer,
+) -> None:
+    """SIGKILL of `wlm serve` while a local engine streams a long reply.
+
+    The worker must not start a graceful stop that waits for the open stream (it did,
+    for ~24 s): the engine and the worker are gone within seconds, the client's stream
+    ends without [DONE], and a request finished before the kill is in the telemetry file.
+    """
+    server = start_server(WLM_LOCAL_CTX_SIZE="4096", WLM_LOCAL_PARALLEL="1")
+    assert server.process is not None
+    body = {"model": "tiny-a", "messages": HI, "max_tokens": 100_000, "stream": True}
+    lines: list[str] = []
+    cut = False
+    killed_at: float | None = None
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        finished = http.post(
+            "/v1/chat/completions", json={"model": "tiny-a", "messages": HI, "max_tokens": 2}
+        )
+        assert finished.status_code == 200
+        engine = instances(http)["tiny-a"]["pid"]
+        wlm = psutil.Process(server.process.pid)
+        workers = {p.pid for p in wlm.children()}
+        everything = {p.pid for p in wlm.children(recursive=True)}
+        assert engine in everything and engine not in workers and workers
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            assert response.status_code == 200
+            try:
+                for line in sse_lines(response):
+                    lines.append(line)
+                    if len(data_events(lines)) == 3:
+                        server.process.kill()  # the main pid only, as the OOM killer would
+                        killed_at = time.monotonic()
+            except httpx.TransportError:
+                cut = True  # the worker went before it could end the stream
+
+    assert killed_at is not None, "the stream ended before wlm could be killed"
+    left = all_gone(everything, timeout=10)
+    gone_after = time.monotonic() - killed_at
+    server.process.wait(5)
+
+    assert left == set(), f"still running {gone_after:.1f} s after the kill: {left}"
+    assert gone_after < 5, f"the engine and worker took {gone_after:.1f} s to go"
+    events = data_events(lines)
+    assert len(events) >= 3 and "[DONE]" not in events
+    assert cut or '"error"' in events[-1]
+    assert "the wlm main process is gone: killed 1 engine process group(s)" in server.log()
+    rows = sql_file(telemetry_file(server), "SELECT id, status FROM requests")
+    assert {"status": "ok", "id": finished.headers["x-request-id"]} in rows
 
 
 def test_sigterm_stops_the_engines_and_wlm_exits_zero(start_server: StartServer) -> None:

@@ -6,7 +6,10 @@ Children never outlive wlm:
 - ``PR_SET_PDEATHSIG`` (set between fork and exec) kills it when wlm dies, even by
   SIGKILL. Linux delivers that signal when the *thread* that forked the child exits,
   so :meth:`EngineProcess.spawn` must run on the event loop's thread (it does:
-  ``asyncio.create_subprocess_exec`` forks there), never in a short-lived worker.
+  ``asyncio.create_subprocess_exec`` forks there), never in a short-lived worker;
+- its process group is tracked (``wlm.process.track_group``) until it is reaped, so
+  when ``wlm serve`` dies the worker kills every engine's group at once instead of
+  waiting for its open streams (``wlm.cli.app_factory``; docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import psutil
 
 from wlm.local.engines import HOST, EngineCommand
 from wlm.local.logbuffer import LogBuffer, engine_reason
+from wlm.process import forget_group, track_group
 
 __all__ = ["EngineProcess", "EngineStartError"]
 
@@ -104,6 +108,7 @@ class EngineProcess:
             reason = f"cannot run {command.argv[0]}: {exc.strerror or exc}"
             logs.append(f"wlm: {reason}")
             raise EngineStartError(reason, []) from None
+        track_group(process.pid)  # start_new_session: its pid is its process group
         return cls(command, process, logs)
 
     @property
@@ -155,6 +160,7 @@ class EngineProcess:
     async def wait(self) -> int:
         """Wait for the child to exit and for its output to be fully read; the exit code."""
         code = await self.process.wait()
+        forget_group(self.pid)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await asyncio.gather(*self._readers, return_exceptions=True)
@@ -222,6 +228,7 @@ class EngineProcess:
 
     def _signal(self, signum: int) -> None:
         if self.process.returncode is not None:
+            forget_group(self.pid)
             return  # reaped: the pid may belong to someone else now
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
