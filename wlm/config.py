@@ -101,6 +101,7 @@ class Settings:
     local_parallel: int = 4
     local_load_timeout_s: float = 120.0
     local_options_file: Path | None = None
+    local_rescan_s: float = 3.0
     providers: tuple[ProviderConfig, ...] = ()
     routes: tuple[RoutePattern, ...] = ()
     default_provider: str | None = None
@@ -235,6 +236,7 @@ _SIMPLE: dict[str, str] = {
     "WLM_LOCAL_PARALLEL": "local_parallel",
     "WLM_LOCAL_LOAD_TIMEOUT_S": "local_load_timeout_s",
     "WLM_LOCAL_OPTIONS": "local_options_file",
+    "WLM_LOCAL_RESCAN_S": "local_rescan_s",
     "WLM_DEFAULT_PROVIDER": "default_provider",
     "WLM_ADMIN_KEY": "admin_key",
     "WLM_ALLOW_OPEN": "allow_open",
@@ -365,6 +367,8 @@ def load_settings(
             raise ConfigError(variable, str(cause)) from None
         if field in _POSITIVE and values[field] < 1:
             raise ConfigError(variable, f"must be at least 1, got {values[field]}")
+        if field == "local_rescan_s" and not 0 <= values[field] < float("inf"):
+            raise ConfigError(variable, f"must be 0 (off) or a number of seconds, got {value!r}")
         if field == "port" and values[field] > 65535:
             raise ConfigError(variable, f"must be at most 65535, got {values[field]}")
         if field == "telemetry_memory_limit" and not _MEMORY_SIZE.match(values[field]):

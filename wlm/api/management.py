@@ -47,12 +47,42 @@ def _plain(value: Any) -> Any:
 
 
 def _known(local: Any, model_id: str) -> str:
+    """A usable model's id, or the id of an engine instance (one whose file was removed
+    keeps its logs and can still be unloaded)."""
     model_id = model_id.lstrip("/")
-    if model_id.startswith("local/") and not local.has_model(model_id):
+    engines = {info.model_id for info in local.instances()}
+
+    def known(candidate: str) -> bool:
+        return local.has_model(candidate) or candidate in engines
+
+    if model_id.startswith("local/") and not known(model_id):
         model_id = model_id[len("local/") :]
-    if not local.has_model(model_id):
+    if not known(model_id):
         raise ModelNotFound(model_id, "No such local model (GET /api/models lists them).")
     return model_id
+
+
+def _discovered(local: Any, model_id: str) -> str | None:
+    """``model_id`` (or it without ``local/``) when it is a discovered model, broken or not."""
+    found = local.routable_ids()
+    if model_id not in found and model_id.startswith("local/"):
+        model_id = model_id[len("local/") :]
+    return model_id if model_id in found else None
+
+
+async def _loadable(local: Any, model_id: str) -> str:
+    """The id to load; an id not yet known gets one rescan (maybe it was just copied in).
+
+    A broken model is returned too, so that loading it answers 503 with the reason.
+    """
+    model_id = model_id.lstrip("/")
+    found = _discovered(local, model_id)
+    if found is None:
+        await local.rescan()
+        found = _discovered(local, model_id)
+    if found is None:
+        raise ModelNotFound(model_id, "No such local model (GET /api/models lists them).")
+    return found
 
 
 @get("/api/models", guards=[admin_guard])
@@ -70,19 +100,30 @@ async def api_models(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @post("/api/models/{path:path}", guards=[admin_guard], status_code=200)
 async def api_model_action(request: Request[Any, Any, Any], path: str) -> Response[Any]:
-    """``POST /api/models/{id}/load`` and ``POST /api/models/{id}/unload`` (ids may hold '/')."""
+    """``POST /api/models/rescan``, ``POST /api/models/{id}/load`` and
+    ``POST /api/models/{id}/unload`` (ids may hold '/')."""
     local = _local(request)
+    if path.strip("/") == "rescan":
+        changes = await local.rescan()
+        return json_response(
+            {
+                "added": list(changes.added),
+                "removed": list(changes.removed),
+                "local": [_plain(m) for m in local.list_models()],
+            }
+        )
     model_id, _, action = path.strip("/").rpartition("/")
     if action not in ("load", "unload"):
         raise GatewayError(
-            f"No such action: {action!r}; use load or unload.",
+            f"No such action: {action!r}; use rescan, {{id}}/load or {{id}}/unload.",
             status=404,
             type="invalid_request_error",
         )
-    model_id = _known(local, model_id)
     if action == "load":
+        model_id = await _loadable(local, model_id)
         await local.load(model_id)
         return json_response({"id": model_id, "state": "ready"})
+    model_id = _known(local, model_id)
     await local.unload(model_id)
     return json_response({"id": model_id, "state": "stopped"})
 

@@ -3,7 +3,7 @@
 Usage (the app's lifespan owns it)::
 
     manager = LocalManager(settings)
-    await manager.start()                    # first scan, background tasks
+    await manager.start()                    # first scan, background tasks (periodic rescan)
     if model in manager.model_ids():         # cheap, cached: fine on every request
         async with manager.use(model) as base_url:   # starts the engine if needed
             ...  # send the request to f"{base_url}/v1/chat/completions"
@@ -11,6 +11,10 @@ Usage (the app's lifespan owns it)::
 
 ``use()`` counts the request as in flight until the block exits, so an eviction, an
 unload or the idle timer never stops the engine under it.
+
+The models directory is rescanned in the background every ``WLM_LOCAL_RESCAN_S``
+seconds (in a worker thread: the request path only reads the cached id sets), and on
+demand with :meth:`LocalManager.rescan`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from wlm.local.engines import EngineCommand, EngineSpec, engine_command
 from wlm.local.options import EngineOptions, OptionsError, OptionsTable, load_options
 from wlm.local.supervisor import InstanceInfo, InstanceState, Supervisor
 
-__all__ = ["InstanceInfo", "InstanceState", "LocalManager", "LocalModel"]
+__all__ = ["InstanceInfo", "InstanceState", "LocalManager", "LocalModel", "ScanChanges"]
 
 log = logging.getLogger("wlm.local")
 
@@ -53,23 +57,35 @@ class LocalModel:
     state: str  # an InstanceState value; "stopped" for a model never started
 
 
+@frozen
+class ScanChanges:
+    """What a rescan changed: model ids (broken ones included) found or gone, sorted."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
 class LocalManager:
     """Discovers local models and supervises their engines (see the module docstring).
 
-    ``scan_interval_s`` is how often the models directory is checked for changes;
-    a request for an unknown id rescans at once, at most every ``unknown_rescan_s``.
+    ``scan_interval_s`` is how often the models directory is checked for changes in
+    the background (default ``settings.local_rescan_s``; 0 turns the background scan
+    off). :meth:`load` of an unknown id rescans first, at most every
+    ``unknown_rescan_s``.
     """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        scan_interval_s: float = 3.0,
+        scan_interval_s: float | None = None,
         unknown_rescan_s: float = 1.0,
     ) -> None:
         self._settings = settings
         self._root = settings.models_path
-        self._scan_interval_s = scan_interval_s
+        self._scan_interval_s = (
+            settings.local_rescan_s if scan_interval_s is None else scan_interval_s
+        )
         self._unknown_rescan_s = unknown_rescan_s
         self._cache = HeaderCache()
         self._models: dict[str, DiscoveredModel] = {}
@@ -100,7 +116,8 @@ class LocalManager:
             log.warning("models directory %s does not exist: no local models", self._root)
         await self.rescan()
         self._supervisor.start()
-        self._poller = asyncio.create_task(self._poll(), name="wlm models scan")
+        if self._scan_interval_s > 0:
+            self._poller = asyncio.create_task(self._poll(), name="wlm models scan")
 
     async def close(self) -> None:
         """Stop every engine (in-flight requests get a few seconds) and the background tasks."""
@@ -115,23 +132,39 @@ class LocalManager:
 
     # -- discovery -----------------------------------------------------------------
 
-    async def rescan(self) -> None:
-        """Scan the models directory now (headers of unchanged files come from a cache)."""
+    async def rescan(self) -> ScanChanges:
+        """Scan the models directory now and return the ids that appeared or went.
+
+        The scan runs in a worker thread; it reads the header only of a file that is new
+        or changed (by size or mtime) and only stats the rest.
+        A scan already running is waited for, then a new one starts, so a file written
+        before the call is always seen. A model whose file is gone stops being listed
+        and routed at once; its engine, if running, stops after its in-flight requests.
+        """
         async with self._scan_lock:
             models = await asyncio.to_thread(scan_models, self._root, self._cache)
             self._last_scan = time.monotonic()
             if models == self._models:
-                return
+                return ScanChanges()
             log_scan_problems(models, self._models)
-            gone = set(self._models) - set(models)
+            changes = ScanChanges(
+                added=tuple(sorted(set(models) - set(self._models))),
+                removed=tuple(sorted(set(self._models) - set(models))),
+            )
             self._models = models
             self._ids = frozenset(m.id for m in models.values() if m.usable)
             self._all_ids = frozenset(models)
-            for model_id in gone:  # a deleted file's engine goes once it is idle
+            if changes.added:
+                log.info("local models found: %s", ", ".join(changes.added))
+            if changes.removed:
+                log.info("local models gone: %s", ", ".join(changes.removed))
+            for model_id in changes.removed:  # a deleted file's engine goes once it is idle
                 if self._supervisor.get(model_id) is not None:
-                    task = asyncio.create_task(self._supervisor.unload(model_id))
+                    gone = "its file is gone from the models directory"
+                    task = asyncio.create_task(self._supervisor.unload(model_id, gone))
                     self._unloads.add(task)
                     task.add_done_callback(self._unloads.discard)
+            return changes
 
     async def _poll(self) -> None:
         while True:
@@ -217,7 +250,9 @@ class LocalManager:
     async def _known(self, model_id: str) -> DiscoveredModel:
         model = self._models.get(model_id)
         if model is None and time.monotonic() - self._last_scan >= self._unknown_rescan_s:
-            await self.rescan()  # maybe the file was just copied in
+            # Maybe the file was just copied in. Only load() gets here with an unknown
+            # id: requests reach use() only for ids the router found in routable_ids().
+            await self.rescan()
             model = self._models.get(model_id)
         if model is None:
             raise ModelNotFound(model_id)

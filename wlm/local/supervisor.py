@@ -375,11 +375,14 @@ class Supervisor:
             instance.state = InstanceState.STOPPED
         self._notify()
 
-    async def unload(self, model_id: str) -> None:
-        """Stop ``model_id``'s engine once its in-flight requests finish (no-op if not running)."""
+    async def unload(self, model_id: str, reason: str = "unloaded on request") -> None:
+        """Stop ``model_id``'s engine once its in-flight requests finish (no-op if not running).
+
+        ``reason`` goes into the engine's log (``wlm: stopping (<reason>)``).
+        """
         instance = self._instances.get(model_id)
         if instance is not None:
-            await self._stop(instance, "unloaded on request")
+            await self._stop(instance, reason)
 
     async def load(self, model_id: str) -> None:
         """Start ``model_id``'s engine if needed and wait until it is ready."""
