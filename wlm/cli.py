@@ -125,6 +125,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_exposure(settings: Settings) -> None:
+    """Beyond loopback, both client keys and the admin key are needed (or WLM_ALLOW_OPEN=1).
+
+    Without client keys anyone on the network can spend the provider keys; without
+    the admin key, the management API (``/api/*``, including ``/api/sql`` over every
+    stored conversation) and the pages are open to them.
+    """
     import ipaddress
 
     host = settings.host
@@ -133,17 +139,34 @@ def _check_exposure(settings: Settings) -> None:
         loopback = loopback or ipaddress.ip_address(host).is_loopback
     except ValueError:
         pass
-    if loopback or settings.api_keys:
+    if loopback:
         return
+    missing = []
+    if not settings.api_keys:
+        missing.append(("WLM_API_KEYS", "client keys", "use your provider keys"))
+    if not settings.admin_key:
+        missing.append(
+            (
+                "WLM_ADMIN_KEY",
+                "an admin key",
+                "use the management API (/api/*, including /api/sql over all stored "
+                "telemetry and conversations) and the pages",
+            )
+        )
+    if not missing:
+        return
+    names = " and ".join(name for name, _, _ in missing)
+    what = " or ".join(what for _, what, _ in missing)
+    exposed = " and ".join(exposed for _, _, exposed in missing)
     if not settings.allow_open:
         raise ConfigError(
             "WLM_HOST",
-            f"refusing to listen on {host} without client keys: set WLM_API_KEYS, "
-            "or WLM_ALLOW_OPEN=1 to accept anyone on the network",
+            f"refusing to listen on {host} without {what}: anyone on the network could "
+            f"{exposed}; set {names}, or WLM_ALLOW_OPEN=1 to accept that",
         )
     print(
-        f"WARNING: wlm listens on {host} with no client keys (WLM_ALLOW_OPEN=1): "
-        "anyone who can reach this address can use your provider keys.",
+        f"WARNING: wlm listens on {host} without {names} (WLM_ALLOW_OPEN=1): "
+        f"anyone who can reach this address can {exposed}.",
         file=sys.stderr,
     )
 
