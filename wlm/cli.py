@@ -1,7 +1,9 @@
 """The ``wlm`` command: serve | models | sql | telemetry export.
 
 ``wlm models`` and ``wlm sql`` find a running server from the same settings
-(``WLM_HOST``, ``WLM_PORT``, ``.env``) and fall back to working without one.
+(``WLM_HOST``, ``WLM_PORT``, ``.env``) and fall back to working without one. They
+present the configured admin key (or a client key) to it, or ``WLM_CLI_KEY`` when
+set: needed when the configured key is only its ``sha256:`` hash.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ __all__ = ["main"]
 
 _ENV_FILE_VAR = "WLM_ENV_FILE"
 _PARENT_GONE_FLUSH_S = 1.0  # telemetry's last chance when `wlm serve` was killed
+_CLI_KEY_VAR = "WLM_CLI_KEY"  # the clear key `wlm sql`/`wlm models` send the server
+_KEY_HASH_PREFIX = "sha256:"
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -171,29 +175,95 @@ def _check_exposure(settings: Settings) -> None:
     )
 
 
-def _server_url(settings: Settings) -> str:
+def _server_host(settings: Settings) -> str:
     host = settings.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _server_url(settings: Settings) -> str:
+    host = _server_host(settings)
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{settings.port}"
 
 
+def _server_listening(settings: Settings) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((_server_host(settings), settings.port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _is_key_hash(key: str) -> bool:
+    """True for ``sha256:<64 hex>``: how wlm/auth.py tells a stored digest from a key."""
+    digest = key.removeprefix(_KEY_HASH_PREFIX)
+    if len(key) != len(_KEY_HASH_PREFIX) + 64 or digest == key:
+        return False
+    try:
+        bytes.fromhex(digest)
+    except ValueError:
+        return False
+    return True
+
+
+def _bearer(settings: Settings, configured: str, variable: str) -> dict[str, str]:
+    """The ``Authorization`` header the CLI sends the running server in place of a key.
+
+    ``WLM_CLI_KEY`` (environment only) wins. Otherwise the configured key is sent, unless
+    it is stored as its ``sha256:`` hash: that is not the key, the server would answer
+    401, so with a server listening this fails with one line asking for WLM_CLI_KEY.
+    """
+    key = os.environ.get(_CLI_KEY_VAR, "").strip()
+    if not key:
+        if not _is_key_hash(configured):
+            key = configured
+        elif not _server_listening(settings):
+            return {}  # no server: the command works offline and needs no key
+        else:
+            raise ConfigError(
+                _CLI_KEY_VAR,
+                f"{variable} is set as a sha256: hash, which is not the key, so the server at "
+                f"{_server_url(settings)} would refuse it: set {_CLI_KEY_VAR} to the key "
+                "in clear (the one whose hash it holds)",
+            )
+    return {"authorization": f"Bearer {key}"}
+
+
 def _admin_headers(settings: Settings) -> dict[str, str]:
-    return {"authorization": f"Bearer {settings.admin_key}"} if settings.admin_key else {}
+    """For the running server's admin routes (``wlm sql``); none when it has no admin key."""
+    if not settings.admin_key:
+        return {}
+    return _bearer(settings, settings.admin_key, "WLM_ADMIN_KEY")
+
+
+def _client_headers(settings: Settings) -> dict[str, str]:
+    """For ``GET /v1/models``: the admin key, else a client key; none when it needs none."""
+    if not settings.api_keys:
+        return {}
+    if settings.admin_key:
+        return _bearer(settings, settings.admin_key, "WLM_ADMIN_KEY")
+    keys = [k.key for k in settings.api_keys]
+    clear = next((k for k in keys if not _is_key_hash(k)), keys[0])
+    return _bearer(settings, clear, "WLM_API_KEYS")
 
 
 def _models(args: argparse.Namespace) -> int:
     import httpx
 
     settings = _settings(args)
+    url = f"{_server_url(settings)}/v1/models"
     try:
-        response = httpx.get(
-            f"{_server_url(settings)}/v1/models",
-            headers=_admin_headers(settings) | _client_headers(settings),
-            timeout=15,
-        )
+        response = httpx.get(url, headers=_client_headers(settings), timeout=15)
+        if response.status_code in (401, 403):
+            print(
+                f"wlm models: {url} refused the key (HTTP {response.status_code}); "
+                f"set {_CLI_KEY_VAR} to a client key or the admin key it accepts",
+                file=sys.stderr,
+            )
+            return 1
         response.raise_for_status()
         data = response.json()["data"]
     except httpx.HTTPError:
@@ -206,12 +276,6 @@ def _models(args: argparse.Namespace) -> int:
     rows = [[m["id"], m.get("provider", m.get("owned_by", "")), m.get("state", "")] for m in data]
     _print_table(["id", "provider", "state"], rows)
     return 0
-
-
-def _client_headers(settings: Settings) -> dict[str, str]:
-    if settings.api_keys and not settings.admin_key:
-        return {"authorization": f"Bearer {settings.api_keys[0].key}"}
-    return {}
 
 
 def _models_offline(settings: Settings) -> list[dict[str, Any]]:
