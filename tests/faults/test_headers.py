@@ -13,7 +13,16 @@ from __future__ import annotations
 import pytest
 
 from tests.faults.conftest import World
-from tests.faults.helpers import KEYS, RowChecks, chat, index_of, new_request_id, sql_safe
+from tests.faults.helpers import (
+    KEYS,
+    RowChecks,
+    chat,
+    index_of,
+    new_request_id,
+    sql_safe,
+    telemetry_rows,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -126,7 +135,10 @@ def test_every_response_carries_x_request_id(
     if given:
         assert returned == request_id
     if method == "POST" and path.startswith("/v1/") and sql_safe(returned):
-        rows.expect(f"{path} {status} given={given}", returned, id=returned)
+        # The row is found by its request_id (the returned value); its own id is the
+        # returned one when wlm made it, and wlm's own when the client sent one.
+        own_id = (lambda v: v != returned and v.startswith("req_")) if given else returned
+        rows.expect(f"{path} {status} given={given}", returned, id=own_id)
 
 
 def test_an_empty_x_request_id_gets_a_fresh_one(world: World) -> None:
@@ -145,6 +157,22 @@ def test_generated_request_ids_are_unique(world: World) -> None:
         for _ in range(20)
     }
     assert len(ids) == 70
+
+
+def test_a_reused_client_request_id_still_gives_rows_their_own_ids(world: World) -> None:
+    request_id = new_request_id()
+    for _ in range(2):
+        response = world.http.post(
+            "/v1/chat/completions", json=chat("gpt-4o-mini"), headers={"x-request-id": request_id}
+        )
+        assert response.headers["x-request-id"] == request_id
+
+    def both_rows() -> list[dict] | None:
+        found = telemetry_rows(world.admin, f"request_id = '{request_id}'")
+        return found if len(found) == 2 else None
+
+    stored = wait_for(both_rows, 5, "both rows")
+    assert len({row["id"] for row in stored}) == 2
 
 
 def test_zz_telemetry_rows_carry_the_returned_request_id(world: World, rows: RowChecks) -> None:

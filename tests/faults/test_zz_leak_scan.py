@@ -67,7 +67,8 @@ def test_keys_pasted_into_a_prompt_are_redacted_in_telemetry(world: World) -> No
         lambda: world.admin.post(
             "/api/sql",
             json={
-                "sql": f"SELECT request_json FROM conversations WHERE request_id = '{request_id}'"
+                "sql": "SELECT c.request_json FROM conversations AS c JOIN requests AS r "
+                f"ON c.request_id = r.id WHERE r.request_id = '{request_id}'"
             },
         ).json()["rows"],
         5,

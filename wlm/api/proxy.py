@@ -168,6 +168,7 @@ class _Exchange:
         "headers_sent",
         "model",
         "outcome",
+        "record_id",
         "request_id",
         "route",
         "send",
@@ -181,7 +182,8 @@ class _Exchange:
         self.gateway = gateway
         self.endpoint = endpoint
         self.send = send
-        self.request_id = request_id
+        self.request_id = request_id  # the x-request-id the client gets back
+        self.record_id = request_id  # the telemetry row's id
         self.started = time.perf_counter()
         self.started_at = datetime.now(UTC)
         self.model: str | None = None
@@ -267,8 +269,12 @@ async def proxy_endpoint(
     gateway: Gateway, endpoint: str, scope: dict[str, Any], receive: Any, send: Any
 ) -> None:
     """Serve one POST to a proxied endpoint, whatever happens."""
-    request_id = _header(scope, b"x-request-id") or gateway.new_request_id()
-    exchange = _Exchange(gateway, endpoint, send, request_id)
+    client_request_id = _header(scope, b"x-request-id")
+    exchange = _Exchange(gateway, endpoint, send, client_request_id or gateway.new_request_id())
+    if client_request_id:
+        # The client's id is echoed and stored in request_id; the row's own id stays
+        # unique even when clients reuse or collide on theirs.
+        exchange.record_id = gateway.new_request_id()
     task = asyncio.current_task()
     assert task is not None
     watch: _DisconnectWatch | None = None

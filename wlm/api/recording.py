@@ -115,7 +115,7 @@ def _submit(
         tokens_per_s = completion / (elapsed - exchange.ttft) if exchange.stream else None
     outcome = exchange.outcome
     record = RequestRecord(
-        id=exchange.request_id,
+        id=exchange.record_id,
         started_at=exchange.started_at,
         ended_at=datetime.now(UTC),
         endpoint=exchange.endpoint,
@@ -151,7 +151,7 @@ def _submit(
         tool_calls = account.tool_calls
         reasoning = account.reasoning
         conversation = ConversationRecord(
-            request_id=exchange.request_id,
+            request_id=exchange.record_id,
             request_json=_request_content(exchange) if keep else None,
             response_text=redact(account.text) if keep and account.text else None,
             reasoning_text=redact(reasoning) if keep and reasoning else None,

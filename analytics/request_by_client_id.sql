@@ -1,0 +1,8 @@
+-- The requests a client tagged with its own x-request-id, newest first. wlm gives
+-- every row its own unique `id` and keeps the client's value in `request_id`, so a
+-- client that reuses an id finds every request it sent with it.
+-- Variables: request_id (required).
+SELECT id, started_at, model, provider, status, http_status
+FROM requests
+WHERE request_id = getvariable('request_id')
+ORDER BY started_at DESC;
