@@ -183,7 +183,9 @@ async def test_with_an_admin_key_pages_send_the_browser_to_login(
             page = await c.get(path, follow_redirects=False)
             assert page.status_code == 303, path
             assert page.headers["location"].startswith("/login?next=")
-        assert (await c.get("/analytics.json")).status_code == 401
+        refused = await c.get("/analytics.json")
+        assert refused.status_code == 401
+        assert refused.json()["error"]["type"] == "authentication_error"
         htmx = await c.get("/", headers={"hx-request": "true"})
         assert htmx.status_code == 401 and htmx.headers["hx-redirect"].startswith("/login")
         # The admin key as a bearer works for scripts, like /api.

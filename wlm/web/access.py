@@ -23,6 +23,7 @@ from litestar.response import Redirect
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from wlm.auth import presented_key
+from wlm.errors import AuthenticationFailed
 from wlm.gateway import Gateway
 from wlm.web.session import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, Session, SessionSigner
 
@@ -128,8 +129,11 @@ def _to_login(request: Request[Any, Any, Any]) -> Response[Any]:
         return Response(content=b"", status_code=401, headers={"hx-redirect": location})
     if request.url.path.endswith(".json") or request.query_params.get("format") == "json":
         return Response(
-            content={"error": {"message": "Log in at /login or send the admin key as a bearer."}},
+            content=AuthenticationFailed(
+                "Log in at /login or send the admin key as a bearer."
+            ).to_body(),
             status_code=401,
+            media_type="application/json",
         )
     return Redirect(location, status_code=303)
 
