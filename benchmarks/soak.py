@@ -1,6 +1,7 @@
 """Soak: mixed traffic at a modest, bounded rate for N minutes; wlm's memory over time.
 
     .venv/bin/python benchmarks/soak.py [--minutes 30] [--rate 10] [--concurrency 16]
+                                        [--env WLM_NAME=value ...]
 
 Starts the fake providers (tests/fakes, in this process) and ``wlm serve`` (telemetry
 on, client and admin keys set), then sends ``--rate`` requests per second (open loop,
@@ -74,7 +75,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_wlm(workdir: Path, fakes: dict[str, FakeUpstream]) -> tuple[subprocess.Popen, str]:
+def start_wlm(
+    workdir: Path, fakes: dict[str, FakeUpstream], extra_env: dict[str, str]
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -91,6 +94,7 @@ def start_wlm(workdir: Path, fakes: dict[str, FakeUpstream]) -> tuple[subprocess
         "OPENROUTER_BASE_URL": fakes["openrouter"].base_url,
         "ANTHROPIC_API_KEY": fakes["anthropic"].api_key or "",
         "ANTHROPIC_BASE_URL": fakes["anthropic"].base_url,
+        **extra_env,
     }
     log = (workdir / "wlm.log").open("ab")
     process = subprocess.Popen(
@@ -231,11 +235,15 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="most requests in flight")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep wlm's directory (log, DuckDB)")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="extra setting for wlm"
+    )
     args = parser.parse_args()
 
     fakes = {name: FakeUpstream(name).start() for name in ("openai", "openrouter", "anthropic")}
     workdir = Path(tempfile.mkdtemp(prefix="wlm-soak-"))
-    process, base = start_wlm(workdir, fakes)
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    process, base = start_wlm(workdir, fakes, extra_env)
     try:
         tally, samples, health = asyncio.run(soak(args, process, base))
     finally:
