@@ -126,6 +126,7 @@ def create_app(
         },
         middleware=[RequestIdMiddleware],
         openapi_config=None,
+        request_max_body_size=settings.max_body_bytes,  # one limit for /api and the pages too
         debug=False,
         logging_config=None,
     )

@@ -100,6 +100,10 @@ def test_request_body_over_the_limit_is_413(tmp_path: Path) -> None:
         error = response.json()["error"]
         assert error["code"] == "request_too_large"
         assert "WLM_MAX_BODY_BYTES" in error["message"]
+        sql = httpx.post(
+            f"{server.base_url}/api/sql", json={"sql": "SELECT 1", "pad": "x" * 5000}, timeout=10
+        )
+        assert sql.status_code == 413 and sql.json()["error"]["type"] == "invalid_request_error"
         assert httpx.get(f"{server.base_url}/health", timeout=5).status_code == 200
     finally:
         assert server.stop() == 0

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 from litestar import Request, Response, get, post
+from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
 from wlm.api.guards import admin_guard
@@ -168,6 +169,8 @@ async def api_sql(request: Request[Any, Any, Any]) -> Response[Any]:
         raise GatewayError("Telemetry is disabled.", status=404, type="not_found_error")
     try:
         payload = await request.json()
+    except HTTPException:  # the body limit: Litestar's 413, passed on as such
+        raise
     except Exception:
         raise BadRequest('Send a JSON object {"sql": "SELECT ..."}.') from None
     if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):
