@@ -1,5 +1,5 @@
 -- For charts: per time bucket and series over the last `hours` whole clock
--- hours (default 24): requests, errors, tokens, average and percentile latency
+-- hours (default 24): requests, errors, error rate, tokens, average and p50/p95/p99 latency
 -- (ms, successful requests, within 2.5%), generation speed. Buckets are
 -- `bucket_hours` long (default 1); a series is a provider, or a model when
 -- group_by = 'model'. Buckets with no requests are absent. Histograms older
@@ -51,9 +51,13 @@ percentiles AS (
         wlm_bucket_value(min(value_bucket) FILTER (
             WHERE metric = 'latency_ms' AND below >= 0.95 * total)) AS latency_p95_ms,
         wlm_bucket_value(min(value_bucket) FILTER (
+            WHERE metric = 'latency_ms' AND below >= 0.99 * total)) AS latency_p99_ms,
+        wlm_bucket_value(min(value_bucket) FILTER (
             WHERE metric = 'ttft_ms' AND below >= 0.50 * total)) AS ttft_p50_ms,
         wlm_bucket_value(min(value_bucket) FILTER (
-            WHERE metric = 'ttft_ms' AND below >= 0.95 * total)) AS ttft_p95_ms
+            WHERE metric = 'ttft_ms' AND below >= 0.95 * total)) AS ttft_p95_ms,
+        wlm_bucket_value(min(value_bucket) FILTER (
+            WHERE metric = 'ttft_ms' AND below >= 0.99 * total)) AS ttft_p99_ms
     FROM cumulative
     GROUP BY ALL
 )
@@ -70,7 +74,10 @@ SELECT
     round(t.ttft_avg_ms, 1) AS ttft_avg_ms,
     round(p.ttft_p50_ms, 1) AS ttft_p50_ms,
     round(p.ttft_p95_ms, 1) AS ttft_p95_ms,
-    round(t.gen_tokens_per_s, 1) AS gen_tokens_per_s
+    round(t.gen_tokens_per_s, 1) AS gen_tokens_per_s,
+    round(t.errors / t.requests, 4) AS error_rate,
+    round(p.latency_p99_ms, 1) AS latency_p99_ms,
+    round(p.ttft_p99_ms, 1) AS ttft_p99_ms
 FROM totals AS t
 LEFT JOIN percentiles AS p ON p.bucket = t.bucket AND p.series IS NOT DISTINCT FROM t.series
 ORDER BY t.bucket, t.series;

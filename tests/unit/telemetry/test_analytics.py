@@ -128,6 +128,11 @@ async def test_timeseries_buckets_add_up(writer: TelemetryWriter) -> None:
     rows = await named(writer, "timeseries", hours=24)
     assert sum(r["requests"] for r in rows) == 22
     assert {r["series"] for r in rows} == {"openai", "local", "anthropic"}
+    for row in rows:
+        assert row["error_rate"] == round(row["errors"] / row["requests"], 4)
+        if row["latency_p99_ms"] is not None:
+            assert row["latency_p50_ms"] <= row["latency_p95_ms"] <= row["latency_p99_ms"]
+    assert any(r["errors"] for r in rows) and any(r["latency_p99_ms"] for r in rows)
     models = await named(writer, "timeseries", hours=96, bucket_hours=24, group_by="model")
     assert sum(r["requests"] for r in models) == 23
     assert "claude-haiku-4" in {r["series"] for r in models}
