@@ -382,6 +382,11 @@ async def test_analytics_and_dashboard_count_per_provider(client: Client) -> Non
         "openai": {"ok": 2, "429": 1},
         "anthropic": {"ok": 1, "529": 1, "cancelled": 1},
     }
+    by_model = {(r["provider"], r["model"]): r["counts"] for r in data["model_outcomes"]}
+    assert by_model == {
+        ("openai", "gpt-4o-mini"): {"ok": 2, "429": 1},
+        ("anthropic", "claude-haiku-4-5"): {"ok": 1, "529": 1, "cancelled": 1},
+    }
     models = {(m["provider"], m["model"]): m["requests"] for m in data["models"]}
     assert models == {("openai", "gpt-4o-mini"): 3, ("anthropic", "claude-haiku-4-5"): 3}
     assert set(data["latency_p50_ms"]) == {"openai", "anthropic"}

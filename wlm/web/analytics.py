@@ -51,25 +51,33 @@ UNROUTED = "(unrouted)"
 
 
 def _outcomes(
-    providers: list[dict[str, Any]], failures: list[dict[str, Any]]
+    totals: list[dict[str, Any]], failures: list[dict[str, Any]], *, per_model: bool = False
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """One row per provider: ``ok`` and each failure outcome (HTTP status, or cancelled)."""
-    counts: dict[str, dict[str, int]] = defaultdict(dict)
-    for row in providers:
+    """One row per provider (or provider and model): ``ok`` and each failure outcome
+    (HTTP status, or cancelled)."""
+
+    def key(row: dict[str, Any]) -> tuple[str, str]:
+        return (row["provider"] or UNROUTED, (row["model"] or "-") if per_model else "")
+
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for row in totals:
         ok = int(row["requests"]) - int(row["errors"]) - int(row["cancelled"])
-        counts[row["provider"] or UNROUTED]["ok"] = ok
+        counts[key(row)]["ok"] = ok
     for row in failures:
         if row["status"] == "cancelled":
             outcome = "cancelled"
         else:
             outcome = str(row["http_status"]) if row["http_status"] is not None else "error"
-        cell = counts[row["provider"] or UNROUTED]
+        cell = counts[key(row)]
         cell[outcome] = cell.get(outcome, 0) + int(row["requests"])
     columns = sorted(
         {outcome for cell in counts.values() for outcome in cell},
         key=lambda o: (o != "ok", o == "cancelled", o),
     )
-    return columns, [{"provider": p, "counts": c} for p, c in sorted(counts.items())]
+    rows = [{"provider": p, "counts": c} for (p, _), c in sorted(counts.items())]
+    if per_model:
+        rows = [{"provider": p, "model": m, "counts": c} for (p, m), c in sorted(counts.items())]
+    return columns, rows
 
 
 def _series(
@@ -136,8 +144,14 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
     for row in (*by_provider, *by_model):
         row["provider"] = row["provider"] or UNROUTED
     columns, outcomes = _outcomes(by_provider, failures)
+    model_columns, model_outcomes = _outcomes(by_model, failures, per_model=True)
     context.update(
-        providers=by_provider, models=by_model, outcome_columns=columns, outcomes=outcomes
+        providers=by_provider,
+        models=by_model,
+        outcome_columns=columns,
+        outcomes=outcomes,
+        model_outcome_columns=model_columns,
+        model_outcomes=model_outcomes,
     )
     series = _series(latency, chosen.bucket, now)
     if wants_json(request):
