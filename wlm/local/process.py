@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import httpx
 import psutil
@@ -66,6 +66,17 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+def engine_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """wlm's environment without its keys: an engine needs none, and a verbose one or a
+    crash report should have none to show."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.endswith(("_API_KEY", "_API_KEYS"))
+        and name not in ("WLM_ADMIN_KEY", "WLM_CLI_KEY")
+    }
+
+
 class EngineProcess:
     """A running engine child; its stdout and stderr lines go to ``logs``."""
 
@@ -99,7 +110,7 @@ class EngineProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env={**os.environ, **dict(command.env)},
+                env={**engine_environment(os.environ), **dict(command.env)},
                 start_new_session=True,
                 preexec_fn=_die_with_parent(),
                 limit=1 << 20,

@@ -26,7 +26,11 @@ async def chat(base_url: str, **extra: object) -> dict:
     return response.json()
 
 
-async def test_first_use_starts_the_engine_and_it_answers(make_manager: MakeManager) -> None:
+async def test_first_use_starts_the_engine_and_it_answers(
+    make_manager: MakeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-engines-0123456789")
+    monkeypatch.setenv("WLM_ADMIN_KEY", "admin-not-for-engines-0123456789")
     manager = await make_manager()
     assert not manager.is_ready("tiny-a")
 
@@ -46,6 +50,8 @@ async def test_first_use_starts_the_engine_and_it_answers(make_manager: MakeMana
         0,
     )
     assert info.pid in engine_pids()
+    environ = Path(f"/proc/{info.pid}/environ").read_bytes()
+    assert b"not-for-engines" not in environ  # the engine is given no key
     assert info.port == int(base_url.rsplit(":", 1)[1])
     assert info.rss_bytes
     assert info.rss_bytes > 1_000_000
