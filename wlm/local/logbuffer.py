@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 __all__ = ["LogBuffer", "engine_reason"]
 
@@ -24,14 +24,22 @@ _LAUNCHER = "wlm launcher:"
 class LogBuffer:
     """The last ``capacity`` lines of one engine's stdout and stderr."""
 
-    def __init__(self, capacity: int = 500, subscriber_backlog: int = 1000) -> None:
+    def __init__(
+        self,
+        capacity: int = 500,
+        subscriber_backlog: int = 1000,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
         self._lines: deque[str] = deque(maxlen=capacity)
+        self._redact = redact  # engine output is shown on pages and the API
         self._subscribers: set[asyncio.Queue[str | None]] = set()
         self._backlog = subscriber_backlog
 
     def append(self, line: str) -> None:
         """Add one line (trailing newline stripped, very long lines cut) and fan it out."""
         line = line.rstrip("\r\n")
+        if self._redact is not None:
+            line = self._redact(line)
         if len(line) > _MAX_LINE:
             line = line[:_MAX_LINE] + " …"
         self._lines.append(line)

@@ -34,6 +34,7 @@ from wlm.local.discovery import DiscoveredModel, HeaderCache, log_scan_problems,
 from wlm.local.engines import EngineCommand, EngineSpec, engine_command
 from wlm.local.options import EngineOptions, OptionsError, OptionsTable, load_options
 from wlm.local.supervisor import InstanceInfo, InstanceState, Supervisor
+from wlm.providers.base import Redactor
 
 __all__ = ["InstanceInfo", "InstanceState", "LocalManager", "LocalModel", "ScanChanges"]
 
@@ -100,6 +101,7 @@ class LocalManager:
             max_loaded=settings.max_loaded_models,
             idle_unload_s=settings.idle_unload_s,
             load_timeout_s=settings.local_load_timeout_s,
+            redact=Redactor(settings.secrets()).text,
         )
         self._poller: asyncio.Task[None] | None = None
         self._unloads: set[asyncio.Task[None]] = set()

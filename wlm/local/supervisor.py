@@ -73,7 +73,9 @@ class InstanceInfo:
 class Instance:
     """One model's engine across its restarts (owned and mutated by :class:`Supervisor`)."""
 
-    def __init__(self, model_id: str, log_lines: int) -> None:
+    def __init__(
+        self, model_id: str, log_lines: int, redact: Callable[[str], str] | None = None
+    ) -> None:
         self.model_id = model_id
         self.state = InstanceState.STOPPED
         self.engine: EngineProcess | None = None
@@ -82,7 +84,7 @@ class Instance:
         self.last_used_mono = 0.0
         self.restarts = 0
         self.last_error: str | None = None
-        self.logs = LogBuffer(log_lines)
+        self.logs = LogBuffer(log_lines, redact=redact)
         self.load: asyncio.Task[None] | None = None
         self.crashed = False
         self.starts = 0
@@ -134,8 +136,10 @@ class Supervisor:
         load_timeout_s: float = 120.0,
         stop_grace_s: float = 5.0,
         log_lines: int = 500,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self._command_for = command_for
+        self._redact = redact
         self._max_loaded = max(1, max_loaded)
         self._idle_unload_s = idle_unload_s
         self._load_timeout_s = load_timeout_s
@@ -155,7 +159,7 @@ class Supervisor:
         """The (possibly never started) instance record of ``model_id``."""
         instance = self._instances.get(model_id)
         if instance is None:
-            instance = self._instances[model_id] = Instance(model_id, self._log_lines)
+            instance = self._instances[model_id] = Instance(model_id, self._log_lines, self._redact)
         return instance
 
     def get(self, model_id: str) -> Instance | None:

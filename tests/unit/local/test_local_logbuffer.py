@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wlm.local.logbuffer import LogBuffer, engine_reason
+from wlm.providers.base import Redactor
 
 
 def test_keeps_only_the_last_lines() -> None:
@@ -24,6 +25,18 @@ async def test_follow_gives_backlog_then_live_lines() -> None:
     logs.append("new 2")
 
     assert [await anext(follower), await anext(follower)] == ["new 1", "new 2"]
+    await follower.aclose()
+
+
+async def test_keys_in_engine_output_are_redacted_for_the_tail_and_followers() -> None:
+    """A verbose engine may print a prompt with a pasted key; pages and /api show these."""
+    secret = "sk-provider-secret-0123456789"
+    logs = LogBuffer(redact=Redactor((secret,)).text)
+    follower = logs.follow()
+    logs.append(f"prompt: 'my key is {secret}'")
+
+    assert logs.lines() == ["prompt: 'my key is [redacted]'"]
+    assert await anext(follower) == "prompt: 'my key is [redacted]'"
     await follower.aclose()
 
 
