@@ -390,9 +390,9 @@ def test_a_killed_engine_is_restarted_by_the_next_request(world: World) -> None:
 
 
 def test_a_request_right_after_an_engine_crash_is_not_lost(world: World) -> None:
-    # KNOWN GATEWAY BUG (fails about half the tries, so five tries nearly always fail):
-    # a request that reaches wlm while a killed engine is still dying goes to the dead
-    # port and gets a 502 upstream_unreachable instead of waiting for the restart.
+    # A request that reaches wlm while a killed engine is still dying used to go to the
+    # dead port and get a 502 (about half the tries); the proxy now notices the crash
+    # and retries once on a restarted engine, so all five tries must succeed.
     statuses = []
     for _ in range(5):
         world.load("tiny-a")
