@@ -81,6 +81,33 @@ def test_keys_pasted_into_a_prompt_are_redacted_in_telemetry(world: World) -> No
     assert not [k for k in KEYS.all() if k in page.text]
 
 
+def test_a_hashed_client_key_pasted_by_its_owner_is_not_stored(world: World) -> None:
+    """bob's key is configured only as a SHA-256; pasted into his own prompt, the stored
+    request must not hold it (the redactor only learns it when bob presents it)."""
+    request_id = new_request_id()
+
+    response = world.client(KEYS.bob).post(
+        "/v1/chat/completions",
+        json=chat("openai/gpt-4o-mini", marker=f"my key is {KEYS.bob}"),
+        headers={"x-request-id": request_id},
+    )
+
+    assert response.status_code == 200
+    stored = wait_for(
+        lambda: world.admin.post(
+            "/api/sql",
+            json={
+                "sql": "SELECT c.request_json FROM conversations AS c JOIN requests AS r "
+                f"ON c.request_id = r.id WHERE r.request_id = '{request_id}'"
+            },
+        ).json()["rows"],
+        5,
+        "the conversation row",
+    )
+    assert "my key is [redacted]" in stored[0][0]
+    assert KEYS.bob not in stored[0][0]
+
+
 def test_a_key_typed_as_the_model_name_is_not_stored(world: World) -> None:
     """A client passing its key where the model goes (arguments swapped) gets a 404 whose
     message is redacted; the key must not be kept in telemetry or metrics either."""

@@ -163,6 +163,7 @@ class _Exchange:
         "bytes_out",
         "call",
         "client",
+        "client_key",
         "endpoint",
         "gateway",
         "headers_sent",
@@ -188,6 +189,7 @@ class _Exchange:
         self.started_at = datetime.now(UTC)
         self.model: str | None = None
         self.client: str | None = None
+        self.client_key: str | None = None
         self.attempts = 1
         self.route: Any = None
         self.call: Call | None = None
@@ -288,6 +290,9 @@ async def proxy_endpoint(
             exchange.client = gateway.client_keys.identify(key)
             if exchange.client is None and gateway.admin_keys.identify(key) is not None:
                 exchange.client = "admin"
+            # A key configured as a sha256: hash is unknown to the redactor until a client
+            # presents it; this request's records leave it out too.
+            exchange.client_key = key if exchange.client is not None else None
             if exchange.client is None:
                 gateway.metrics.rejected["auth"] += 1
                 raise AuthenticationFailed(

@@ -55,9 +55,19 @@ class Outcome:
             self.http_status = 499  # nginx's "client closed request"
 
 
+def _redact(exchange: _Exchange, text: str) -> str:
+    """Configured secrets out, and the key this client presented (it may be stored only
+    as a hash, which the redactor cannot know)."""
+    text = exchange.gateway.redactor.text(text)
+    key = exchange.client_key
+    if key and len(key) >= 4 and key in text:
+        text = text.replace(key, "[redacted]")
+    return text
+
+
 def _stored_model(exchange: _Exchange) -> str:
     """The model as requested, redacted: a client may paste a key into the wrong field."""
-    return exchange.gateway.redactor.text(exchange.model or "")
+    return _redact(exchange, exchange.model or "")
 
 
 def _request_content(exchange: _Exchange) -> str | None:
@@ -68,7 +78,7 @@ def _request_content(exchange: _Exchange) -> str | None:
     if key not in call.body:
         return None
     text = msgspec.json.encode({key: call.body[key]}).decode()
-    return exchange.gateway.redactor.text(text)
+    return _redact(exchange, text)
 
 
 def record_request(exchange: _Exchange) -> None:
@@ -147,7 +157,10 @@ def _submit(
     conversation = None
     if exchange.call is not None:
         keep = exchange.gateway.settings.log_content
-        redact = exchange.gateway.redactor.text
+
+        def redact(text: str) -> str:
+            return _redact(exchange, text)
+
         tool_calls = account.tool_calls
         reasoning = account.reasoning
         conversation = ConversationRecord(
