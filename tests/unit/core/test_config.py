@@ -111,3 +111,14 @@ def test_keys_never_show_in_repr() -> None:
     assert "sk-very-secret" not in repr(settings)
     assert "admin-secret" not in repr(settings)
     assert set(settings.secrets()) == {"sk-very-secret", "admin-secret"}
+
+
+def test_every_setting_is_in_env_example_and_configuration_md() -> None:
+    """A user finds every variable, with its default, in both places."""
+    from wlm.config import _SIMPLE
+
+    root = Path(__file__).resolve().parents[3]
+    example = (root / ".env.example").read_text()
+    reference = (root / "docs" / "configuration.md").read_text()
+    missing = [v for v in _SIMPLE if v not in example or f"`{v}`" not in reference]
+    assert not missing, f"undocumented settings: {missing}"
