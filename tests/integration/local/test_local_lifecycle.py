@@ -50,7 +50,7 @@ async def test_first_use_starts_the_engine_and_it_answers(
         0,
     )
     assert info.pid in engine_pids()
-    environ = Path(f"/proc/{info.pid}/environ").read_bytes()
+    environ = await asyncio.to_thread(Path(f"/proc/{info.pid}/environ").read_bytes)
     assert b"not-for-engines" not in environ  # the engine is given no key
     assert info.port == int(base_url.rsplit(":", 1)[1])
     assert info.rss_bytes
