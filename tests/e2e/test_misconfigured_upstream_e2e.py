@@ -5,10 +5,7 @@ in OpenAI's error shape, whether it streams or not.
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -16,41 +13,25 @@ import openai
 import pytest
 
 from tests.conftest import WlmServer
+from tests.e2e.canned_upstream import canned_upstream
 
 pytestmark = pytest.mark.e2e
 
 KEY = "sk-misconfigured-key-0123456789"
 
 
-class _WrongServer(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        if body["model"] == "redirect":
-            self.send_response(301)
-            self.send_header("location", f"https://example.invalid/v1?key={KEY}")
-            payload = b"<html>Moved Permanently</html>"
-        else:
-            self.send_response(200)
-            payload = b"<html><body>Welcome to nginx!</body></html>"
-        self.send_header("content-type", "text/html")
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def _wrong(body: dict) -> tuple[int, dict[str, str], bytes]:
+    headers = {"content-type": "text/html"}
+    if body["model"] == "redirect":
+        headers["location"] = f"https://example.invalid/v1?key={KEY}"
+        return 301, headers, b"<html>Moved Permanently</html>"
+    return 200, headers, b"<html><body>Welcome to nginx!</body></html>"
 
 
 @pytest.fixture
 def wrong_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _WrongServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with canned_upstream(_wrong) as base_url:
+        yield base_url
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ column of the telemetry file.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
@@ -16,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import WlmServer
+from tests.e2e.canned_upstream import canned_upstream
 
 pytestmark = pytest.mark.e2e
 
@@ -68,31 +67,16 @@ def _stream() -> bytes:
     return "".join(events).encode()
 
 
-class _EchoHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        stream = bool(body.get("stream"))
-        payload = _stream() if stream else _completion()
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream" if stream else "application/json")
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def _echo(body: dict) -> tuple[int, dict[str, str], bytes]:
+    if body.get("stream"):
+        return 200, {"content-type": "text/event-stream"}, _stream()
+    return 200, {"content-type": "application/json"}, _completion()
 
 
 @pytest.fixture
 def echo_upstream() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with canned_upstream(_echo) as base_url:
+        yield base_url
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])

@@ -42,6 +42,19 @@ KEY_NAMES = {
 }
 
 
+def stored_request_json(world: World, request_id: str) -> list[list[str]]:
+    """The stored request of the call the client tagged ``request_id``, once written."""
+    sql = (
+        "SELECT c.request_json FROM conversations AS c JOIN requests AS r "
+        f"ON c.request_id = r.id WHERE r.request_id = '{request_id}'"
+    )
+    return wait_for(
+        lambda: world.admin.post("/api/sql", json={"sql": sql}).json()["rows"],
+        5,
+        "the conversation row",
+    )
+
+
 @pytest.mark.parametrize("prefix", ["openai", "anthropic"])
 def test_an_upstream_echoing_its_key_is_redacted(world: World, prefix: str) -> None:
     response = world.http.post("/v1/chat/completions", json=chat(f"{prefix}/error:401-echo"))
@@ -63,17 +76,7 @@ def test_keys_pasted_into_a_prompt_are_redacted_in_telemetry(world: World) -> No
     )
 
     assert response.status_code == 200
-    stored = wait_for(
-        lambda: world.admin.post(
-            "/api/sql",
-            json={
-                "sql": "SELECT c.request_json FROM conversations AS c JOIN requests AS r "
-                f"ON c.request_id = r.id WHERE r.request_id = '{request_id}'"
-            },
-        ).json()["rows"],
-        5,
-        "the conversation row",
-    )
+    stored = stored_request_json(world, request_id)
     assert "[redacted]" in stored[0][0]
     assert not [k for k in KEYS.all() if k in stored[0][0]]
     page = world.admin.get(f"/requests/{request_id}")
@@ -93,17 +96,7 @@ def test_a_hashed_client_key_pasted_by_its_owner_is_not_stored(world: World) -> 
     )
 
     assert response.status_code == 200
-    stored = wait_for(
-        lambda: world.admin.post(
-            "/api/sql",
-            json={
-                "sql": "SELECT c.request_json FROM conversations AS c JOIN requests AS r "
-                f"ON c.request_id = r.id WHERE r.request_id = '{request_id}'"
-            },
-        ).json()["rows"],
-        5,
-        "the conversation row",
-    )
+    stored = stored_request_json(world, request_id)
     assert "my key is [redacted]" in stored[0][0]
     assert KEYS.bob not in stored[0][0]
 
