@@ -8,8 +8,6 @@ request by that marker, so the tests do not depend on each other's traffic.
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.conftest import WlmServer
+from tests.e2e.e2e_helpers import ask, calls_with, new_marker, upstream_call
 from tests.fakes import DEFAULT_MODELS, WIRE_DIR, FakeUpstream, RecordedRequest, serve_fake
 
 pytestmark = pytest.mark.e2e
@@ -77,35 +76,6 @@ def client(wlm: WlmServer) -> Iterator[openai.OpenAI]:
 
 
 # ---- helpers -----------------------------------------------------------------------------
-def new_marker() -> str:
-    return uuid.uuid4().hex
-
-
-def ask(marker: str) -> list[Any]:
-    return [{"role": "user", "content": f"Say hello ({marker})"}]
-
-
-def upstream_call(
-    fake: FakeUpstream, marker: str, timeout: float = 5.0
-) -> tuple[int, RecordedRequest]:
-    """(index, request) of the `POST /v1/messages` whose body carries `marker`."""
-    deadline = time.monotonic() + timeout
-    seen = 0
-    while True:
-        remaining = max(0.0, deadline - time.monotonic())
-        requests = fake.wait_for_requests(seen + 1, remaining)  # TimeoutError when it never came
-        for index in range(seen, len(requests)):
-            request = requests[index]
-            ours = request.method == "POST" and request.path == "/v1/messages"
-            if ours and marker.encode() in request.body:
-                return index, request
-        seen = len(requests)
-
-
-def calls_with(fake: FakeUpstream, marker: str) -> list[RecordedRequest]:
-    return [r for r in list(fake.requests) if marker.encode() in r.body]
-
-
 def assert_provider_credentials(request: RecordedRequest, fake: FakeUpstream) -> None:
     """wlm's key and version went upstream; nothing the client presented did."""
     assert request.headers["x-api-key"] == fake.api_key

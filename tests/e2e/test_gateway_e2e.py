@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import WlmServer
+from tests.e2e.e2e_helpers import error_of
 from tests.fakes import FakeUpstream
 
 pytestmark = pytest.mark.e2e
@@ -316,13 +317,6 @@ def test_upstream_failure_after_the_first_byte_ends_with_an_error_event(
 
 
 # -- errors ----------------------------------------------------------------------------
-
-
-def error_of(response: httpx.Response) -> dict:
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ import openai
 import pytest
 
 from tests.conftest import WlmServer
+from tests.e2e.e2e_helpers import ask, calls_with, error_of, new_marker, upstream_call
 from tests.fakes import WIRE_DIR, FakeUpstream, RecordedRequest
 from tests.unit.translate._helpers import RECORDED_STREAMS, recorded_bytes
 
@@ -140,49 +139,12 @@ def referee(anthropic_fake: FakeUpstream) -> Iterator[anthropic.Anthropic]:
 
 
 # ---- helpers -----------------------------------------------------------------------------
-def new_marker() -> str:
-    return uuid.uuid4().hex
-
-
-def ask(marker: str) -> list[Any]:
-    return [{"role": "user", "content": f"Say hello ({marker})"}]
-
-
-def upstream_call(
-    fake: FakeUpstream, path: str, marker: str, timeout: float = 5.0
-) -> RecordedRequest:
-    """The `POST <path>` whose body carries `marker`; TimeoutError when none came."""
-    deadline = time.monotonic() + timeout
-    seen = 0
-    while True:
-        requests = fake.wait_for_requests(seen + 1, max(0.0, deadline - time.monotonic()))
-        for request in requests[seen:]:
-            if (
-                request.method == "POST"
-                and request.path == path
-                and marker.encode() in request.body
-            ):
-                return request
-        seen = len(requests)
-
-
-def calls_with(fake: FakeUpstream, marker: str) -> list[RecordedRequest]:
-    return [r for r in list(fake.requests) if marker.encode() in r.body]
-
-
 def openai_usage(usage: anthropic.types.Usage) -> tuple[int, int, int, int]:
     """(prompt, completion, total, cached) as an OpenAI client should read Anthropic usage:
     prompt tokens include the cache writes and reads that Anthropic counts apart."""
     cache_read = usage.cache_read_input_tokens or 0
     prompt = usage.input_tokens + (usage.cache_creation_input_tokens or 0) + cache_read
     return prompt, usage.output_tokens, prompt + usage.output_tokens, cache_read
-
-
-def error_of(response: httpx.Response) -> dict[str, Any]:
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
 
 
 # ---- 1. recorded Anthropic streams through wlm -------------------------------------------
@@ -280,7 +242,7 @@ def test_openrouter_tool_calls_without_stream(
     assert reply.model == "openrouter/tools"
     assert reply.usage is not None and reply.usage.total_tokens == 18
 
-    request = upstream_call(openrouter_fake, "/api/v1/chat/completions", marker)
+    _, request = upstream_call(openrouter_fake, marker, path="/api/v1/chat/completions")
     assert_openrouter_credentials(request, openrouter_fake)
     assert request.json["model"] == "tools"
     assert request.json["tools"] == [WEATHER_TOOL]
@@ -327,7 +289,7 @@ def test_openrouter_tool_calls_stream(client: openai.OpenAI, openrouter_fake: Fa
     assert all(c.choices for c in chunks), "OpenRouter's usage chunk was not asked for"
     assert {c.model for c in chunks} == {"openrouter/tools"}
 
-    request = upstream_call(openrouter_fake, "/api/v1/chat/completions", marker)
+    _, request = upstream_call(openrouter_fake, marker, path="/api/v1/chat/completions")
     assert_openrouter_credentials(request, openrouter_fake)
     assert request.json["model"] == "tools"
     assert request.json["stream"] is True
@@ -422,7 +384,7 @@ def test_thinking_without_stream_returns_reasoning_content(
     assert reply.usage is not None
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (11, 7)
 
-    request = upstream_call(anthropic_fake, "/v1/messages", marker)
+    _, request = upstream_call(anthropic_fake, marker, path="/v1/messages")
     assert request.json["thinking"] == {"type": "enabled", "budget_tokens": 1024}
     assert request.json.get("stream") in (None, False)
 
@@ -467,7 +429,7 @@ def test_thinking_blocks_from_a_whole_answer_go_back_signed(
     second = client.chat.completions.create(model=CLAUDE, messages=history, reasoning_effort="low")
     assert second.choices[0].message.content == "Hello from fake-anthropic"
 
-    request = upstream_call(anthropic_fake, "/v1/messages", marker)
+    _, request = upstream_call(anthropic_fake, marker, path="/v1/messages")
     assistant = request.json["messages"][1]
     assert assistant == {
         "role": "assistant",
