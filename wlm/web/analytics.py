@@ -74,9 +74,10 @@ def _outcomes(
         {outcome for cell in counts.values() for outcome in cell},
         key=lambda o: (o != "ok", o == "cancelled", o),
     )
-    rows = [{"provider": p, "counts": c} for (p, _), c in sorted(counts.items())]
-    if per_model:
-        rows = [{"provider": p, "model": m, "counts": c} for (p, m), c in sorted(counts.items())]
+    rows = [
+        {"provider": p, "counts": c, **({"model": m} if per_model else {})}
+        for (p, m), c in sorted(counts.items())
+    ]
     return columns, rows
 
 
