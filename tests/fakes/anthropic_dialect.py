@@ -194,36 +194,14 @@ class AnthropicDialect:
         if tools:
             content += self._tool_blocks(body)
         reason = stop_reason or ("tool_use" if tools else "end_turn")
-        return self._reply(
-            {
-                "model": model_of(body),
-                "id": _message_id(),
-                "type": "message",
-                "role": "assistant",
-                "content": content,
-                "stop_reason": reason,
-                "stop_sequence": _stop_sequence(reason),
-                "stop_details": None,
-                "usage": _usage(COMPLETION_TOKENS),
-            }
-        )
+        return self._reply(_message(body, content, reason, COMPLETION_TOKENS))
 
     def chat_stream(
         self, body: Mapping[str, Any], pieces: Sequence[str], *, tools: bool, stop_reason: str = ""
     ) -> StreamPlan:
         """message_start, text block (+ tool_use blocks), message_delta, message_stop."""
         event = _Events()
-        message = {
-            "model": model_of(body),
-            "id": _message_id(),
-            "type": "message",
-            "role": "assistant",
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "stop_details": None,
-            "usage": _usage(1),
-        }
+        message = _message(body, [], None, 1)
         head = (
             event({"type": "message_start", "message": message}),
             event(
@@ -293,41 +271,20 @@ class AnthropicDialect:
     # ---- thinking ---------------------------------------------------------------------
     def thinking_chat(self, body: Mapping[str, Any]) -> Reply:
         """A `message` with a signed `thinking` block, then a `text` block, ending end_turn."""
-        return self._reply(
+        content = [
             {
-                "model": model_of(body),
-                "id": _message_id(),
-                "type": "message",
-                "role": "assistant",
-                "content": [
-                    {
-                        "type": "thinking",
-                        "thinking": "".join(THINKING_PIECES),
-                        "signature": THINKING_SIGNATURE,
-                    },
-                    {"type": "text", "text": "".join(THINKING_ANSWER)},
-                ],
-                "stop_reason": "end_turn",
-                "stop_sequence": None,
-                "stop_details": None,
-                "usage": _usage(COMPLETION_TOKENS),
-            }
-        )
+                "type": "thinking",
+                "thinking": "".join(THINKING_PIECES),
+                "signature": THINKING_SIGNATURE,
+            },
+            {"type": "text", "text": "".join(THINKING_ANSWER)},
+        ]
+        return self._reply(_message(body, content, "end_turn", COMPLETION_TOKENS))
 
     def thinking_stream(self, body: Mapping[str, Any]) -> StreamPlan:
         """The same answer streamed: thinking block 0 (deltas, signature), text block 1."""
         event = _Events()
-        message = {
-            "model": model_of(body),
-            "id": _message_id(),
-            "type": "message",
-            "role": "assistant",
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "stop_details": None,
-            "usage": _usage(1),
-        }
+        message = _message(body, [], None, 1)
 
         def start(index: int, block: dict[str, Any]) -> bytes:
             return event({"type": "content_block_start", "index": index, "content_block": block})
@@ -421,6 +378,26 @@ def presented_key(headers: Mapping[str, str]) -> str:
 def _stop_sequence(stop_reason: str) -> str | None:
     """The matched sequence Anthropic reports with `stop_sequence`, else None."""
     return _STOP_SEQUENCE if stop_reason == "stop_sequence" else None
+
+
+def _message(
+    body: Mapping[str, Any],
+    content: list[dict[str, Any]],
+    stop_reason: str | None,
+    output_tokens: int,
+) -> dict[str, Any]:
+    """A `message` as Anthropic sends it: whole, or empty in `message_start`."""
+    return {
+        "model": model_of(body),
+        "id": _message_id(),
+        "type": "message",
+        "role": "assistant",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": _stop_sequence(stop_reason) if stop_reason else None,
+        "stop_details": None,
+        "usage": _usage(output_tokens),
+    }
 
 
 def _message_id() -> str:
