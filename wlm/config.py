@@ -63,8 +63,17 @@ class ProviderConfig:
         return self.api_key is not None or self.keyless
 
     @property
+    def env_prefix(self) -> str:
+        """``groq`` -> ``GROQ``: the prefix of this provider's variables."""
+        return self.name.upper().replace("-", "_")
+
+    @property
     def key_variable(self) -> str:
-        return f"{self.name.upper().replace('-', '_')}_API_KEY"
+        return f"{self.env_prefix}_API_KEY"
+
+    @property
+    def base_url_variable(self) -> str:
+        return f"{self.env_prefix}_BASE_URL"
 
 
 @frozen

@@ -424,10 +424,9 @@ async def _answer(exchange: _Exchange, adapter: Any, call: Call, response: Any) 
             # Redirects are not followed (the key would go with them); a redirect almost
             # always means a wrong base URL, e.g. http:// for an https:// server.
             location = exchange.gateway.redactor.text(response.header("location") or "nowhere")
-            name = adapter.config.name.upper().replace("-", "_")
             raise UpstreamBroken(
                 f"Provider '{adapter.config.name}' answered {response.status} "
-                f"(redirecting to {location}); check {name}_BASE_URL."
+                f"(redirecting to {location}); check {adapter.config.base_url_variable}."
             )
         if call.stream:
             await _relay_stream(exchange, adapter, call, response)

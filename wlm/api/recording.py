@@ -158,18 +158,17 @@ def _submit(
     if exchange.call is not None:
         keep = exchange.gateway.settings.log_content
 
-        def redact(text: str) -> str:
-            return _redact(exchange, text)
+        def stored(text: str | None) -> str | None:
+            return _redact(exchange, text) if keep and text else None
 
         tool_calls = account.tool_calls
-        reasoning = account.reasoning
         conversation = ConversationRecord(
             request_id=exchange.record_id,
             request_json=_request_content(exchange) if keep else None,
-            response_text=redact(account.text) if keep and account.text else None,
-            reasoning_text=redact(reasoning) if keep and reasoning else None,
-            tool_calls_json=redact(msgspec.json.encode(tool_calls).decode())
-            if keep and tool_calls
-            else None,
+            response_text=stored(account.text),
+            reasoning_text=stored(account.reasoning),
+            tool_calls_json=stored(
+                msgspec.json.encode(tool_calls).decode() if keep and tool_calls else None
+            ),
         )
     telemetry.submit(record, conversation)
