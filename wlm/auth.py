@@ -14,18 +14,23 @@ from collections.abc import Iterable
 
 from wlm.config import ClientKey
 
-__all__ = ["KeyRing", "presented_key"]
+__all__ = ["KeyRing", "hashed_digest", "presented_key"]
 
 _SHA256_PREFIX = "sha256:"
 
 
-def _digest(key: str) -> bytes:
+def hashed_digest(key: str) -> bytes | None:
+    """The digest a configured ``sha256:<64 hex>`` key holds; None for a key in clear."""
     if key.startswith(_SHA256_PREFIX) and len(key) == len(_SHA256_PREFIX) + 64:
         try:
             return bytes.fromhex(key[len(_SHA256_PREFIX) :])
         except ValueError:
             pass
-    return hashlib.sha256(key.encode()).digest()
+    return None
+
+
+def _digest(key: str) -> bytes:
+    return hashed_digest(key) or hashlib.sha256(key.encode()).digest()
 
 
 class KeyRing:

@@ -21,7 +21,6 @@ __all__ = ["main"]
 _ENV_FILE_VAR = "WLM_ENV_FILE"
 _PARENT_GONE_FLUSH_S = 1.0  # telemetry's last chance when `wlm serve` was killed
 _CLI_KEY_VAR = "WLM_CLI_KEY"  # the clear key `wlm sql`/`wlm models` send the server
-_KEY_HASH_PREFIX = "sha256:"
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -198,15 +197,10 @@ def _server_listening(settings: Settings) -> bool:
 
 
 def _is_key_hash(key: str) -> bool:
-    """True for ``sha256:<64 hex>``: how wlm/auth.py tells a stored digest from a key."""
-    digest = key.removeprefix(_KEY_HASH_PREFIX)
-    if len(key) != len(_KEY_HASH_PREFIX) + 64 or digest == key:
-        return False
-    try:
-        bytes.fromhex(digest)
-    except ValueError:
-        return False
-    return True
+    """True for a key configured as ``sha256:<64 hex>`` (the rule is wlm/auth.py's)."""
+    from wlm.auth import hashed_digest
+
+    return hashed_digest(key) is not None
 
 
 def _bearer(settings: Settings, configured: str, variable: str) -> dict[str, str]:
