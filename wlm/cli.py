@@ -58,15 +58,15 @@ def _parent_gone(built: list[Any]) -> None:
     """
     import logging
 
-    from wlm.process import kill_tracked_groups
-
     log = logging.getLogger("wlm")
-    engines = kill_tracked_groups()
+    gateway = built[0] if built else None
+    local = getattr(gateway, "local", None)
+    engines = local.kill_engines_now() if local is not None else []
     log.warning(
         "the wlm main process is gone: killed %d engine process group(s), exiting",
         len(engines),
     )
-    telemetry = getattr(built[0], "telemetry", None) if built else None
+    telemetry = getattr(gateway, "telemetry", None)
     if telemetry is not None:
         try:
             if not telemetry.flush(_PARENT_GONE_FLUSH_S):

@@ -4,7 +4,7 @@ The Granian worker serves wlm and owns the local engines. When ``wlm serve`` (it
 parent) is killed, even by SIGKILL, the worker must not start a graceful stop that
 waits for open streams: it kills the engines' process groups, gives telemetry a short
 flush and exits (``wlm.cli.app_factory`` wires this up with :func:`watch_parent`,
-:func:`kill_tracked_groups`, and :func:`track_group` in ``wlm.local.process``).
+:class:`ProcessGroups`, which the local manager keeps for its engines).
 """
 
 from __future__ import annotations
@@ -18,13 +18,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-__all__ = [
-    "die_with_parent",
-    "forget_group",
-    "kill_tracked_groups",
-    "track_group",
-    "watch_parent",
-]
+__all__ = ["ProcessGroups", "die_with_parent", "watch_parent"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -72,43 +66,42 @@ def watch_parent(on_exit: Callable[[], None]) -> bool:
     return True
 
 
-# Process groups of children that must never outlive this process (the engines).
-_groups: set[int] = set()
-_groups_lock = threading.Lock()
-_groups_killed = False
+class ProcessGroups:
+    """Process groups of children that must never outlive this process (the engines).
 
-
-def track_group(pgid: int) -> None:
-    """Remember a child's process group for :func:`kill_tracked_groups`.
-
-    If that has run already (this process is going away), the group is killed now.
+    One per owner (the local manager); :meth:`kill_all` is safe from any thread.
     """
-    with _groups_lock:
-        if not _groups_killed:
-            _groups.add(pgid)
-            return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
 
+    def __init__(self) -> None:
+        self._groups: set[int] = set()
+        self._lock = threading.Lock()
+        self._killed = False
 
-def forget_group(pgid: int) -> None:
-    """Stop tracking ``pgid`` (call once its leader has been reaped)."""
-    with _groups_lock:
-        _groups.discard(pgid)
-
-
-def kill_tracked_groups() -> list[int]:
-    """SIGKILL every tracked process group, now and for any tracked later; their ids.
-
-    Safe to call from any thread. Meant for a process about to exit without its
-    usual clean-up (the parent died): it does not wait for the children.
-    """
-    global _groups_killed
-    with _groups_lock:
-        _groups_killed = True
-        groups = sorted(_groups)
-        _groups.clear()
-    for pgid in groups:
+    def track(self, pgid: int) -> None:
+        """Remember a child's process group; killed at once if :meth:`kill_all` has run."""
+        with self._lock:
+            if not self._killed:
+                self._groups.add(pgid)
+                return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-    return groups
+
+    def forget(self, pgid: int) -> None:
+        """Stop tracking ``pgid`` (call once its leader has been reaped)."""
+        with self._lock:
+            self._groups.discard(pgid)
+
+    def kill_all(self) -> list[int]:
+        """SIGKILL every tracked group, now and any tracked later; their ids.
+
+        For a process about to exit without its usual clean-up (the parent died): it
+        does not wait for the children.
+        """
+        with self._lock:
+            self._killed = True
+            groups = sorted(self._groups)
+            self._groups.clear()
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        return groups

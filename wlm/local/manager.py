@@ -121,6 +121,13 @@ class LocalManager:
         if self._scan_interval_s > 0:
             self._poller = asyncio.create_task(self._poll(), name="wlm models scan")
 
+    def kill_engines_now(self) -> list[int]:
+        """SIGKILL every engine's process group at once, from any thread; their ids.
+
+        For a worker whose ``wlm serve`` died: no graceful stop, nothing awaited.
+        """
+        return self._supervisor.groups.kill_all()
+
     async def close(self) -> None:
         """Stop every engine (in-flight requests get a few seconds) and the background tasks."""
         if self._poller is not None:

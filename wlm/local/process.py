@@ -7,7 +7,7 @@ Children never outlive wlm:
   SIGKILL. Linux delivers that signal when the *thread* that forked the child exits,
   so :meth:`EngineProcess.spawn` must run on the event loop's thread (it does:
   ``asyncio.create_subprocess_exec`` forks there), never in a short-lived worker;
-- its process group is tracked (``wlm.process.track_group``) until it is reaped, so
+- its process group is tracked (a ``wlm.process.ProcessGroups``) until it is reaped, so
   when ``wlm serve`` dies the worker kills every engine's group at once instead of
   waiting for its open streams (``wlm.cli.app_factory``; docs/reliability.md).
 """
@@ -30,7 +30,7 @@ import psutil
 
 from wlm.local.engines import HOST, EngineCommand
 from wlm.local.logbuffer import LogBuffer, engine_reason
-from wlm.process import forget_group, track_group
+from wlm.process import ProcessGroups
 
 __all__ = ["EngineProcess", "EngineStartError"]
 
@@ -81,10 +81,15 @@ class EngineProcess:
     """A running engine child; its stdout and stderr lines go to ``logs``."""
 
     def __init__(
-        self, command: EngineCommand, process: asyncio.subprocess.Process, logs: LogBuffer
+        self,
+        command: EngineCommand,
+        process: asyncio.subprocess.Process,
+        logs: LogBuffer,
+        groups: ProcessGroups,
     ):
         self.command = command
         self.process = process
+        self._groups = groups
         self.logs = logs
         self.pid: int = process.pid
         self.started_at = time.time()
@@ -98,7 +103,9 @@ class EngineProcess:
         ]
 
     @classmethod
-    async def spawn(cls, command: EngineCommand, logs: LogBuffer) -> EngineProcess:
+    async def spawn(
+        cls, command: EngineCommand, logs: LogBuffer, groups: ProcessGroups
+    ) -> EngineProcess:
         """Start ``command`` (on the event loop's thread; see the module docstring).
 
         Raises :class:`EngineStartError` when the program cannot be executed.
@@ -119,8 +126,8 @@ class EngineProcess:
             reason = f"cannot run {command.argv[0]}: {exc.strerror or exc}"
             logs.append(f"wlm: {reason}")
             raise EngineStartError(reason, []) from None
-        track_group(process.pid)  # start_new_session: its pid is its process group
-        return cls(command, process, logs)
+        groups.track(process.pid)  # start_new_session: its pid is its process group
+        return cls(command, process, logs, groups)
 
     @property
     def port(self) -> int | None:
@@ -171,7 +178,7 @@ class EngineProcess:
     async def wait(self) -> int:
         """Wait for the child to exit and for its output to be fully read; the exit code."""
         code = await self.process.wait()
-        forget_group(self.pid)
+        self._groups.forget(self.pid)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await asyncio.gather(*self._readers, return_exceptions=True)
@@ -239,7 +246,7 @@ class EngineProcess:
 
     def _signal(self, signum: int) -> None:
         if self.process.returncode is not None:
-            forget_group(self.pid)
+            self._groups.forget(self.pid)
             return  # reaped: the pid may belong to someone else now
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)

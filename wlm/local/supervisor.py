@@ -38,6 +38,7 @@ from wlm.errors import ModelUnavailable
 from wlm.local.engines import EngineCommand, EngineNotFound
 from wlm.local.logbuffer import LogBuffer
 from wlm.local.process import EngineProcess, EngineStartError
+from wlm.process import ProcessGroups
 
 __all__ = ["Instance", "InstanceInfo", "InstanceState", "Supervisor"]
 
@@ -137,9 +138,11 @@ class Supervisor:
         stop_grace_s: float = 5.0,
         log_lines: int = 500,
         redact: Callable[[str], str] | None = None,
+        groups: ProcessGroups | None = None,
     ) -> None:
         self._command_for = command_for
         self._redact = redact
+        self.groups = groups or ProcessGroups()  # every engine's process group
         self._max_loaded = max(1, max_loaded)
         self._idle_unload_s = idle_unload_s
         self._load_timeout_s = load_timeout_s
@@ -293,7 +296,7 @@ class Supervisor:
         if self._client is None:
             self._client = httpx.AsyncClient(trust_env=False)
         try:
-            engine = await EngineProcess.spawn(command, instance.logs)
+            engine = await EngineProcess.spawn(command, instance.logs, self.groups)
             instance.starts += 1
             instance.engine = engine
             self._notify()
