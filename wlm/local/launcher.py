@@ -17,8 +17,10 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any
 
+_LOG_DRAIN_S = 0.2  # see main(): llama.cpp's log thread, on a failed start
 _FLASH_ATTN = {"on": "ENABLED", "off": "DISABLED", "auto": "AUTO"}
 
 
@@ -110,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
 
         server = xllamacpp.Server(_params(args))
     except Exception as exc:
+        # llama.cpp logs from its own thread; give it a moment to write the specific
+        # reason (e.g. "error loading model: ...") before this process exits, or that
+        # line is sometimes lost and the user sees only the generic message below.
+        # xllamacpp exposes no log flush to wait on instead.
+        time.sleep(_LOG_DRAIN_S)
         print(f"wlm launcher: engine failed to start: {exc}", file=sys.stderr, flush=True)
         return 1
     print(json.dumps({"address": server.listening_address, "pid": os.getpid()}), flush=True)
