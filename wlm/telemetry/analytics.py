@@ -5,28 +5,46 @@ the telemetry file. Parameters are DuckDB variables read with defaults, e.g.
 ``coalesce(getvariable('hours'), 24)``; in the CLI set them first with
 ``SET VARIABLE hours = 168;``, here pass them as keywords:
 ``await run_named(writer, "summary_by_model", hours=168)``. Files whose name
-starts with ``_`` are not queries but setup (views), applied when the writer
+starts with ``_`` are not queries but setup (views, table macros), applied when the writer
 opens the file.
+
+``run_named`` takes anything with the writer's ``read`` (a
+:class:`~wlm.telemetry.writer.TelemetryWriter`), so the writer can import this
+module to apply the views without this module importing the writer.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Protocol, TypeAlias, TypeVar
 
 import duckdb
 
 from wlm.shipped import shipped_dir
 from wlm.telemetry.query import QueryResult, execute_limited
 
-if TYPE_CHECKING:
-    from wlm.telemetry.writer import TelemetryWriter
-
-__all__ = ["apply_views", "default_dir", "load_named_queries", "run_named"]
+__all__ = [
+    "CursorReader",
+    "Variable",
+    "apply_views",
+    "default_dir",
+    "load_named_queries",
+    "run_named",
+]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+T = TypeVar("T")
+# What a DuckDB variable may be set to here; None means "the file's default".
+Variable: TypeAlias = str | int | float | bool | dt.datetime | None
+
+
+class CursorReader(Protocol):
+    """Runs ``fn`` with a fresh cursor of the telemetry file, off the event loop."""
+
+    async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T], /) -> T: ...
 
 
 def default_dir() -> Path:
@@ -52,14 +70,14 @@ def apply_views(con: duckdb.DuckDBPyConnection, directory: Path | None = None) -
 
 
 async def run_named(
-    writer: TelemetryWriter,
+    writer: CursorReader,
     name: str,
     /,
     *,
     queries: Mapping[str, str] | None = None,
     max_rows: int = 10_000,
     timeout_s: float = 10.0,
-    **params: Any,
+    **params: Variable,
 ) -> QueryResult:
     """Run the named query ``name`` with ``params`` as DuckDB variables.
 

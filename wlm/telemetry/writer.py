@@ -39,6 +39,7 @@ import duckdb
 from attrs import frozen
 
 from wlm.telemetry import schema
+from wlm.telemetry.analytics import apply_views
 from wlm.telemetry.query import QueryResult, TelemetryUnavailable, execute_limited, lock_down
 from wlm.telemetry.records import ConversationRecord, RequestRecord
 
@@ -408,7 +409,7 @@ class TelemetryWriter:
                     before,
                     schema.SCHEMA_VERSION,
                 )
-            _apply_views(con)
+            apply_views(con)
             for statement in schema.staging_statements():
                 con.execute(statement)
             schema.housekeeping(con, self.retention_days, _utc_now())
@@ -490,13 +491,6 @@ class _WriteFailed(Exception):
         self.remaining = remaining
         self.written = written
         self.reason = reason
-
-
-def _apply_views(con: duckdb.DuckDBPyConnection) -> None:
-    # Imported here: analytics imports this module for run_named's type.
-    from wlm.telemetry.analytics import apply_views
-
-    apply_views(con)
 
 
 def _oldest_hour(times: Iterable[dt.datetime]) -> dt.datetime:

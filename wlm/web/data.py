@@ -15,6 +15,9 @@ from typing import Any
 
 from attrs import frozen
 
+from wlm.telemetry.analytics import CursorReader, Variable, run_named
+from wlm.telemetry.query import QueryTimeout, TelemetryUnavailable
+
 __all__ = ["NoTelemetry", "RequestFilter", "TelemetryReader", "utc_now", "window_start"]
 
 
@@ -58,17 +61,16 @@ class TelemetryReader:
     """Runs named analytics queries on a ``TelemetryWriter`` (None when telemetry is off)."""
 
     def __init__(
-        self, telemetry: Any, queries: Mapping[str, str], *, timeout_s: float = 5.0
+        self, telemetry: CursorReader | None, queries: Mapping[str, str], *, timeout_s: float = 5.0
     ) -> None:
         self._telemetry = telemetry
         self._queries = queries
         self._timeout_s = timeout_s
 
-    async def named(self, name: str, *, max_rows: int = 1000, **variables: Any) -> list[dict]:
+    async def named(
+        self, name: str, *, max_rows: int = 1000, **variables: Variable
+    ) -> list[dict[str, Any]]:
         """The rows of ``analytics/<name>.sql`` with ``variables``, as dicts."""
-        from wlm.telemetry.analytics import run_named
-        from wlm.telemetry.query import QueryTimeout, TelemetryUnavailable
-
         if self._telemetry is None:
             raise NoTelemetry("Telemetry is off.")
         if name not in self._queries:

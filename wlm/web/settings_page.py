@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 from litestar import Request, Response, get
 
+from wlm import config
 from wlm.config import Settings
 from wlm.gateway import Gateway
 from wlm.web.access import gateway_of
@@ -22,10 +23,8 @@ _SECTIONED = frozenset(
 
 def _variables() -> dict[str, str]:
     """Settings field -> the environment variable that sets it."""
-    from wlm import config
-
-    simple: dict[str, str] = getattr(config, "_SIMPLE", {})
-    return {field: variable for variable, field in simple.items()}
+    # config keeps its variable -> field table private; this page is its one other reader.
+    return {field: variable for variable, field in config._SIMPLE.items()}
 
 
 def _set(value: Any) -> str:
