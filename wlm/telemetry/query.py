@@ -43,9 +43,18 @@ __all__ = [
 ]
 
 # Table functions a user may call; every other one is refused (read_csv, glob,
-# query, pragma_*, parquet_scan, ... all read files or run other SQL).
+# query, pragma_*, parquet_scan, ... all read files or run other SQL). wlm_summary
+# is wlm's own table macro over the rollups (analytics/_summary.sql).
 ALLOWED_TABLE_FUNCTIONS = frozenset(
-    {"range", "generate_series", "unnest", "duckdb_tables", "duckdb_columns", "duckdb_views"}
+    {
+        "range",
+        "generate_series",
+        "unnest",
+        "duckdb_tables",
+        "duckdb_columns",
+        "duckdb_views",
+        "wlm_summary",
+    }
 )
 # Scalar functions that reveal the environment or settings, touch files, or change state.
 DENIED_FUNCTIONS = frozenset(

@@ -112,6 +112,20 @@ async def test_summary_by_model(writer: TelemetryWriter) -> None:
     assert rows["local", "llama-3.1-8b"]["tokens_per_s_p50"] == pytest.approx(50, rel=0.025)
 
 
+async def test_the_two_summaries_give_the_same_figures_for_a_one_model_provider(
+    writer: TelemetryWriter,
+) -> None:
+    # Each provider in the last 24h serves one model, so its model row is its provider row.
+    providers = await run_named(writer, "summary_by_provider")
+    models = await run_named(writer, "summary_by_model")
+    assert providers.columns == tuple(c for c in models.columns if c != "model")
+    per_model = {
+        r["provider"]: {k: v for k, v in r.items() if k != "model"} for r in models.as_dicts()
+    }
+    assert per_model == by(providers.as_dicts(), "provider")
+    assert [r["provider"] for r in providers.as_dicts()] == ["openai", "local", "anthropic"]
+
+
 async def test_errors_by_status(writer: TelemetryWriter) -> None:
     rows = [
         (r["provider"], r["status"], r["http_status"], r["error_type"], r["requests"])

@@ -143,6 +143,7 @@ ALLOWED = {
         [(True,)],
     ),
     "macro": ("SELECT wlm_bucket(1.0)", [(0,)]),
+    "summary table macro": ("SELECT count(*) FROM wlm_summary(24, true)", [(0,)]),
     "trailing semicolon": ("SELECT 1 AS one;", [(1,)]),
 }
 
