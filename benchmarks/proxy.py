@@ -1,11 +1,18 @@
 """Proxy overhead: direct to a fast fake upstream vs through wlm, measured in one run.
 
-    .venv/bin/python benchmarks/proxy.py [--duration 8] [--vs-litellm] [--translated]
+    .venv/bin/python benchmarks/proxy.py [--duration 8] [--translated] [--yardstick]
+                                         [--vs-litellm] [--json FILE]
 
 Starts the fake upstream (benchmarks/fake_upstream.py) and ``wlm serve`` (telemetry
-on, one worker), then measures non-stream at c=1 and c=32 (wrk when installed,
-else a Python closed-loop client) and streams at c=1 and c=32 (a closed-loop
-asyncio client reading every event). Prints figures and ratios wlm/direct.
+on, one worker), then runs every scenario against every target: non-stream at c=1
+and c=32 (wrk when installed, else a Python closed-loop client), streams at c=1 and
+c=32 and paced streams (a closed-loop asyncio client reading every event). Each
+scenario also records the server's CPU per request (its whole process tree, user +
+system). Scenarios run interleaved across targets, each after the servers go idle.
+
+``--yardstick`` also starts benchmarks/yardstick.py, a featureless proxy of wlm's
+stack (Litestar on Granian, one aiohttp session), and prints wlm/yardstick ratios
+against the targets of issue 10.
 """
 
 from __future__ import annotations
@@ -23,16 +30,44 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
+import psutil
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}]}
-STREAM_BODY = {**BODY, "stream": True}
+MESSAGES = [{"role": "user", "content": "Say hello."}]
 KEY = "sk-bench-upstream-key"
+CLIENT_HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-client"}
+STREAM_EVENTS = 21  # content + finish chunks at least; fewer is a short stream
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something to measure: where to send, which models, whose CPU to count."""
+
+    name: str
+    url: str
+    server: subprocess.Popen[bytes]
+    model: str = "gpt-4o-mini"
+    paced_model: str = "paced:10"  # benchmarks/fake_upstream.py paces `paced:<ms>` streams
+
+    def body(self, *, stream: bool = False, paced: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.paced_model if paced else self.model,
+            "messages": MESSAGES,
+        }
+        if stream:
+            body["stream"] = True
+        return body
+
+
+Scenario = Callable[[Target, argparse.Namespace], dict[str, float]]
 
 
 def free_port() -> int:
@@ -74,16 +109,58 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * q) - 1)]
+
+
+# -- server CPU -----------------------------------------------------------------------
+
+
+def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """User + system CPU of the process and all its descendants (Granian's worker)."""
+    total = 0.0
+    try:
+        root = psutil.Process(process.pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return total
+    for proc in tree:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def settle(servers: list[subprocess.Popen[bytes]], timeout: float = 5.0) -> None:
+    """Wait until every server is idle (under 5% of a core), e.g. telemetry flushed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = sum(cpu_seconds(server) for server in servers)
+        time.sleep(0.25)
+        if sum(cpu_seconds(server) for server in servers) - before < 0.0125:
+            return
+
+
+def with_cpu(target: Target, scenario: Scenario, args: argparse.Namespace) -> dict[str, float]:
+    """Run one scenario; add the server's CPU per request (µs) to its figures."""
+    before = cpu_seconds(target.server)
+    result = scenario(target, args)
+    used = cpu_seconds(target.server) - before
+    result["cpu_us_per_req"] = used * 1e6 / result["count"] if result["count"] else 0.0
+    return result
+
+
 # -- non-stream -----------------------------------------------------------------------
 
 
 def wrk_run(url: str, concurrency: int, duration: float, body: dict) -> dict[str, float]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    lua_headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in CLIENT_HEADERS.items())
     script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(json.dumps(body))}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        'wrk.headers["Authorization"] = "Bearer sk-client"\n'
+        f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n{lua_headers}'
     )
     out = subprocess.run(
         [
@@ -102,33 +179,37 @@ def wrk_run(url: str, concurrency: int, duration: float, body: dict) -> dict[str
     ).stdout
     script.unlink()
 
-    def ms(text: str) -> float:
-        match = re.match(r"([\d.]+)(\w+)", text)
+    def find(pattern: str) -> str:
+        match = re.search(pattern, out, re.M)
         if match is None:
             raise RuntimeError(f"could not read wrk's output:\n{out}")
-        value, unit = match.groups()
+        return match.group(1)
+
+    def ms(text: str) -> float:
+        value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
-    p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = int(non2xx.group(1)) if non2xx else 0
-    return {"p50_ms": p50, "p99_ms": p99, "rps": rps, "errors": errors}
+    return {
+        "p50_ms": ms(find(r"^\s+50%\s+(\S+)")),
+        "p99_ms": ms(find(r"^\s+99%\s+(\S+)")),
+        "rps": float(find(r"Requests/sec:\s+([\d.]+)")),
+        "count": int(find(r"(\d+) requests in")),
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+    }
 
 
 async def py_run(url: str, concurrency: int, duration: float, body: dict) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     payload = json.dumps(body).encode()
-    headers = {"content-type": "application/json", "authorization": "Bearer sk-client"}
     deadline = time.perf_counter() + duration
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
             t0 = time.perf_counter()
-            async with session.post(url, data=payload, headers=headers) as response:
+            async with session.post(url, data=payload, headers=CLIENT_HEADERS) as response:
                 await response.read()
                 if response.status != 200:
                     errors += 1
@@ -138,31 +219,30 @@ async def py_run(url: str, concurrency: int, duration: float, body: dict) -> dic
         started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
     return {
         "p50_ms": statistics.median(latencies),
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
+        "p99_ms": percentile(latencies, 0.99),
         "rps": len(latencies) / elapsed,
+        "count": len(latencies),
         "errors": errors,
     }
 
 
-def non_stream(url: str, concurrency: int, duration: float) -> dict[str, float]:
+def non_stream(target: Target, concurrency: int, duration: float) -> dict[str, float]:
     if shutil.which("wrk"):
-        return wrk_run(url, concurrency, duration, BODY)
-    return asyncio.run(py_run(url, concurrency, duration, BODY))
+        return wrk_run(target.url, concurrency, duration, target.body())
+    return asyncio.run(py_run(target.url, concurrency, duration, target.body()))
 
 
 # -- streams --------------------------------------------------------------------------
 
 
-async def stream_run(url: str, concurrency: int, duration: float) -> dict[str, float]:
+async def stream_run(url: str, concurrency: int, duration: float, body: dict) -> dict[str, float]:
     ttfc: list[float] = []
     totals: list[float] = []
     events = 0
     short = 0
-    payload = json.dumps(STREAM_BODY).encode()
-    headers = {"content-type": "application/json", "authorization": "Bearer sk-client"}
+    payload = json.dumps(body).encode()
     deadline = time.perf_counter() + duration
 
     async def worker(session: aiohttp.ClientSession) -> None:
@@ -171,17 +251,15 @@ async def stream_run(url: str, concurrency: int, duration: float) -> dict[str, f
             t0 = time.perf_counter()
             first = None
             seen = 0
-            buffer = b""
-            async with session.post(url, data=payload, headers=headers) as response:
+            async with session.post(url, data=payload, headers=CLIENT_HEADERS) as response:
                 async for chunk in response.content.iter_any():
                     if first is None:
                         first = time.perf_counter() - t0
-                    buffer += chunk
                     seen += chunk.count(b"data:")
             totals.append((time.perf_counter() - t0) * 1000)
             ttfc.append((first or 0) * 1000)
             events += seen
-            if seen < 21:
+            if seen < STREAM_EVENTS:
                 short += 1
 
     connector = aiohttp.TCPConnector(limit=0)
@@ -191,44 +269,132 @@ async def stream_run(url: str, concurrency: int, duration: float) -> dict[str, f
         elapsed = time.perf_counter() - started
     return {
         "ttfc_p50_ms": statistics.median(ttfc),
+        "ttfc_p99_ms": percentile(ttfc, 0.99),
         "total_p50_ms": statistics.median(totals),
         "streams_per_s": len(totals) / elapsed,
         "events_per_s": events / elapsed,
+        "count": len(totals),
         "short_streams": short,
     }
 
 
+def streams(
+    target: Target, concurrency: int, duration: float, *, paced: bool = False
+) -> dict[str, float]:
+    body = target.body(stream=True, paced=paced)
+    return asyncio.run(stream_run(target.url, concurrency, duration, body))
+
+
 # -- the run --------------------------------------------------------------------------
 
-
-def measure(name: str, url: str, duration: float, results: dict[str, dict]) -> None:
-    print(f"measuring {name} ...", file=sys.stderr, flush=True)
-    # Warm up connections and code paths.
-    non_stream(url, 4, 1.0)
-    results[name] = {
-        "c1": non_stream(url, 1, duration),
-        "c32": non_stream(url, 32, duration),
-        "s1": asyncio.run(stream_run(url, 1, duration)),
-        "s32": asyncio.run(stream_run(url, 32, duration)),
-    }
+SCENARIOS: dict[str, Scenario] = {
+    "c1": lambda t, a: non_stream(t, 1, a.duration),
+    "c32": lambda t, a: non_stream(t, 32, a.duration),
+    "s1": lambda t, a: streams(t, 1, a.duration),
+    "s32": lambda t, a: streams(t, 32, a.duration),
+    "paced": lambda t, a: streams(t, a.paced_concurrency, a.duration, paced=True),
+}
 
 
-def report(results: dict[str, dict]) -> None:
+def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, dict]:
+    """Every scenario against every target, interleaved, each on idle servers."""
+    servers = list({id(t.server): t.server for t in targets}.values())
+    for target in targets:  # warm up connections and code paths
+        non_stream(target, 4, 1.0)
+    results: dict[str, dict] = {target.name: {} for target in targets}
+    for scenario, run in SCENARIOS.items():
+        for target in targets:
+            print(f"measuring {scenario} on {target.name} ...", file=sys.stderr, flush=True)
+            settle(servers)
+            results[target.name][scenario] = with_cpu(target, run, args)
+    return results
+
+
+# -- the report -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure compared with the yardstick, with issue 10's bound on the ratio if any."""
+
+    label: str
+    value: Callable[[dict, dict], float]  # (target's results, direct's results) -> figure
+    fmt: str
+    at_least: float | None = None
+    at_most: float | None = None
+
+    def verdict(self, ratio: float | None) -> str:
+        if ratio is None or (self.at_least is None and self.at_most is None):
+            return "–"
+        if self.at_least is not None:
+            return f"≥ {self.at_least}×: {'met' if ratio >= self.at_least else 'missed'}"
+        return f"≤ {self.at_most}×: {'met' if ratio <= self.at_most else 'missed'}"  # type: ignore[operator]
+
+
+FIGURES = [
+    Figure("added p50 ms, c=1", lambda r, d: r["c1"]["p50_ms"] - d["c1"]["p50_ms"], ".3f"),
+    Figure("req/s, c=1", lambda r, d: r["c1"]["rps"], ",.0f"),
+    Figure("req/s, c=32", lambda r, d: r["c32"]["rps"], ",.0f", at_least=0.85),
+    Figure("CPU µs/request, c=32", lambda r, d: r["c32"]["cpu_us_per_req"], ",.0f", at_most=1.2),
+    Figure(
+        "added first chunk ms, c=1",
+        lambda r, d: r["s1"]["ttfc_p50_ms"] - d["s1"]["ttfc_p50_ms"],
+        ".3f",
+    ),
+    Figure("streams/s, c=32", lambda r, d: r["s32"]["streams_per_s"], ",.0f", at_least=0.85),
+    Figure("CPU µs/stream, c=32", lambda r, d: r["s32"]["cpu_us_per_req"], ",.0f"),
+    Figure("paced first chunk p99 ms", lambda r, d: r["paced"]["ttfc_p99_ms"], ".2f", at_most=1.2),
+]
+
+
+def ratios(results: dict[str, dict], name: str) -> list[dict[str, Any]]:
+    """Each figure of `name` beside the yardstick's, with the ratio and its verdict."""
+    direct, yardstick = results["direct"], results["yardstick"]
+    rows = []
+    for figure in FIGURES:
+        ours = figure.value(results[name], direct)
+        theirs = figure.value(yardstick, direct)
+        ratio = ours / theirs if theirs > 0 else None
+        rows.append(
+            {
+                "figure": figure.label,
+                name: ours,
+                "yardstick": theirs,
+                "ratio": ratio,
+                "verdict": figure.verdict(ratio),
+            }
+        )
+    return rows
+
+
+def report(results: dict[str, dict], paced_label: str) -> dict[str, list[dict[str, Any]]]:
     direct = results["direct"]
     print()
     print(
         "| target | c=1 p50 ms | added p50 ms | c=1 req/s | c=32 req/s | c=32 p50/p99 ms "
-        "| stream c=1 TTFC ms | added TTFC ms | c=1 streams/s | c=32 streams/s | c=32 events/s |"
+        "| c=32 CPU µs/req |"
     )
-    print("| --- " * 11 + "|")
+    print("| --- " * 7 + "|")
     for name, r in results.items():
         added = r["c1"]["p50_ms"] - direct["c1"]["p50_ms"]
-        added_ttfc = r["s1"]["ttfc_p50_ms"] - direct["s1"]["ttfc_p50_ms"]
         print(
             f"| {name} | {r['c1']['p50_ms']:.3f} | {added:+.3f} | {r['c1']['rps']:,.0f} "
             f"| {r['c32']['rps']:,.0f} | {r['c32']['p50_ms']:.2f}/{r['c32']['p99_ms']:.2f} "
-            f"| {r['s1']['ttfc_p50_ms']:.3f} | {added_ttfc:+.3f} | {r['s1']['streams_per_s']:,.0f} "
-            f"| {r['s32']['streams_per_s']:,.0f} | {r['s32']['events_per_s']:,.0f} |"
+            f"| {r['c32']['cpu_us_per_req']:,.0f} |"
+        )
+    print()
+    print(
+        "| target | stream c=1 TTFC ms | added TTFC ms | c=1 streams/s | c=32 streams/s "
+        f"| c=32 events/s | c=32 CPU µs/stream | {paced_label} TTFC p50/p99 ms |"
+    )
+    print("| --- " * 8 + "|")
+    for name, r in results.items():
+        added_ttfc = r["s1"]["ttfc_p50_ms"] - direct["s1"]["ttfc_p50_ms"]
+        print(
+            f"| {name} | {r['s1']['ttfc_p50_ms']:.3f} | {added_ttfc:+.3f} "
+            f"| {r['s1']['streams_per_s']:,.0f} | {r['s32']['streams_per_s']:,.0f} "
+            f"| {r['s32']['events_per_s']:,.0f} | {r['s32']['cpu_us_per_req']:,.0f} "
+            f"| {r['paced']['ttfc_p50_ms']:.2f}/{r['paced']['ttfc_p99_ms']:.2f} |"
         )
     print()
     for name, r in results.items():
@@ -238,13 +404,40 @@ def report(results: dict[str, dict]) -> None:
             f"{name}/direct: c=32 req/s {r['c32']['rps'] / direct['c32']['rps']:.3f}, "
             f"c=32 streams/s {r['s32']['streams_per_s'] / direct['s32']['streams_per_s']:.3f}, "
             f"errors {r['c1']['errors'] + r['c32']['errors']}, "
-            f"short streams {r['s1']['short_streams'] + r['s32']['short_streams']}"
+            f"short streams {sum(r[s]['short_streams'] for s in ('s1', 's32', 'paced'))}"
         )
+    if "yardstick" not in results:
+        return {}
+    compared = {
+        name: ratios(results, name)
+        for name in results
+        if name not in ("direct", "yardstick", "litellm")
+    }
+    for name, rows in compared.items():
+        print()
+        print(f"| {name} vs yardstick | {name} | yardstick | {name}/yardstick | issue 10 target |")
+        print("| --- " * 5 + "|")
+        for figure, row in zip(FIGURES, rows, strict=True):
+            ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}×"
+            print(
+                f"| {row['figure']} | {row[name]:{figure.fmt}} | {row['yardstick']:{figure.fmt}} "
+                f"| {ratio} | {row['verdict']} |"
+            )
     print()
-    print(json.dumps(results, indent=1))
+    print("Against issue 10's targets (ratios to the yardstick, same run):")
+    for name, rows in compared.items():
+        parts = [
+            f"{row['figure']} {row['ratio']:.2f}× ({row['verdict']})"
+            for row in rows
+            if row["verdict"] != "–"
+        ]
+        print(f"  {name}: " + "; ".join(parts))
+    return compared
 
 
-def start_litellm(upstream: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def start_litellm(
+    upstream: str, port: int, workdir: Path, paced_model: str
+) -> subprocess.Popen[bytes]:
     venv = Path(tempfile.gettempdir()) / "wlm-bench-litellm"
     if not (venv / "bin" / "litellm").exists():
         print("installing LiteLLM's proxy into its own venv ...", file=sys.stderr, flush=True)
@@ -253,12 +446,15 @@ def start_litellm(upstream: str, port: int, workdir: Path) -> subprocess.Popen[b
     config = workdir / "litellm.yaml"
     config.write_text(
         "model_list:\n"
-        "  - model_name: gpt-4o-mini\n"
-        "    litellm_params:\n"
-        "      model: openai/gpt-4o-mini\n"
-        f"      api_base: {upstream}\n"
-        f"      api_key: {KEY}\n"
-        "litellm_settings:\n  set_verbose: false\n"
+        + "".join(
+            f'  - model_name: "{name}"\n'
+            "    litellm_params:\n"
+            f'      model: "openai/{name}"\n'
+            f"      api_base: {upstream}\n"
+            f"      api_key: {KEY}\n"
+            for name in ("gpt-4o-mini", paced_model)
+        )
+        + "litellm_settings:\n  set_verbose: false\n"
     )
     return start(
         [
@@ -279,21 +475,34 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument(
+        "--yardstick", action="store_true", help="also measure a featureless proxy of wlm's stack"
+    )
     parser.add_argument("--vs-litellm", action="store_true", help="also measure LiteLLM's proxy")
     parser.add_argument(
         "--translated", action="store_true", help="also measure the Anthropic-translated path"
     )
+    parser.add_argument(
+        "--pace-ms", type=float, default=10.0, help="ms between content chunks of paced streams"
+    )
+    parser.add_argument(
+        "--paced-concurrency", type=int, default=32, help="concurrent paced streams"
+    )
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write every figure as JSON ('-': stdout)"
+    )
     args = parser.parse_args()
+    paced_model = f"paced:{args.pace_ms:g}"
 
     workdir = Path(tempfile.mkdtemp(prefix="wlm-bench-"))
     processes = []
     try:
         fake_port = free_port()
-        processes.append(
-            start([sys.executable, str(HERE / "fake_upstream.py"), "--port", str(fake_port)])
-        )
+        fake = start([sys.executable, str(HERE / "fake_upstream.py"), "--port", str(fake_port)])
+        processes.append(fake)
         upstream = f"http://127.0.0.1:{fake_port}/v1"
         wait_healthy(f"http://127.0.0.1:{fake_port}/")
+        targets = [Target("direct", f"{upstream}/chat/completions", fake, paced_model=paced_model)]
 
         wlm_port = free_port()
         env = {
@@ -302,7 +511,7 @@ def main() -> None:
             "WLM_PORT": str(wlm_port),
             "WLM_DATA_DIR": str(workdir / "data"),
             "WLM_MODELS_DIR": str(workdir / "models"),
-            "WLM_ROUTES": "gpt-*=openai",
+            "WLM_ROUTES": "gpt-*=openai,paced:*=openai",
             "WLM_LOG_LEVEL": "WARNING",
         }
         if args.translated:
@@ -311,35 +520,77 @@ def main() -> None:
                 "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{fake_port}",
                 "WLM_ALIASES": "claude=anthropic/claude-bench",
             }
-        processes.append(start([sys.executable, "-m", "wlm.cli", "serve"], env=env, cwd=workdir))
+        wlm = start([sys.executable, "-m", "wlm.cli", "serve"], env=env, cwd=workdir)
+        processes.append(wlm)
         wait_healthy(f"http://127.0.0.1:{wlm_port}/health")
-
-        results: dict[str, dict] = {}
-        measure("direct", f"{upstream}/chat/completions", args.duration, results)
-        measure("wlm", f"http://127.0.0.1:{wlm_port}/v1/chat/completions", args.duration, results)
+        wlm_url = f"http://127.0.0.1:{wlm_port}/v1/chat/completions"
+        targets.append(Target("wlm", wlm_url, wlm, paced_model=paced_model))
         if args.translated:
-            global BODY, STREAM_BODY
-            BODY = {**BODY, "model": "claude"}
-            STREAM_BODY = {**BODY, "stream": True}
-            measure(
-                "wlm-anthropic",
-                f"http://127.0.0.1:{wlm_port}/v1/chat/completions",
-                args.duration,
-                results,
+            targets.append(
+                Target(
+                    "wlm-anthropic",
+                    wlm_url,
+                    wlm,
+                    model="claude",
+                    paced_model=f"anthropic/{paced_model}",
+                )
             )
-            BODY = {**BODY, "model": "gpt-4o-mini"}
-            STREAM_BODY = {**BODY, "stream": True}
+        if args.yardstick:
+            port = free_port()
+            yardstick = start(
+                [
+                    sys.executable,
+                    str(HERE / "yardstick.py"),
+                    "--port",
+                    str(port),
+                    "--upstream",
+                    upstream,
+                    "--api-key",
+                    KEY,
+                ]
+            )
+            processes.append(yardstick)
+            wait_healthy(f"http://127.0.0.1:{port}/health")
+            targets.append(
+                Target(
+                    "yardstick",
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    yardstick,
+                    paced_model=paced_model,
+                )
+            )
         if args.vs_litellm:
             port = free_port()
-            processes.append(start_litellm(upstream, port, workdir))
+            litellm = start_litellm(upstream, port, workdir, paced_model)
+            processes.append(litellm)
             wait_healthy(f"http://127.0.0.1:{port}/health/liveliness", timeout=120)
-            measure(
-                "litellm", f"http://127.0.0.1:{port}/v1/chat/completions", args.duration, results
+            targets.append(
+                Target(
+                    "litellm",
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    litellm,
+                    paced_model=paced_model,
+                )
             )
-        print(
-            f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}"
+
+        results = measure(targets, args)
+        machine = (
+            f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}"
         )
-        report(results)
+        print(f"machine: {machine}, load average {os.getloadavg()[0]:.2f}")
+        compared = report(results, f"paced c={args.paced_concurrency} ({paced_model})")
+        if args.json:
+            document = {
+                "machine": machine,
+                "args": vars(args),
+                "results": results,
+                "vs_yardstick": compared,
+            }
+            text = json.dumps(document, indent=1, ensure_ascii=False)
+            if args.json == "-":
+                print(text)
+            else:
+                Path(args.json).write_text(text + "\n")
     finally:
         for process in reversed(processes):
             stop(process)
