@@ -587,3 +587,28 @@ async def test_dashboard_shows_a_failing_telemetry_writer(
         html = (await client.get("/")).text
     assert 'id="telemetry-writer"' in html
     assert "Telemetry writer: failing" in html
+
+
+# -- settings ---------------------------------------------------------------------------------------
+
+
+async def test_settings_show_the_telemetry_file_in_use(
+    make_client: Callable[..., Client], tmp_path: Path
+) -> None:
+    default = tmp_path / "data" / "telemetry.duckdb"
+    chosen = tmp_path / "elsewhere" / "t.duckdb"
+    for extra, expected in (({}, default), ({"WLM_TELEMETRY_PATH": str(chosen)}, chosen)):
+        async with make_client(**extra) as c:
+            general = (await c.get("/settings.json")).json()["general"]
+            html = (await c.get("/settings")).text
+        rows = {row["name"]: row for row in general}
+        assert rows["telemetry_path"] == {
+            "name": "telemetry_path",
+            "variable": "WLM_TELEMETRY_PATH",
+            "value": str(expected),
+        }
+        assert "telemetry_file" not in rows  # one row for the file, not two
+        assert re.search(
+            rf"<td>telemetry_path</td><td><code>WLM_TELEMETRY_PATH</code></td><td>{re.escape(str(expected))}</td>",
+            html,
+        )

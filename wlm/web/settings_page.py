@@ -27,6 +27,13 @@ def _variables() -> dict[str, str]:
     return {field: variable for variable, field in config._SIMPLE.items()}
 
 
+def _effective(settings: Settings, name: str) -> object:
+    """The value a field has in use: ``telemetry_path`` unset means the default file."""
+    if name == "telemetry_path":
+        return settings.telemetry_file
+    return getattr(settings, name)
+
+
 def _set(value: Any) -> str:
     return "set" if value else "not set"
 
@@ -39,7 +46,7 @@ def settings_view(settings: Settings, gateway: Gateway) -> dict[str, Any]:
     for field in attrs.fields(Settings):
         if field.name in _SECTIONED:
             continue
-        value = plain(getattr(settings, field.name))
+        value = plain(_effective(settings, field.name))
         general.append(
             {
                 "name": field.name,
@@ -47,9 +54,6 @@ def settings_view(settings: Settings, gateway: Gateway) -> dict[str, Any]:
                 "value": redact(str(value)) if isinstance(value, str) else value,
             }
         )
-    general.append(
-        {"name": "telemetry_file", "variable": "", "value": str(settings.telemetry_file)}
-    )
     providers = [
         {
             "name": p.name,
