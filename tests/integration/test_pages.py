@@ -380,12 +380,12 @@ async def test_analytics_and_dashboard_count_per_provider(client: Client) -> Non
     outcomes = {row["provider"]: row["counts"] for row in data["outcomes"]}
     assert outcomes == {
         "openai": {"ok": 2, "429": 1},
-        "anthropic": {"ok": 1, "529": 1, "cancelled": 1},
+        "anthropic": {"ok": 1, "529": 1, "499": 1},
     }
     by_model = {(r["provider"], r["model"]): r["counts"] for r in data["model_outcomes"]}
     assert by_model == {
         ("openai", "gpt-4o-mini"): {"ok": 2, "429": 1},
-        ("anthropic", "claude-haiku-4-5"): {"ok": 1, "529": 1, "cancelled": 1},
+        ("anthropic", "claude-haiku-4-5"): {"ok": 1, "529": 1, "499": 1},
     }
     models = {(m["provider"], m["model"]): m["requests"] for m in data["models"]}
     assert models == {("openai", "gpt-4o-mini"): 3, ("anthropic", "claude-haiku-4-5"): 3}
@@ -401,6 +401,44 @@ async def test_analytics_and_dashboard_count_per_provider(client: Client) -> Non
     assert dashboard["last_hour"]["requests"] == 6
     assert dashboard["last_hour"]["errors"] == 2
     assert dashboard["feed"][0]["id"] in {"a1", "a2", "a3", "b1", "b2", "b3"}
+
+
+async def test_outcomes_count_a_stream_that_failed_after_its_200_as_a_failure(
+    client: Client,
+) -> None:
+    await store(
+        client,
+        record("ok1"),
+        record("ok2"),
+        record("limited", status="error", http_status=429),
+        record("broke", status="error", http_status=200),  # failed mid-stream, after its 200
+        record("left", status="cancelled", http_status=499),
+        record("left-old", status="cancelled", http_status=200),  # stored before 499 was
+        record("other", model="gpt-4o", status="error", http_status=200),
+    )
+    data = (await client.get("/analytics.json")).json()
+    assert data["outcome_columns"] == ["ok", "429", "499", "error after 200"]
+    assert data["outcomes"] == [
+        {"provider": "openai", "counts": {"ok": 2, "429": 1, "499": 2, "error after 200": 2}}
+    ]
+    by_model = {r["model"]: r["counts"] for r in data["model_outcomes"]}
+    assert by_model == {
+        "gpt-4o-mini": {"ok": 2, "429": 1, "499": 2, "error after 200": 1},
+        "gpt-4o": {"error after 200": 1},
+    }
+    # Every request is counted once, and the provider's errors are the failures shown.
+    (openai,) = data["providers"]
+    assert sum(data["outcomes"][0]["counts"].values()) == openai["requests"] == 7
+    assert openai["errors"] == 3
+
+    html = (await client.get("/analytics")).text
+    table = html[html.index('<table class="analytics outcomes">') :]
+    table = table[: table.index("</table>")]
+    headings = re.findall(r'<th class="num"[^>]*>([^<]+)</th>', table)
+    assert headings == ["ok", "429", "499", "error after 200"]
+    cells = dict(re.findall(r'data-outcome="([^"]+)">(\d+)</td>', table))
+    assert cells == {"ok": "2", "429": "1", "499": "2", "error after 200": "2"}
+    assert "error after 200</b> when a stream failed after it had started" in html
 
 
 async def test_requests_filter_and_page_back(client: Client) -> None:

@@ -1,7 +1,7 @@
 """``/analytics``: per provider and per model over 1h, 24h, 7d or 30d, with two charts.
 
 The tables come from the rollup queries (``summary_by_provider``,
-``summary_by_model``, ``errors_by_status``), which count whole clock hours: a range
+``summary_by_model``, ``outcomes_by_status``), which count whole clock hours: a range
 reads one hour more than its name, so "24h" always covers at least the last 24
 hours, and the page states the exact start. The latency chart of the 1h range reads
 raw rows per two minutes (``timeseries_minutely``); longer ranges read the hourly
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypedDict
 
 from attrs import frozen
 from litestar import Request, Response, get
@@ -50,35 +51,50 @@ PROVIDER_COLOURS = frozenset({"local", "openai", "anthropic", "openrouter"})
 UNROUTED = "(unrouted)"
 
 
+class OutcomeRow(TypedDict):
+    """A row of an outcomes table: how many requests ended each way."""
+
+    provider: str
+    counts: dict[str, int]
+
+
+class ModelOutcomeRow(OutcomeRow):
+    model: str
+
+
+def _outcome_order(outcome: str) -> tuple[int, str]:
+    """ok first, then the HTTP statuses in order, then failures without one of their own."""
+    if outcome == "ok":
+        return (0, "")
+    if outcome.isdigit():
+        return (1, outcome.zfill(3))
+    return (2, outcome)
+
+
+def _outcome_columns(rows: Sequence[OutcomeRow]) -> list[str]:
+    return sorted({outcome for row in rows for outcome in row["counts"]}, key=_outcome_order)
+
+
 def _outcomes(
-    totals: list[dict[str, Any]], failures: list[dict[str, Any]], *, per_model: bool = False
-) -> tuple[list[str], list[dict[str, Any]]]:
-    """One row per provider (or provider and model): ``ok`` and each failure outcome
-    (HTTP status, or cancelled)."""
+    found: list[dict[str, Any]],
+) -> tuple[list[OutcomeRow], list[ModelOutcomeRow]]:
+    """The rows of ``outcomes_by_status`` as a table per provider and one per model.
 
-    def key(row: dict[str, Any]) -> tuple[str, str]:
-        return (row["provider"] or UNROUTED, (row["model"] or "-") if per_model else "")
-
-    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for row in totals:
-        ok = int(row["requests"]) - int(row["errors"]) - int(row["cancelled"])
-        counts[key(row)]["ok"] = ok
-    for row in failures:
-        if row["status"] == "cancelled":
-            outcome = "cancelled"
-        else:
-            outcome = str(row["http_status"]) if row["http_status"] is not None else "error"
-        cell = counts[key(row)]
-        cell[outcome] = cell.get(outcome, 0) + int(row["requests"])
-    columns = sorted(
-        {outcome for cell in counts.values() for outcome in cell},
-        key=lambda o: (o != "ok", o == "cancelled", o),
-    )
-    rows = [
-        {"provider": p, "counts": c, **({"model": m} if per_model else {})}
-        for (p, m), c in sorted(counts.items())
+    Outcomes are ``ok``, an HTTP status (``499``: the client left), ``error after
+    200`` (a stream that failed once started) or ``error`` (no status on record).
+    """
+    per_provider: dict[str, dict[str, int]] = defaultdict(dict)
+    per_model: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for row in found:
+        provider, model = row["provider"] or UNROUTED, row["model"] or "-"
+        outcome, n = str(row["outcome"]), int(row["requests"])
+        for cell in (per_provider[provider], per_model[provider, model]):
+            cell[outcome] = cell.get(outcome, 0) + n
+    providers = [OutcomeRow(provider=p, counts=c) for p, c in sorted(per_provider.items())]
+    models = [
+        ModelOutcomeRow(provider=p, model=m, counts=c) for (p, m), c in sorted(per_model.items())
     ]
-    return columns, rows
+    return providers, models
 
 
 def _series(
@@ -137,21 +153,20 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
     try:
         by_provider = await telemetry.named("summary_by_provider", hours=hours)
         by_model = await telemetry.named("summary_by_model", hours=hours)
-        failures = await telemetry.named("errors_by_status", hours=hours)
+        found = await telemetry.named("outcomes_by_status", hours=hours)
         latency = await _latency(telemetry, chosen)
     except NoTelemetry as exc:
         context["telemetry_error"] = str(exc)
-        by_provider, by_model, failures, latency = [], [], [], []
+        by_provider, by_model, found, latency = [], [], [], []
     for row in (*by_provider, *by_model):
         row["provider"] = row["provider"] or UNROUTED
-    columns, outcomes = _outcomes(by_provider, failures)
-    model_columns, model_outcomes = _outcomes(by_model, failures, per_model=True)
+    outcomes, model_outcomes = _outcomes(found)
     context.update(
         providers=by_provider,
         models=by_model,
-        outcome_columns=columns,
+        outcome_columns=_outcome_columns(outcomes),
         outcomes=outcomes,
-        model_outcome_columns=model_columns,
+        model_outcome_columns=_outcome_columns(model_outcomes),
         model_outcomes=model_outcomes,
     )
     series = _series(latency, chosen.bucket, now)

@@ -138,6 +138,27 @@ async def test_errors_by_status(writer: TelemetryWriter) -> None:
     ]
 
 
+async def test_a_client_that_left_is_499_and_a_broken_stream_a_failure(tmp_path: Path) -> None:
+    writer = TelemetryWriter(tmp_path / "t.duckdb")
+    writer.start()
+    try:
+        writer.submit(make_record(1))
+        # Rows stored before cancellations were recorded as 499 kept the stream's 200.
+        writer.submit(make_record(2, status="cancelled", http_status=200))
+        writer.submit(make_record(3, status="cancelled", http_status=499))
+        writer.submit(make_record(4, status="error", http_status=200, error_type="upstream_error"))
+        assert writer.flush(timeout_s=10)
+        errors = [
+            (r["status"], r["http_status"], r["requests"])
+            for r in await named(writer, "errors_by_status")
+        ]
+        outcomes = {r["outcome"]: r["requests"] for r in await named(writer, "outcomes_by_status")}
+    finally:
+        writer.close()
+    assert errors == [("cancelled", 499, 2), ("error", 200, 1)]
+    assert outcomes == {"ok": 1, "499": 2, "error after 200": 1}
+
+
 async def test_timeseries_buckets_add_up(writer: TelemetryWriter) -> None:
     rows = await named(writer, "timeseries", hours=24)
     assert sum(r["requests"] for r in rows) == 22
@@ -244,6 +265,7 @@ def test_load_named_queries_skips_setup_files() -> None:
         "timeseries",
         "timeseries_minutely",
         "errors_by_status",
+        "outcomes_by_status",
         "recent_requests",
         "request_detail",
         "last_hour",

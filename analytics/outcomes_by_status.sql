@@ -1,0 +1,25 @@
+-- How requests ended over the last `hours` whole clock hours (default 24), per
+-- provider and model, most first.  `outcome` is what the client saw:
+--   'ok'               answered in full (HTTP 200);
+--   '429', '502', ...  failed before the response started, with that HTTP status;
+--   '499'              the client left (status 'cancelled'), whatever was stored:
+--                      older rows kept the 200 of a stream the client left;
+--   'error after 200'  a stream that started with 200 and then failed (status
+--                      'error'): a failure, not a success;
+--   'error'            failed without an HTTP status on record.
+-- Variables: hours.  Reads the hourly rollups.
+SELECT
+    provider,
+    model,
+    CASE
+        WHEN status = 'ok' THEN 'ok'
+        WHEN status = 'cancelled' THEN '499'
+        WHEN http_status IS NULL THEN 'error'
+        WHEN http_status < 400 THEN 'error after ' || http_status
+        ELSE http_status::VARCHAR
+    END AS outcome,
+    sum(requests) AS requests
+FROM requests_hourly
+WHERE hour >= wlm_window_start(coalesce(getvariable('hours'), 24))
+GROUP BY ALL
+ORDER BY requests DESC, provider, model, outcome;
