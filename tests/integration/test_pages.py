@@ -650,3 +650,16 @@ async def test_settings_show_the_telemetry_file_in_use(
             rf"<td>telemetry_path</td><td><code>WLM_TELEMETRY_PATH</code></td><td>{re.escape(str(expected))}</td>",
             html,
         )
+
+
+async def test_a_request_whose_messages_are_not_objects_still_shows(client: Client) -> None:
+    # A client may send anything; the 400 it got is stored with the body it sent.
+    conversation = ConversationRecord(
+        request_id="req-odd",
+        request_json=json.dumps({"messages": ["just text", {"role": "user", "content": "hi"}]}),
+        response_text=None,
+    )
+    await store(client, (record("req-odd", status="error", http_status=400), conversation))
+    page = await client.get("/requests/req-odd")
+    assert page.status_code == 200
+    assert "just text" in page.text and "hi" in page.text

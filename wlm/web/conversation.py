@@ -9,9 +9,42 @@ template's autoescaping covers every byte a client or a model wrote.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, TypedDict
 
-__all__ = ["conversation_view"]
+__all__ = ["ConversationView", "MessageView", "Part", "ToolCall", "conversation_view"]
+
+
+class Part(TypedDict):
+    """A piece of a message's content."""
+
+    kind: Literal["text", "image", "json"]
+    text: str
+
+
+class ToolCall(TypedDict):
+    id: str
+    name: str
+    arguments: str
+
+
+class MessageView(TypedDict):
+    """One message as the page shows it; every key present, so the template may test any."""
+
+    role: str
+    name: str | None
+    tool_call_id: str | None
+    parts: list[Part]
+    tool_calls: list[ToolCall]
+
+
+class ConversationView(TypedDict):
+    logged: bool
+    messages: list[MessageView]
+    prompt: str | None
+    input: str | None
+    response_text: str | None
+    reasoning_text: str | None
+    tool_calls: list[ToolCall]
 
 
 def _loads(text: str | None) -> Any:
@@ -27,7 +60,7 @@ def _dump(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
 
 
-def _parts(content: Any) -> list[dict[str, str]]:
+def _parts(content: Any) -> list[Part]:
     """A message's content as parts: text, image (its URL, data URLs shortened) or JSON."""
     if content is None:
         return []
@@ -35,7 +68,7 @@ def _parts(content: Any) -> list[dict[str, str]]:
         return [{"kind": "text", "text": content}]
     if not isinstance(content, list):
         return [{"kind": "json", "text": _dump(content)}]
-    parts = []
+    parts: list[Part] = []
     for part in content:
         if isinstance(part, dict) and part.get("type") == "text":
             parts.append({"kind": "text", "text": str(part.get("text", ""))})
@@ -50,16 +83,18 @@ def _parts(content: Any) -> list[dict[str, str]]:
     return parts
 
 
-def _tool_calls(calls: Any) -> list[dict[str, str]]:
+def _tool_calls(calls: Any) -> list[ToolCall]:
     """OpenAI-shaped tool calls as (id, name, arguments pretty-printed when JSON)."""
     if not isinstance(calls, list):
         return [] if calls is None else [{"id": "", "name": "", "arguments": _dump(calls)}]
-    out = []
+    out: list[ToolCall] = []
     for call in calls:
         if not isinstance(call, dict):
             out.append({"id": "", "name": "", "arguments": _dump(call)})
             continue
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = call.get("function")
+        if not isinstance(function, dict):
+            function = {}
         arguments = function.get("arguments", call.get("arguments", ""))
         parsed = _loads(arguments) if isinstance(arguments, str) else arguments
         out.append(
@@ -72,19 +107,34 @@ def _tool_calls(calls: Any) -> list[dict[str, str]]:
     return out
 
 
-def _messages(messages: Any) -> list[dict[str, Any]]:
+def _unknown(value: Any) -> MessageView:
+    """Something in place of a message (or of the message list), shown as it is."""
+    return {
+        "role": "?",
+        "name": None,
+        "tool_call_id": None,
+        "parts": _parts(_dump(value)),
+        "tool_calls": [],
+    }
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _messages(messages: Any) -> list[MessageView]:
     if not isinstance(messages, list):
-        return [{"role": "?", "parts": _parts(_dump(messages)), "tool_calls": []}]
-    out = []
+        return [_unknown(messages)]
+    out: list[MessageView] = []
     for message in messages:
         if not isinstance(message, dict):
-            out.append({"role": "?", "parts": _parts(_dump(message)), "tool_calls": []})
+            out.append(_unknown(message))
             continue
         out.append(
             {
                 "role": str(message.get("role", "?")),
-                "name": message.get("name"),
-                "tool_call_id": message.get("tool_call_id"),
+                "name": _text_or_none(message.get("name")),
+                "tool_call_id": _text_or_none(message.get("tool_call_id")),
                 "parts": _parts(message.get("content")),
                 "tool_calls": _tool_calls(message.get("tool_calls")),
             }
@@ -92,14 +142,14 @@ def _messages(messages: Any) -> list[dict[str, Any]]:
     return out
 
 
-def conversation_view(row: dict[str, Any]) -> dict[str, Any]:
+def conversation_view(row: dict[str, Any]) -> ConversationView:
     """What the request page shows of ``row``'s conversation (``logged`` False when none)."""
     request = _loads(row.get("request_json"))
     logged = any(
         row.get(key) is not None
         for key in ("request_json", "response_text", "reasoning_text", "tool_calls_json")
     )
-    view: dict[str, Any] = {
+    view: ConversationView = {
         "logged": logged,
         "messages": [],
         "prompt": None,
