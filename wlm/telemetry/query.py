@@ -189,7 +189,7 @@ def check_user_sql(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement
     if statement.named_parameters:
         raise ForbiddenQuery("parameters ($name or ?) are not supported here")
     row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [statement.query]).fetchone()
-    tree = json.loads(row[0]) if row else {"error": True}
+    tree: dict[str, Any] = json.loads(row[0]) if row else {"error": True}
     if tree.get("error") or len(tree.get("statements", ())) != 1:
         reason = tree.get("error_message", "it cannot be analysed")
         raise ForbiddenQuery(f"only plain SELECT queries are allowed ({reason})")
@@ -223,8 +223,13 @@ def _catalog(con: duckdb.DuckDBPyConnection) -> tuple[str, frozenset[str]]:
         "UNION ALL SELECT current_database(), lower(view_name) FROM duckdb_views() "
         "WHERE database_name = current_database() AND NOT internal AND NOT temporary"
     ).fetchall()
-    database = rows[0][0] if rows else str(con.execute("SELECT current_database()").fetchone()[0])
-    return database.lower(), frozenset(r[1] for r in rows)
+    if rows:
+        database = str(rows[0][0])
+    else:
+        current = con.execute("SELECT current_database()").fetchone()
+        assert current is not None  # a SELECT without FROM yields one row
+        database = str(current[0])
+    return database.lower(), frozenset(str(r[1]) for r in rows)
 
 
 def _nodes(tree: Any) -> Iterator[dict[str, Any]]:

@@ -123,7 +123,9 @@ class TelemetryWriter:
         self._retry_max_s = retry_max_s
         self._read_threads = read_threads
         # DuckDB's own default is 80% of RAM, taken from any llama.cpp beside it.
-        self._duckdb_config = {"memory_limit": memory_limit} if memory_limit else {}
+        self._duckdb_config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": memory_limit} if memory_limit else {}
+        )
 
         self._queue: deque[_Item] = deque()
         self._wake = threading.Event()
@@ -440,11 +442,14 @@ class TelemetryWriter:
 
     def _maintain(self) -> None:
         """Housekeeping (on open, then hourly) and rollup compaction (every minute)."""
+        con = self._con
+        if con is None:
+            return
         now = time.monotonic()
         try:
             if now >= self._next_housekeeping:
                 self._next_housekeeping = now + _HOUSEKEEPING_EVERY_S
-                schema.housekeeping(self._con, self.retention_days, _utc_now())
+                schema.housekeeping(con, self.retention_days, _utc_now())
             if self._dirty_since is not None and now >= self._next_compact:
                 self._next_compact = now + _COMPACT_EVERY_S
                 self._compact()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from litestar import Request, Response
@@ -75,16 +75,21 @@ class WebState:
         return task
 
 
+# Litestar's State is an untyped bag of attributes, hence the casts: create_app puts
+# the Gateway on app.state, and before_request (below) the WebState and the Session
+# on every page request's state before any handler runs.
+
+
 def gateway_of(request: Request[Any, Any, Any]) -> Gateway:
-    return request.app.state.gateway
+    return cast(Gateway, request.app.state.gateway)
 
 
 def web_of(request: Request[Any, Any, Any]) -> WebState:
-    return request.state.web
+    return cast(WebState, request.state.web)
 
 
 def session_of(request: Request[Any, Any, Any]) -> Session:
-    return request.state.web_session
+    return cast(Session, request.state.web_session)
 
 
 def csrf_of(request: Request[Any, Any, Any]) -> str:

@@ -65,14 +65,14 @@ async def models_page(request: Request[Any, Any, Any]) -> Response[Any]:
     ]
     listings = [
         {"provider": listing.provider, "count": len(listing.models), "error": listing.error}
-        for listing in gateway.catalog.listings()
+        for listing in sorted(gateway.catalog.listings(), key=lambda listing: listing.provider)
     ]
     context = {
         "filter": {"provider": provider, "q": query},
         "providers": choices,
         "models": shown,
         "total": len(rows),
-        "listings": sorted(listings, key=lambda item: item["provider"]),
+        "listings": listings,
     }
     return page(
         request,

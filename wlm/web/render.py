@@ -104,8 +104,8 @@ def page(
     full = {**context, **chrome(request, active)}
     # The fragment is named by ``?fragment=`` or, for htmx, by the id of the element
     # being swapped (``HX-Target``), so pushed URLs stay the page's own.
-    fragment = request.query_params.get("fragment") or request.headers.get("hx-target")
-    if fragments and fragment in fragments and _wants_fragment(request):
+    fragment: str | None = request.query_params.get("fragment") or request.headers.get("hx-target")
+    if fragments and fragment is not None and fragment in fragments and _wants_fragment(request):
         return Template(template_name=fragments[fragment], context=full, status_code=status)
     headers = {"link": f'<{full["json_url"]}>; rel="alternate"; type="application/json"'}
     return Template(template_name=template, context=full, status_code=status, headers=headers)
