@@ -5,102 +5,113 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
+from wlm.api.openai_routes import PROXIED_PATHS
+from wlm.api.proxy import Receive, Scope, Send, proxy_endpoint
 from wlm.api.request_id import HEADER, RequestIdMiddleware, request_id_for
+from wlm.api.routes import all_routes
 from wlm.config import Settings
-from wlm.errors import GatewayError
+from wlm.errors import Failure, GatewayError, render_error
 from wlm.gateway import Gateway
+from wlm.local.manager import LocalManager
+from wlm.local.protocol import LocalModels
 from wlm.logs import configure_logging
+from wlm.telemetry.sink import TelemetrySink
+from wlm.telemetry.writer import TelemetryWriter
+from wlm.transport import PooledTransport, TransportFactory
+from wlm.web import template_config, web_routes
 
-__all__ = ["create_app", "serve_app"]
+__all__ = ["create_app", "error_response", "serve_app"]
 
 log = logging.getLogger("wlm")
 
 
-def _error(
-    request: Request[Any, Any, Any], status: int, message: str, type_: str, code: str | None
+def error_response(
+    request: Request[Any, Any, Any], error: GatewayError, *, redact: bool = True
 ) -> Response[bytes]:
-    body = GatewayError(message, status=status, type=type_, code=code).to_body()
+    """Any error raised outside the proxy, as the client's error body."""
+    gateway: Gateway = request.app.state.gateway
+    failure = Failure.of(error, gateway.redactor.text if redact else str)
     return Response(
-        content=body,
-        status_code=status,
+        content=render_error(failure),
+        status_code=failure.status,
         media_type="application/json",
-        headers={HEADER: request_id_for(request)},
+        headers={HEADER: request_id_for(request), **dict(failure.headers)},
     )
 
 
 def _not_found(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    return _error(
+    return error_response(
         request,
-        404,
-        f"No such endpoint: {request.method} {request.url.path}.",
-        "invalid_request_error",
-        "not_found",
+        GatewayError(
+            f"No such endpoint: {request.method} {request.url.path}.",
+            status=404,
+            type="invalid_request_error",
+            code="not_found",
+        ),
     )
 
 
 def _not_allowed(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    return _error(
+    return error_response(
         request,
-        405,
-        f"Method {request.method} is not allowed on {request.url.path}.",
-        "invalid_request_error",
-        "method_not_allowed",
+        GatewayError(
+            f"Method {request.method} is not allowed on {request.url.path}.",
+            status=405,
+            type="invalid_request_error",
+            code="method_not_allowed",
+        ),
     )
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
     type_ = "invalid_request_error" if status < 500 else "server_error"
-    return _error(request, status, str(exc.detail), type_, None)
+    return error_response(request, GatewayError(str(exc.detail), status=status, type=type_))
 
 
 def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
-    gateway: Gateway = request.app.state.gateway
-    message = gateway.redactor.text(exc.message)
-    body = GatewayError(
-        message, status=exc.status, type=exc.type, param=exc.param, code=exc.code
-    ).to_body()
-    headers = {HEADER: request_id_for(request), **exc.headers}
-    return Response(
-        content=body, status_code=exc.status, media_type="application/json", headers=headers
-    )
+    return error_response(request, exc)
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     gateway: Gateway = request.app.state.gateway
     log.error("unexpected error on %s: %s", request.url.path, gateway.redactor.text(repr(exc)))
-    return _error(
-        request, 500, "The gateway failed to handle this request.", "server_error", "internal_error"
+    return error_response(
+        request,
+        GatewayError(
+            "The gateway failed to handle this request.",
+            status=500,
+            type="server_error",
+            code="internal_error",
+        ),
     )
 
 
 def create_app(
     settings: Settings,
     *,
-    local: Any = "default",
-    telemetry: Any = "default",
+    local: LocalModels | Literal["default"] | None = "default",
+    telemetry: TelemetrySink | Literal["default"] | None = "default",
+    transports: TransportFactory = PooledTransport,
 ) -> Litestar:
-    """Build the app for ``settings``. ``local``/``telemetry`` may be given (or None) by tests."""
+    """Build the app for ``settings``. Tests may pass ``local``/``telemetry`` (or None)
+    and ``transports`` (a MockTransport's factory) instead of the real parts."""
     configure_logging(settings)
     if local == "default":
-        from wlm.local.manager import LocalManager
-
         local = LocalManager(settings)
     if telemetry == "default":
-        from wlm.telemetry.writer import TelemetryWriter
-
         telemetry = TelemetryWriter(
             settings.telemetry_file,
             log_content=settings.log_content,
             retention_days=settings.retention_days,
             memory_limit=settings.telemetry_memory_limit,
         )
-    gateway = Gateway(settings, local=local, telemetry=telemetry)
+    gateway = Gateway(settings, local=local, telemetry=telemetry, transports=transports)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -109,9 +120,6 @@ def create_app(
             yield
         finally:
             await gateway.close()
-
-    from wlm.api.routes import all_routes
-    from wlm.web import template_config, web_routes
 
     app = Litestar(
         route_handlers=[*all_routes(), *web_routes()],
@@ -144,18 +152,15 @@ def serve_app(app: Litestar) -> Any:
     endpoints stay registered in ``app`` for any other way of serving it (and for paths
     Litestar normalises, such as a trailing slash).
     """
-    from wlm.api.openai_routes import PROXIED_PATHS
-    from wlm.api.proxy import proxy_endpoint
-
     gateway: Gateway = app.state.gateway
 
-    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = PROXIED_PATHS.get(scope["path"])
             if endpoint is not None:
                 await proxy_endpoint(gateway, endpoint, scope, receive, send)
                 return
-        await app(scope, receive, send)
+        await app(scope, receive, send)  # type: ignore[arg-type]  # Litestar's TypedDicts
 
     asgi.app = app  # type: ignore[attr-defined]
     return asgi

@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
-from wlm.providers.base import ModelEntry
-from wlm.routing.resolve import LOCAL, Router
-
-if TYPE_CHECKING:
-    from wlm.gateway import Gateway
+from wlm.config import LOCAL
+from wlm.local.protocol import LocalModels
+from wlm.providers.base import Adapter, ModelEntry
+from wlm.redaction import Redactor
+from wlm.routing.resolve import Router
 
 __all__ = ["ModelCatalog", "ProviderListing", "listed_id"]
 
@@ -38,40 +39,47 @@ class ProviderListing:
 class ModelCatalog:
     """Cached per-provider model lists, merged on demand."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(
+        self,
+        adapters: Mapping[str, Adapter],
+        router: Router,
+        local: LocalModels | None,
+        *,
+        redactor: Redactor,
+        cache_s: float,
+    ) -> None:
+        # Local models are listed from the manager's live state, never cached here.
+        self._adapters = {name: a for name, a in adapters.items() if name != LOCAL}
+        self._router = router
+        self._local = local
+        self._redactor = redactor
+        self._cache_s = cache_s
         self._listings: dict[str, ProviderListing] = {}
         self._refreshing: asyncio.Task[None] | None = None
 
     def _stale(self, name: str) -> bool:
         listing = self._listings.get(name)
-        ttl = self._gateway.settings.models_cache_s
-        return listing is None or time.monotonic() - listing.fetched_at > ttl
+        return listing is None or time.monotonic() - listing.fetched_at > self._cache_s
 
     async def _fetch(self, name: str) -> None:
-        gateway = self._gateway
-        adapter = gateway.adapters[name]
+        adapter = self._adapters[name]
         configured = adapter.config.models
         if configured is not None:
             models = tuple(ModelEntry(model_id) for model_id in configured)
             self._listings[name] = ProviderListing(name, models, time.monotonic())
             return
         try:
-            models = tuple(await adapter.list_models(gateway.http))
+            models = tuple(await adapter.list_models())
             self._listings[name] = ProviderListing(name, models, time.monotonic())
         except Exception as exc:
-            reason = gateway.redactor.text(f"{type(exc).__name__}: {exc}")[:300]
+            reason = self._redactor.text(f"{type(exc).__name__}: {exc}")[:300]
             log.warning("could not list models of provider %s: %s", name, reason)
             previous = self._listings.get(name)
             models = previous.models if previous else ()
             self._listings[name] = ProviderListing(name, models, time.monotonic(), reason)
 
     async def refresh(self, *, only_stale: bool = True) -> None:
-        names = [
-            name
-            for name in self._gateway.adapters
-            if name != LOCAL and (not only_stale or self._stale(name))
-        ]
+        names = [name for name in self._adapters if not only_stale or self._stale(name)]
         if names:
             await asyncio.gather(*(self._fetch(name) for name in names))
 
@@ -92,14 +100,14 @@ class ModelCatalog:
 
     async def entries(self) -> list[dict[str, Any]]:
         """The merged list in OpenAI's model-object shape, plus ``provider``."""
-        if any(self._stale(name) for name in self._gateway.adapters if name != LOCAL):
+        if any(self._stale(name) for name in self._adapters):
             if self._refreshing is None or self._refreshing.done():
                 self._refreshing = asyncio.create_task(self.refresh())
             # Wait briefly for fresh lists; a slow provider is served from cache next time.
             await asyncio.wait({self._refreshing}, timeout=5.0)
-        router = self._gateway.router
+        router = self._router
         out: list[dict[str, Any]] = []
-        local = self._gateway.local
+        local = self._local
         if local is not None:
             for model in local.list_models():
                 listed = listed_id(router, model.id, LOCAL)
@@ -115,9 +123,9 @@ class ModelCatalog:
                         "state": str(model.state),
                     }
                 )
-        for name in self._gateway.adapters:
+        for name in self._adapters:
             listing = self._listings.get(name)
-            if name == LOCAL or listing is None:
+            if listing is None:
                 continue
             for entry in listing.models:
                 listed = listed_id(router, entry.id, name)

@@ -23,6 +23,7 @@ from dotenv import dotenv_values
 
 __all__ = [
     "BUILTIN_PROVIDERS",
+    "LOCAL",
     "ClientKey",
     "ConfigError",
     "ProviderConfig",
@@ -124,6 +125,7 @@ class Settings:
     anthropic_max_tokens: int = 4096
     models_cache_s: float = 300.0
     max_body_bytes: int = 20 * 1024 * 1024
+    body_timeout_s: float = 30.0
     max_concurrency_per_client: int | None = None
     log_level: str = "INFO"
 
@@ -149,6 +151,9 @@ class Settings:
             values.append(self.admin_key)
         return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
 
+
+# The provider name of local GGUF models (``local/<id>`` routes there too).
+LOCAL = "local"
 
 # Built-in providers: name -> (kind, default base URL).
 BUILTIN_PROVIDERS: dict[str, tuple[str, str]] = {
@@ -255,6 +260,7 @@ _SIMPLE: dict[str, str] = {
     "WLM_ANTHROPIC_MAX_TOKENS": "anthropic_max_tokens",
     "WLM_MODELS_CACHE_S": "models_cache_s",
     "WLM_MAX_BODY_BYTES": "max_body_bytes",
+    "WLM_BODY_TIMEOUT_S": "body_timeout_s",
     "WLM_MAX_CONCURRENCY_PER_CLIENT": "max_concurrency_per_client",
     "WLM_LOG_LEVEL": "log_level",
 }

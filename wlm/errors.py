@@ -1,7 +1,9 @@
 """Errors that reach a client, as values.
 
-Every failure a client can see is a :class:`GatewayError`; the HTTP layer turns it
-into an OpenAI-style body ``{"error": {"message", "type", "param", "code"}}``.
+Every failure a client can see is raised as a :class:`GatewayError`. On its way out
+it becomes one :class:`Failure` value (redacted once, in :meth:`Failure.of`), which
+:func:`render_error` turns into the client's error body and :func:`render_error_event`
+into an SSE error event once a stream has begun.
 
     GatewayError                      any failure shown to a client
     ├── BadRequest (400)              bad JSON, missing or invalid fields
@@ -18,13 +20,16 @@ into an OpenAI-style body ``{"error": {"message", "type", "param", "code"}}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from attrs import frozen
 
 __all__ = [
     "AuthenticationFailed",
     "BadRequest",
+    "Failure",
     "GatewayError",
     "ModelNotFound",
     "ModelUnavailable",
@@ -35,6 +40,8 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnreachable",
     "error_body",
+    "render_error",
+    "render_error_event",
 ]
 
 
@@ -66,13 +73,9 @@ class GatewayError(Exception):
         self.param = param
         self.headers: dict[str, str] = headers or {}
 
-    def to_dict(self) -> dict[str, Any]:
-        """The OpenAI error object (without the outer ``error`` key)."""
-        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-
     def to_body(self) -> bytes:
-        """The JSON body ``{"error": {...}}``."""
-        return msgspec.json.encode({"error": self.to_dict()})
+        """This error's JSON body, unredacted: only for messages wlm wrote itself."""
+        return render_error(Failure.of(self, str))
 
 
 class BadRequest(GatewayError):
@@ -137,4 +140,58 @@ class UpstreamBroken(UpstreamError):
 
 def error_body(message: str, type: str, status_code: int | None = None) -> bytes:
     """A ready-made OpenAI error body for places that have no exception at hand."""
-    return GatewayError(message, type=type, status=status_code).to_body()
+    return render_error(Failure(message, type, status=status_code or 500))
+
+
+_MAX_MESSAGE = 1000  # stored and shown; an upstream may send a whole HTML page
+
+
+@frozen
+class Failure:
+    """How a request failed, as the client sees it and telemetry stores it (redacted)."""
+
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+    status: int = 500
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, error: GatewayError, redact: Callable[[str], str]) -> Failure:
+        """The one place an error's message is redacted on its way out."""
+        return cls(
+            redact(error.message)[:_MAX_MESSAGE],
+            error.type,
+            error.code,
+            error.param,
+            error.status,
+            tuple(error.headers.items()),
+        )
+
+    @classmethod
+    def from_event(cls, error: Any, redact: Callable[[str], str]) -> Failure:
+        """An error object an upstream sent inside a stream (any shape)."""
+        if not isinstance(error, dict):
+            return cls(redact(str(error))[:_MAX_MESSAGE], "upstream_error", status=502)
+        code = error.get("code")
+        return cls(
+            redact(str(error.get("message") or ""))[:_MAX_MESSAGE],
+            str(error.get("type") or "upstream_error"),
+            None if code is None else str(code),
+            status=502,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI error object (without the outer ``error`` key)."""
+        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+
+
+def render_error(failure: Failure) -> bytes:
+    """The JSON error body ``{"error": {...}}`` for a response not yet begun."""
+    return msgspec.json.encode({"error": failure.to_dict()})
+
+
+def render_error_event(failure: Failure) -> bytes:
+    """The error as an SSE data event, for a stream already under way (the SDK raises on it)."""
+    return b"data: " + render_error(failure) + b"\n\n"

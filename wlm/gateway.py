@@ -1,7 +1,9 @@
 """The running gateway: every long-lived part, built once per app from Settings.
 
 Tests build one per test; nothing here is global. The Litestar lifespan calls
-:meth:`Gateway.start` and :meth:`Gateway.close`.
+:meth:`Gateway.start` and :meth:`Gateway.close`. ``transports`` is the one seam to
+the network: tests pass ``MockTransport(handler).factory`` to run every provider,
+local engines included, in-process.
 """
 
 from __future__ import annotations
@@ -10,41 +12,36 @@ import asyncio
 import itertools
 import logging
 import uuid
-from typing import Any
-
-import httpx
 
 from wlm.auth import KeyRing
 from wlm.catalog import ModelCatalog
-from wlm.config import ClientKey, ProviderConfig, Settings
+from wlm.config import ClientKey, Settings
+from wlm.limits import ClientSlots
+from wlm.local.protocol import LocalModels
 from wlm.metrics import Metrics
-from wlm.providers.base import Adapter, Redactor
-from wlm.providers.openai_compat import OpenAICompatAdapter
-from wlm.providers.transport import Transport
-from wlm.routing.resolve import LOCAL, Router
+from wlm.providers.base import Adapter
+from wlm.providers.registry import build_adapters
+from wlm.redaction import Redactor
+from wlm.routing.resolve import Router
+from wlm.telemetry.sink import TelemetrySink
+from wlm.transport import PooledTransport, TransportFactory
 
 __all__ = ["Gateway"]
 
 log = logging.getLogger("wlm")
 
 
-def _make_adapter(config: ProviderConfig, settings: Settings) -> Adapter:
-    transport = Transport(
-        config.name,
-        connect_timeout_s=config.connect_timeout_s,
-        read_timeout_s=config.read_timeout_s,
-    )
-    if config.kind == "anthropic":
-        from wlm.providers.anthropic import AnthropicAdapter
-
-        return AnthropicAdapter(config, transport, settings.anthropic_max_tokens)
-    return OpenAICompatAdapter(config, transport)
-
-
 class Gateway:
     """Settings plus the parts built from them: router, adapters, catalog, telemetry, local."""
 
-    def __init__(self, settings: Settings, *, local: Any = None, telemetry: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        local: LocalModels | None = None,
+        telemetry: TelemetrySink | None = None,
+        transports: TransportFactory = PooledTransport,
+    ) -> None:
         self.settings = settings
         self.redactor = Redactor(settings.secrets())
         self.client_keys = KeyRing(settings.api_keys)
@@ -53,27 +50,19 @@ class Gateway:
         )
         self.local = local
         self.telemetry = telemetry
-        local_ids = local.routable_ids if local is not None else frozenset
-        self.router = Router(settings, local_ids)
-        self.adapters: dict[str, Adapter] = {
-            p.name: _make_adapter(p, settings) for p in settings.providers if p.configured
-        }
-        local_config = ProviderConfig(
-            name=LOCAL,
-            kind="local",
-            base_url="http://127.0.0.1",
-            keyless=True,
-            connect_timeout_s=10.0,
-            # A local engine may take long over a long prompt on a CPU.
-            read_timeout_s=max(600.0, settings.local_load_timeout_s),
-        )
-        self.adapters[LOCAL] = _make_adapter(local_config, settings)
+        self.router = Router(settings, local.routable_ids if local is not None else frozenset)
+        self.adapters: dict[str, Adapter] = build_adapters(settings, transports, local)
         self.metrics = Metrics()
-        self.client_load: dict[str, int] = {}  # requests in flight per client (limits)
+        self.client_slots = ClientSlots(settings.max_concurrency_per_client)
         self._request_prefix = uuid.uuid4().hex[:12]
         self._request_counter = itertools.count(1)
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
-        self.catalog = ModelCatalog(self)
+        self.catalog = ModelCatalog(
+            self.adapters,
+            self.router,
+            local,
+            redactor=self.redactor,
+            cache_s=settings.models_cache_s,
+        )
         self.started = asyncio.Event()
 
     def new_request_id(self) -> str:
@@ -96,7 +85,6 @@ class Gateway:
             except Exception:
                 log.exception("stopping local engines failed")
         for adapter in self.adapters.values():
-            await adapter.transport.close()
-        await self.http.aclose()
+            await adapter.close()
         if self.telemetry is not None:
             await self.telemetry.aclose()

@@ -249,8 +249,11 @@ def test_embeddings_on_a_chat_engine_say_embeddings_are_off(world: World) -> Non
     with pytest.raises(openai.APIStatusError) as caught:
         world.client.embeddings.create(model="tiny-a", input="the model")
 
-    assert caught.value.status_code == 501  # the engine's own answer, passed through
+    assert caught.value.status_code == 501  # the engine's own status
     assert "does not support embeddings" in caught.value.message
+    # ... with wlm's remedy rather than llama.cpp's command-line flag.
+    assert "embeddings = true" in caught.value.message
+    assert "WLM_LOCAL_OPTIONS" in caught.value.message
 
 
 def test_cold_stream_gets_headers_and_completes(world: World) -> None:

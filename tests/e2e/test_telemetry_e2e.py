@@ -193,7 +193,7 @@ class Client:
                 messages,
                 stream=True,
                 status="cancelled",
-                http_status=200,  # the client had its 200 and headers before it left
+                http_status=499,  # it left: 499 even though it had its 200 headers
                 tokens=UNKNOWN,  # gone before the usage chunk
             )
         )

@@ -84,7 +84,7 @@ def test_client_leaving_mid_stream_cancels_the_upstream(world: World, rows: RowC
 
     assert seen == 2
     assert hung_up_after(world, body["messages"][0]["content"]) < 2.0
-    rows.expect("left mid-stream", request_id, status="cancelled", http_status=200)
+    rows.expect("left mid-stream", request_id, status="cancelled", http_status=499)
     assert_nothing_left(world, fake, "openai", before)
 
 
@@ -127,7 +127,7 @@ def test_client_leaving_an_anthropic_stream_cancels_the_upstream(
 
     closed = fake.wait_closed(index_of(fake, body["messages"][0]["content"]), timeout=5)
     assert closed is not None and closed < 2.0
-    rows.expect("left an anthropic stream", request_id, status="cancelled", http_status=200)
+    rows.expect("left an anthropic stream", request_id, status="cancelled", http_status=499)
     assert_nothing_left(world, fake, "anthropic", before)
 
 

@@ -6,11 +6,12 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.handlers import asgi
+from litestar.handlers.asgi_handlers import ASGIRouteHandler
 from litestar.types import Receive, Scope, Send
 
 from wlm.api.guards import client_guard
 from wlm.api.proxy import proxy_endpoint
-from wlm.errors import GatewayError, ModelNotFound
+from wlm.errors import Failure, GatewayError, ModelNotFound, render_error
 from wlm.gateway import Gateway
 
 __all__ = ["PROXIED_PATHS", "ROUTES", "json_response"]
@@ -28,21 +29,11 @@ def json_response(content: Any, status: int = 200) -> Response[Any]:
     return Response(content=content, status_code=status, media_type="application/json")
 
 
-def error_response(error: GatewayError) -> Response[bytes]:
-    headers = dict(error.headers)
-    return Response(
-        content=error.to_body(),
-        status_code=error.status,
-        media_type="application/json",
-        headers=headers,
-    )
-
-
 def _client_request_id(scope: Scope) -> bytes | None:
     return next((v for k, v in scope["headers"] if k == b"x-request-id" and v), None)
 
 
-def _proxied(endpoint: str) -> Any:
+def _proxied(endpoint: str) -> ASGIRouteHandler:
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         gateway: Gateway = scope["litestar_app"].state.gateway
         if scope["method"] != "POST":
@@ -66,9 +57,9 @@ def _proxied(endpoint: str) -> Any:
                     ],
                 }
             )
-            await send({"type": "http.response.body", "body": error.to_body()})
+            await send({"type": "http.response.body", "body": render_error(Failure.of(error, str))})
             return
-        await proxy_endpoint(gateway, endpoint, scope, receive, send)  # type: ignore[arg-type]
+        await proxy_endpoint(gateway, endpoint, scope, receive, send)  # type: ignore[arg-type]  # Litestar's TypedDicts
 
     handler.__name__ = f"proxy_{endpoint.replace('/', '_')}"
     return asgi(path=[f"{p}/{endpoint}" for p in _PREFIXES], copy_scope=False)(handler)
@@ -87,7 +78,7 @@ async def get_model(request: Request[Any, Any, Any], model_id: str) -> Response[
     for entry in await gateway.catalog.entries():
         if entry["id"] == wanted:
             return json_response(entry)
-    return error_response(ModelNotFound(gateway.redactor.text(wanted)))
+    raise ModelNotFound(gateway.redactor.text(wanted))
 
 
 @get("/health")

@@ -2,15 +2,16 @@
 
 Why raw ASGI: the hot path must add well under a millisecond, and streams must go
 out event by event with headers sent at once; Litestar's request/response layers
-add cost and nothing we need here. The flow for one request:
+add cost and nothing we need here. The flow for one request, whatever the provider:
 
-    read body -> decode -> resolve model -> (local: ensure the engine) -> send upstream
-    -> stream events / whole body back -> one telemetry record, whatever happened
+    admit (key, client slot) -> read body -> parse -> route -> adapter.open()
+    -> relay the stream / the whole body -> one telemetry record, whatever happened
 
 A watcher listens for ``http.disconnect`` and cancels the request at once, which
 closes the upstream connection (and frees a llama.cpp slot). The first byte sent to
-the client is the commit point: before it, failures get their own status and an
-OpenAI error body; after it, an error event ends the stream.
+the client is the commit point: before it, a failure gets its own status and an
+error body; after it, an error event ends the stream. Either way it is rendered from
+one :class:`~wlm.errors.Failure`, redacted once.
 """
 
 from __future__ import annotations
@@ -18,36 +19,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
-import msgspec
-
-from wlm.api.recording import Outcome, record_request
+from wlm.api.exchange import Exchange
+from wlm.api.recording import record_exchange
+from wlm.api.request import parse_request
 from wlm.auth import presented_key
 from wlm.errors import (
     AuthenticationFailed,
-    BadRequest,
+    Failure,
     GatewayError,
     UpstreamBroken,
-    UpstreamUnreachable,
+    render_error,
+    render_error_event,
 )
+from wlm.limits import ClientBusy
 from wlm.providers.accounting import ResponseAccount
-from wlm.providers.base import FORWARDED_HEADERS, Call, error_event
-from wlm.routing.resolve import LOCAL
+from wlm.providers.base import FORWARDED_HEADERS, Adapter, Call
 from wlm.sse import SSEParser, encode_comment
+from wlm.transport import UpstreamResponse
 
 if TYPE_CHECKING:
     from wlm.gateway import Gateway
 
-__all__ = ["proxy_endpoint"]
+__all__ = ["Receive", "Scope", "Send", "proxy_endpoint"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("wlm.proxy")
 
-_decode = msgspec.json.decode
-_LOADING_COMMENT_EVERY_S = 2.0
 _DISCARD_TIMEOUT_S = 5.0
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _STREAM_HEADERS = [
@@ -61,36 +65,55 @@ class ClientGone(Exception):
     """The client disconnected; the request was cancelled."""
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
+def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return None
 
 
-async def _read_body(receive: Any, limit: int) -> bytes:
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        f"Request body is larger than the limit of {limit} bytes (WLM_MAX_BODY_BYTES).",
+        status=413,
+        type="invalid_request_error",
+        code="request_too_large",
+    )
+
+
+def _declared_too_large(scope: Scope, limit: int) -> bool:
+    declared = _header(scope, b"content-length")
+    return declared is not None and declared.isdigit() and int(declared) > limit
+
+
+async def _read_body(receive: Receive, limit: int, idle_timeout_s: float) -> bytes:
+    """The whole body; 413 past ``limit``, 408 when no part of it comes for ``idle_timeout_s``."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        try:
+            async with asyncio.timeout(idle_timeout_s):
+                message = await receive()
+        except TimeoutError:
+            raise GatewayError(
+                f"The request body stopped arriving (nothing for {idle_timeout_s:g} s).",
+                status=408,
+                type="invalid_request_error",
+                code="request_timeout",
+            ) from None
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)
             if size > limit:
-                raise GatewayError(
-                    f"Request body is larger than the limit of {limit} bytes (WLM_MAX_BODY_BYTES).",
-                    status=413,
-                    type="invalid_request_error",
-                    code="request_too_large",
-                )
+                raise _too_large(limit)
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _discard_body(receive: Any, limit: int) -> None:
+async def _discard_body(receive: Receive, limit: int) -> None:
     """Read and drop a body we answer without using (a rejected key, a full client slot).
 
     Granian closes a keep-alive connection whose request body is still unread when the
@@ -112,118 +135,49 @@ async def _discard_body(receive: Any, limit: int) -> None:
         return
 
 
-def _parse(raw: bytes, endpoint: str) -> tuple[dict[str, Any], str, bool, bool]:
-    if not raw:
-        raise BadRequest("The request body is empty; send a JSON object.")
-    try:
-        body = _decode(raw)
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object.")
-    model = body.get("model")
-    if model is None:
-        raise BadRequest(
-            "Missing required field 'model'.", param="model", code="missing_required_parameter"
-        )
-    if not isinstance(model, str) or not model.strip():
-        raise BadRequest(
-            "Field 'model' must be a non-empty string.", param="model", code="invalid_type"
-        )
-    required = {"chat/completions": "messages", "completions": "prompt", "embeddings": "input"}[
-        endpoint
-    ]
-    if required not in body:
-        raise BadRequest(
-            f"Missing required field '{required}'.",
-            param=required,
-            code="missing_required_parameter",
-        )
-    if endpoint == "chat/completions" and not isinstance(body["messages"], list):
-        raise BadRequest(
-            "Field 'messages' must be an array.", param="messages", code="invalid_type"
-        )
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadRequest("Field 'stream' must be a boolean.", param="stream", code="invalid_type")
-    if endpoint == "embeddings":
-        stream = False
-    options = body.get("stream_options")
-    wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return body, model, stream, wants_usage
+class _Reply:
+    """The response to the client: headers once, then body parts; also the adapter's
+    :class:`~wlm.providers.base.Progress` (loading comments, attempt count)."""
 
+    __slots__ = ("exchange", "headers_sent", "send")
 
-class _Exchange:
-    """Per-request state shared by the steps below and read by telemetry at the end."""
-
-    __slots__ = (
-        "account",
-        "attempts",
-        "bytes_in",
-        "bytes_out",
-        "call",
-        "client",
-        "client_key",
-        "endpoint",
-        "gateway",
-        "headers_sent",
-        "model",
-        "outcome",
-        "record_id",
-        "request_id",
-        "route",
-        "send",
-        "started",
-        "started_at",
-        "stream",
-        "ttft",
-    )
-
-    def __init__(self, gateway: Gateway, endpoint: str, send: Any, request_id: str) -> None:
-        self.gateway = gateway
-        self.endpoint = endpoint
+    def __init__(self, send: Send, exchange: Exchange) -> None:
         self.send = send
-        self.request_id = request_id  # the x-request-id the client gets back
-        self.record_id = request_id  # the telemetry row's id
-        self.started = time.perf_counter()
-        self.started_at = datetime.now(UTC)
-        self.model: str | None = None
-        self.client: str | None = None
-        self.client_key: str | None = None
-        self.attempts = 1
-        self.route: Any = None
-        self.call: Call | None = None
-        self.stream = False
-        self.account = ResponseAccount(gateway.settings.log_content)
-        self.ttft: float | None = None
+        self.exchange = exchange
         self.headers_sent = False
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.outcome = Outcome()
 
-    async def start_response(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        headers = [*headers, (b"x-request-id", self.request_id.encode())]
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        headers = [*headers, (b"x-request-id", self.exchange.request_id.encode())]
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         self.headers_sent = True
-        self.outcome.http_status = status
+        self.exchange.http_status = status
 
     async def body(self, data: bytes, more: bool) -> None:
-        self.bytes_out += len(data)
+        self.exchange.bytes_out += len(data)
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
 
-    async def fail(self, error: GatewayError) -> None:
-        """Report an error in the client's protocol, before or after the first byte."""
-        redacted = self.gateway.redactor.text(error.message)
-        self.outcome.error(error, redacted)
+    async def fail(self, failure: Failure) -> None:
+        """Report a failure in the client's protocol, before or after the first byte."""
+        self.exchange.failed(failure)
         if not self.headers_sent:
-            body = GatewayError(
-                redacted, status=error.status, type=error.type, param=error.param, code=error.code
-            ).to_body()
-            extra = [(k.encode(), v.encode()) for k, v in error.headers.items()]
-            await self.start_response(error.status, _JSON_HEADERS + extra)
-            await self.body(body, False)
+            extra = [(k.encode(), v.encode()) for k, v in failure.headers]
+            await self.start(failure.status, _JSON_HEADERS + extra)
+            await self.body(render_error(failure), False)
         else:
-            await self.body(error_event(redacted, error.type, error.code), False)
+            await self.body(render_error_event(failure), False)
+
+    # -- Progress ----------------------------------------------------------------------
+
+    async def loading(self, model_id: str) -> None:
+        """A stream learns the engine is loading through SSE comments (keep-alives)."""
+        if not self.exchange.stream:
+            return
+        if not self.headers_sent:
+            await self.start(200, _STREAM_HEADERS)
+        await self.body(encode_comment(f"loading {model_id} ..."), True)
+
+    def attempt(self, number: int) -> None:
+        self.exchange.attempts = number
 
 
 class _DisconnectWatch:
@@ -236,7 +190,7 @@ class _DisconnectWatch:
 
     __slots__ = ("_pending", "_receive", "_task", "gone")
 
-    def __init__(self, receive: Any, task: asyncio.Task[Any]) -> None:
+    def __init__(self, receive: Receive, task: asyncio.Task[Any]) -> None:
         self._receive = receive
         self._task = task
         self.gone = False
@@ -244,7 +198,7 @@ class _DisconnectWatch:
         self._listen()
 
     def _listen(self) -> None:
-        pending = self._receive()
+        pending: Any = self._receive()
         if not hasattr(pending, "add_done_callback"):  # another ASGI server: a coroutine
             pending = asyncio.ensure_future(pending)
         self._pending = pending
@@ -268,98 +222,104 @@ class _DisconnectWatch:
 
 
 async def proxy_endpoint(
-    gateway: Gateway, endpoint: str, scope: dict[str, Any], receive: Any, send: Any
+    gateway: Gateway, endpoint: str, scope: Scope, receive: Receive, send: Send
 ) -> None:
     """Serve one POST to a proxied endpoint, whatever happens."""
+    settings = gateway.settings
     client_request_id = _header(scope, b"x-request-id")
-    exchange = _Exchange(gateway, endpoint, send, client_request_id or gateway.new_request_id())
-    if client_request_id:
-        # The client's id is echoed and stored in request_id; the row's own id stays
-        # unique even when clients reuse or collide on theirs.
-        exchange.record_id = gateway.new_request_id()
+    record_id = gateway.new_request_id()
+    exchange = Exchange(
+        endpoint,
+        client_request_id or record_id,
+        record_id,
+        ResponseAccount(settings.log_content),
+    )
+    reply = _Reply(send, exchange)
     task = asyncio.current_task()
     assert task is not None
     watch: _DisconnectWatch | None = None
-    limit = gateway.settings.max_concurrency_per_client
-    load_key: str | None = None
     body_pending = True
     gateway.metrics.in_flight += 1
     try:
-        if gateway.client_keys:
-            key = presented_key(scope["headers"])
-            exchange.client = gateway.client_keys.identify(key)
-            if exchange.client is None and gateway.admin_keys.identify(key) is not None:
-                exchange.client = "admin"
-            # A key configured as a sha256: hash is unknown to the redactor until a client
-            # presents it; this request's records leave it out too.
-            exchange.client_key = key if exchange.client is not None else None
-            if exchange.client is None:
-                gateway.metrics.rejected["auth"] += 1
-                raise AuthenticationFailed(
-                    "Missing or invalid API key: send 'Authorization: Bearer <key>' "
-                    "with a key from WLM_API_KEYS."
-                )
-        if limit is not None:
-            client = scope.get("client")
-            key = exchange.client or (client[0] if client else "-")
-            if gateway.client_load.get(key, 0) >= limit:
-                gateway.metrics.rejected["concurrency"] += 1
-                raise GatewayError(
-                    f"Too many concurrent requests from this client (limit {limit}, "
-                    "WLM_MAX_CONCURRENCY_PER_CLIENT).",
-                    status=429,
-                    type="rate_limit_error",
-                    code="concurrency_limit",
-                    headers={"retry-after": "1"},
-                )
-            load_key = key
-            gateway.client_load[key] = gateway.client_load.get(key, 0) + 1
-        body_pending = False
-        raw = await _read_body(receive, gateway.settings.max_body_bytes)
-        exchange.bytes_in = len(raw)
-        watch = _DisconnectWatch(receive, task)
-        await _serve(exchange, raw, scope)
+        if _declared_too_large(scope, settings.max_body_bytes):
+            body_pending = False  # not worth reading: the connection closes after the 413
+            raise _too_large(settings.max_body_bytes)
+        _identify(gateway, exchange, scope)
+        with gateway.client_slots.hold(exchange.client or _address(scope)):
+            body_pending = False
+            raw = await _read_body(receive, settings.max_body_bytes, settings.body_timeout_s)
+            exchange.bytes_in = len(raw)
+            watch = _DisconnectWatch(receive, task)
+            await _serve(gateway, exchange, reply, raw, scope)
     except ClientGone:
-        exchange.outcome.cancelled()
+        exchange.cancelled()
     except asyncio.CancelledError:
         if watch is None or not watch.gone:
             raise
         task.uncancel()
-        exchange.outcome.cancelled()
+        exchange.cancelled()
     except GatewayError as error:
+        if isinstance(error, ClientBusy):
+            gateway.metrics.rejected["concurrency"] += 1
         if body_pending:
-            await _discard_body(receive, gateway.settings.max_body_bytes)
-        await _fail_quietly(exchange, error)
+            await _discard_body(receive, settings.max_body_bytes)
+        await _fail_quietly(reply, Failure.of(error, exchange.redactor(gateway.redactor).text))
     except Exception as exc:  # never a traceback to the client
         log.error("unexpected error serving %s: %s", endpoint, gateway.redactor.text(repr(exc)))
         log.debug("traceback", exc_info=True)
-        await _fail_quietly(exchange, UpstreamBroken("The gateway failed to handle this request."))
+        error = UpstreamBroken("The gateway failed to handle this request.")
+        await _fail_quietly(reply, Failure.of(error, str))
     finally:
         if watch is not None:
             watch.stop()
         gateway.metrics.in_flight -= 1
-        if load_key is not None:
-            remaining = gateway.client_load[load_key] - 1
-            if remaining:
-                gateway.client_load[load_key] = remaining
-            else:
-                del gateway.client_load[load_key]
-        record_request(exchange)
+        record_exchange(
+            exchange,
+            metrics=gateway.metrics,
+            telemetry=gateway.telemetry,
+            redactor=gateway.redactor,
+            log_content=settings.log_content,
+        )
 
 
-async def _fail_quietly(exchange: _Exchange, error: GatewayError) -> None:
+def _address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "-"
+
+
+def _identify(gateway: Gateway, exchange: Exchange, scope: Scope) -> None:
+    """Name the client by its key; a 401 when keys are on and it has none that fits."""
+    if not gateway.client_keys:
+        return
+    key = presented_key(scope["headers"])
+    client = gateway.client_keys.identify(key)
+    if client is None and gateway.admin_keys.identify(key) is not None:
+        client = "admin"
+    if client is None:
+        gateway.metrics.rejected["auth"] += 1
+        raise AuthenticationFailed(
+            "Missing or invalid API key: send 'Authorization: Bearer <key>' "
+            "with a key from WLM_API_KEYS."
+        )
+    exchange.client = client
+    # A key configured as a sha256: hash is unknown to the redactor until a client
+    # presents it; this request's records leave it out too.
+    exchange.client_key = key
+
+
+async def _fail_quietly(reply: _Reply, failure: Failure) -> None:
     try:
-        await exchange.fail(error)
+        await reply.fail(failure)
     except Exception:  # the client may be gone already
-        exchange.outcome.cancelled()
+        reply.exchange.cancelled()
 
 
-async def _serve(exchange: _Exchange, raw: bytes, scope: dict[str, Any]) -> None:
-    gateway = exchange.gateway
-    body, model, stream, wants_usage = _parse(raw, exchange.endpoint)
-    exchange.model = model
-    exchange.stream = stream
-    route = gateway.router.resolve(model)
+async def _serve(
+    gateway: Gateway, exchange: Exchange, reply: _Reply, raw: bytes, scope: Scope
+) -> None:
+    request = parse_request(raw, exchange.endpoint)
+    exchange.request = request
+    route = gateway.router.resolve(request.model)
     exchange.route = route
     adapter = gateway.adapters[route.provider]
     forwarded = tuple(
@@ -369,50 +329,22 @@ async def _serve(exchange: _Exchange, raw: bytes, scope: dict[str, Any]) -> None
     )
     call = Call(
         endpoint=exchange.endpoint,
-        body=body,
+        body=request.body,
         raw=raw,
-        model=model,
+        model=request.model,
         upstream_model=route.upstream_model,
-        stream=stream,
-        client_wants_usage=wants_usage,
+        stream=request.stream,
+        client_wants_usage=request.wants_usage,
         forwarded_headers=forwarded,
         request_id=exchange.request_id,
     )
-    exchange.call = call
-    if route.provider != LOCAL:
-        await _answer(exchange, adapter, call, await _send(adapter, call))
-        return
-    for attempt in (1, 2):
-        exchange.attempts = attempt
-        async with AsyncExitStack() as stack:
-            base_url = await _local_instance(exchange, stack, route.upstream_model)
-            local_call = attrs.evolve(call, base_url=base_url)
-            exchange.call = local_call
-            try:
-                response = await _send(adapter, local_call)
-            except (UpstreamUnreachable, UpstreamBroken):
-                if attempt == 2:
-                    raise
-            else:
-                await _answer(exchange, adapter, local_call, response)
-                return
-        # The engine died after the supervisor last saw it ready (its socket lingers for
-        # a moment): nothing reached the client yet, so wait for the crash to be noticed
-        # and go round once more, which restarts it.
-        try:
-            await gateway.local.wait_for_state(
-                route.upstream_model, "failed", "stopped", timeout=2.0
-            )
-        except (TimeoutError, GatewayError):
-            pass
+    response = await adapter.open(call, reply)
+    await _answer(gateway, reply, adapter, call, response)
 
 
-async def _send(adapter: Any, call: Call) -> Any:
-    request = adapter.prepare(call)
-    return await adapter.transport.send(request.method, request.url, request.headers, request.body)
-
-
-async def _answer(exchange: _Exchange, adapter: Any, call: Call, response: Any) -> None:
+async def _answer(
+    gateway: Gateway, reply: _Reply, adapter: Adapter, call: Call, response: UpstreamResponse
+) -> None:
     """Relay the upstream's answer (error status, stream or whole body) to the client."""
     completed = False
     try:
@@ -423,22 +355,22 @@ async def _answer(exchange: _Exchange, adapter: Any, call: Call, response: Any) 
         if response.status >= 300 or response.status < 200:
             # Redirects are not followed (the key would go with them); a redirect almost
             # always means a wrong base URL, e.g. http:// for an https:// server.
-            location = exchange.gateway.redactor.text(response.header("location") or "nowhere")
+            location = gateway.redactor.text(response.header("location") or "nowhere")
             raise UpstreamBroken(
                 f"Provider '{adapter.config.name}' answered {response.status} "
                 f"(redirecting to {location}); check {adapter.config.base_url_variable}."
             )
         if call.stream:
-            await _relay_stream(exchange, adapter, call, response)
-        else:
-            payload = await response.read()
-            completed = True
-            out = adapter.finish_response(call, payload, exchange.account)
-            out = exchange.gateway.redactor.bytes(out)
-            await exchange.start_response(response.status, _JSON_HEADERS)
-            exchange.ttft = time.perf_counter() - exchange.started
-            await exchange.body(out, False)
+            # A stream that broke off leaves its connection unusable: drop it, never pool it.
+            completed = await _relay_stream(gateway, reply, adapter, call, response)
+            return
+        payload = await response.read()
         completed = True
+        exchange = reply.exchange
+        out = gateway.redactor.bytes(adapter.finish_response(call, payload, exchange.account))
+        await reply.start(response.status, _JSON_HEADERS)
+        exchange.ttft = time.perf_counter() - exchange.started
+        await reply.body(out, False)
     finally:
         if completed:
             response.release()
@@ -446,35 +378,16 @@ async def _answer(exchange: _Exchange, adapter: Any, call: Call, response: Any) 
             response.close()
 
 
-async def _local_instance(exchange: _Exchange, stack: AsyncExitStack, model_id: str) -> str:
-    """Enter the local model's instance; a stream gets loading comments meanwhile."""
-    local = exchange.gateway.local
-    entering = asyncio.ensure_future(stack.enter_async_context(local.use(model_id)))
-    if not exchange.stream or local.is_ready(model_id):
-        try:
-            return await entering
-        except asyncio.CancelledError:
-            entering.cancel()
-            raise
-    try:
-        while True:
-            done, _ = await asyncio.wait({entering}, timeout=_LOADING_COMMENT_EVERY_S)
-            if done:
-                return entering.result()
-            if not exchange.headers_sent:
-                await exchange.start_response(200, _STREAM_HEADERS)
-            await exchange.body(encode_comment(f"loading {model_id} ..."), True)
-    except asyncio.CancelledError:
-        entering.cancel()
-        raise
-
-
-async def _relay_stream(exchange: _Exchange, adapter: Any, call: Call, response: Any) -> None:
-    relay = adapter.relay(call, exchange.account, exchange.gateway.redactor)
+async def _relay_stream(
+    gateway: Gateway, reply: _Reply, adapter: Adapter, call: Call, response: UpstreamResponse
+) -> bool:
+    """Relay the stream event by event; True when it ended cleanly upstream."""
+    exchange = reply.exchange
+    relay = adapter.relay(call, exchange.account, gateway.redactor)
     parser = SSEParser()
-    if not exchange.headers_sent:
-        await exchange.start_response(200, _STREAM_HEADERS)
-    send_body = exchange.body
+    if not reply.headers_sent:
+        await reply.start(200, _STREAM_HEADERS)
+    send_body = reply.body
     try:
         async for chunk in response.chunks():
             for event in parser.feed(chunk):
@@ -489,18 +402,15 @@ async def _relay_stream(exchange: _Exchange, adapter: Any, call: Call, response:
         for event in parser.finish():
             for out in relay.feed(event):
                 await send_body(out, True)
+        clean = relay.done
         tail = relay.end()
     except GatewayError as error:
-        exchange.account.error = {"message": error.message, "type": error.type, "code": error.code}
-        tail = [error_event(exchange.gateway.redactor.text(error.message), error.type, error.code)]
+        clean = False
+        failure = Failure.of(error, gateway.redactor.text)
+        exchange.account.error = failure
+        tail = [render_error_event(failure)]
     for out in tail:
         await send_body(out, True)
     await send_body(b"", False)
-    if exchange.account.error:
-        error = exchange.account.error
-        code = error.get("code")
-        exchange.outcome.stream_error(
-            str(error.get("type") or "upstream_error"),
-            None if code is None else str(code),
-            exchange.gateway.redactor.text(str(error.get("message") or "")),
-        )
+    exchange.settle_stream()
+    return clean

@@ -5,11 +5,12 @@ Usage (the app's lifespan owns it)::
     manager = LocalManager(settings)
     await manager.start()                    # first scan, background tasks (periodic rescan)
     if model in manager.model_ids():         # cheap, cached: fine on every request
-        async with manager.use(model) as base_url:   # starts the engine if needed
-            ...  # send the request to f"{base_url}/v1/chat/completions"
+        lease = await manager.acquire(model)  # starts the engine if needed
+        ...  # send the request to f"{lease.base_url}/v1/chat/completions"
+        lease.release()
     await manager.close()                    # stops every engine
 
-``use()`` counts the request as in flight until the block exits, so an eviction, an
+A lease (or ``use()``) counts the request as in flight until it is released, so an eviction, an
 unload or the idle timer never stops the engine under it.
 
 The models directory is rescanned in the background every ``WLM_LOCAL_RESCAN_S``
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -33,8 +35,9 @@ from wlm.errors import ModelNotFound, ModelUnavailable
 from wlm.local.discovery import DiscoveredModel, HeaderCache, log_scan_problems, scan_models
 from wlm.local.engines import EngineCommand, EngineSpec, engine_command
 from wlm.local.options import EngineOptions, OptionsError, OptionsTable, load_options
+from wlm.local.protocol import EngineLease
 from wlm.local.supervisor import InstanceInfo, InstanceState, Supervisor
-from wlm.providers.base import Redactor
+from wlm.redaction import Redactor
 
 __all__ = ["InstanceInfo", "InstanceState", "LocalManager", "LocalModel", "ScanChanges"]
 
@@ -276,6 +279,18 @@ class LocalManager:
         instance = self._supervisor.get(model_id)
         return instance is not None and instance.state is InstanceState.READY
 
+    async def acquire(self, model_id: str) -> EngineLease:
+        """Hold ``model_id``'s running engine for one request (starting it if needed).
+
+        The request counts as in flight until the lease is released. Raises
+        :class:`ModelNotFound` for an unknown id and :class:`ModelUnavailable` (with the
+        engine's reason) when it cannot start.
+        """
+        await self._known(model_id)
+        instance = await self._supervisor.acquire(model_id)
+        assert instance.base_url is not None
+        return EngineLease(instance.base_url, functools.partial(self._supervisor.release, instance))
+
     @contextlib.asynccontextmanager
     async def use(self, model_id: str) -> AsyncIterator[str]:
         """Yield the base URL (``http://127.0.0.1:PORT``) of ``model_id``'s running engine.
@@ -285,13 +300,11 @@ class LocalManager:
         as in flight until the block exits. Raises :class:`ModelNotFound` for an unknown
         id and :class:`ModelUnavailable` (with the engine's reason) when it cannot start.
         """
-        await self._known(model_id)
-        instance = await self._supervisor.acquire(model_id)
+        lease = await self.acquire(model_id)
         try:
-            assert instance.base_url is not None
-            yield instance.base_url
+            yield lease.base_url
         finally:
-            self._supervisor.release(instance)
+            lease.release()
 
     async def load(self, model_id: str) -> None:
         """Start ``model_id``'s engine now (as a request would) and wait until it is ready."""

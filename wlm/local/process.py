@@ -25,12 +25,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-import httpx
 import psutil
 
+from wlm.errors import GatewayError
 from wlm.local.engines import HOST, EngineCommand
 from wlm.local.logbuffer import LogBuffer, engine_reason
 from wlm.process import ProcessGroups
+from wlm.transport import Transport, UpstreamRequest
 
 __all__ = ["EngineProcess", "EngineStartError"]
 
@@ -204,7 +205,7 @@ class EngineProcess:
         reason = engine_reason(list(self._run_lines)[-20:], last_line_fallback=False)
         return f"engine {status} unexpectedly" + (f": {reason}" if reason else "")
 
-    async def wait_ready(self, timeout_s: float, client: httpx.AsyncClient) -> str:
+    async def wait_ready(self, timeout_s: float, transport: Transport) -> str:
         """Wait until the engine answers ``GET /health`` with 200; its base URL.
 
         Raises :class:`EngineStartError` when the child exits first or ``timeout_s`` passes
@@ -222,7 +223,7 @@ class EngineProcess:
                     self.base_url = self._address.result()
                 else:
                     self.base_url = f"http://{HOST}:{self.command.port}"
-                while not await self._healthy(client):
+                while not await self._healthy(transport):
                     if exited.done():
                         raise self.failure(f"engine exited with code {exited.result()}")
                     await asyncio.wait({exited}, timeout=_HEALTH_INTERVAL_S)
@@ -237,12 +238,19 @@ class EngineProcess:
                 exited.cancel()
         return self.base_url
 
-    async def _healthy(self, client: httpx.AsyncClient) -> bool:
+    async def _healthy(self, transport: Transport) -> bool:
+        request = UpstreamRequest("GET", f"{self.base_url}/health", {}, timeout_s=2.0)
         try:
-            response = await client.get(f"{self.base_url}/health", timeout=2.0)
-        except httpx.HTTPError:
+            response = await transport.send(request)
+        except GatewayError:
             return False
-        return response.status_code == 200
+        try:
+            await response.read()
+        except GatewayError:
+            return False
+        finally:
+            response.release()
+        return response.status == 200
 
     def _signal(self, signum: int) -> None:
         if self.process.returncode is not None:

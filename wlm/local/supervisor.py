@@ -31,7 +31,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import httpx
 from attrs import frozen
 
 from wlm.errors import ModelUnavailable
@@ -39,6 +38,7 @@ from wlm.local.engines import EngineCommand, EngineNotFound
 from wlm.local.logbuffer import LogBuffer
 from wlm.local.process import EngineProcess, EngineStartError
 from wlm.process import ProcessGroups
+from wlm.transport import PooledTransport, Transport, TransportFactory
 
 __all__ = ["Instance", "InstanceInfo", "InstanceState", "Supervisor"]
 
@@ -139,8 +139,10 @@ class Supervisor:
         log_lines: int = 500,
         redact: Callable[[str], str] | None = None,
         groups: ProcessGroups | None = None,
+        transports: TransportFactory = PooledTransport,
     ) -> None:
         self._command_for = command_for
+        self._transports = transports
         self._redact = redact
         self.groups = groups or ProcessGroups()  # every engine's process group
         self._max_loaded = max(1, max_loaded)
@@ -151,7 +153,7 @@ class Supervisor:
         self._instances: dict[str, Instance] = {}
         self._slots = asyncio.Lock()  # serialises starts (FIFO) and eviction decisions
         self._changed = asyncio.Event()
-        self._client: httpx.AsyncClient | None = None
+        self._health: Transport | None = None  # engine health checks
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -293,14 +295,16 @@ class Supervisor:
             raise ModelUnavailable(
                 f"Local model '{instance.model_id}' cannot start: {exc}"
             ) from None
-        if self._client is None:
-            self._client = httpx.AsyncClient(trust_env=False)
+        if self._health is None:
+            self._health = self._transports(
+                "local-health", connect_timeout_s=2.0, read_timeout_s=2.0
+            )
         try:
             engine = await EngineProcess.spawn(command, instance.logs, self.groups)
             instance.starts += 1
             instance.engine = engine
             self._notify()
-            await engine.wait_ready(self._load_timeout_s, self._client)
+            await engine.wait_ready(self._load_timeout_s, self._health)
         except EngineStartError as exc:
             for line in exc.tail:
                 log.debug("%s engine: %s", instance.model_id, line)
@@ -451,6 +455,7 @@ class Supervisor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for instance in self._instances.values():
             instance.logs.close()
-        if self._client is not None:
-            await self._client.aclose()
+        if self._health is not None:
+            await self._health.close()
+            self._health = None
         self._notify()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from wlm.errors import Failure
+
 __all__ = ["ResponseAccount"]
 
 
@@ -36,7 +38,7 @@ class ResponseAccount:
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
         self.timings: dict[str, Any] | None = None
-        self.error: dict[str, Any] | None = None
+        self.error: Failure | None = None  # a failure inside a stream begun with 200
         self.upstream_model: str | None = None
         self._text: list[str] = []
         self._reasoning: list[str] = []
@@ -52,7 +54,7 @@ class ResponseAccount:
             self.timings = timings
         error = chunk.get("error")
         if error:
-            self.error = error if isinstance(error, dict) else {"message": str(error)}
+            self.error = Failure.from_event(error, str)
         if self.upstream_model is None and isinstance(chunk.get("model"), str):
             self.upstream_model = chunk["model"]
         bears_tokens = False

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
-import httpx
 import msgspec
 
 from wlm.config import ProviderConfig
@@ -20,12 +20,11 @@ from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import (
     Call,
     ModelEntry,
-    Redactor,
-    UpstreamRequest,
+    Progress,
     decode_event_json,
     malformed_event,
 )
-from wlm.providers.transport import Transport
+from wlm.redaction import Redactor
 from wlm.sse import SSEEvent
 from wlm.translate import (
     AnthropicStreamTranslator,
@@ -33,6 +32,7 @@ from wlm.translate import (
     from_anthropic_response,
     to_anthropic_request,
 )
+from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicAdapter"]
 
@@ -95,7 +95,7 @@ class AnthropicAdapter:
     def __init__(
         self, config: ProviderConfig, transport: Transport, default_max_tokens: int = 4096
     ) -> None:
-        self.config = config
+        self._config = config
         self.transport = transport
         self.default_max_tokens = default_max_tokens
         self._headers = {
@@ -106,10 +106,17 @@ class AnthropicAdapter:
         if config.api_key:
             self._headers["x-api-key"] = config.api_key
 
+    @property
+    def config(self) -> ProviderConfig:
+        return self._config
+
+    async def open(self, call: Call, progress: Progress) -> UpstreamResponse:
+        return await self.transport.send(self.prepare(call))
+
     def prepare(self, call: Call) -> UpstreamRequest:
         if call.endpoint != "chat/completions":
             raise BadRequest(
-                f"Provider '{self.config.name}' (Anthropic) has no /v1/{call.endpoint} endpoint; "
+                f"Provider '{self._config.name}' (Anthropic) has no /v1/{call.endpoint} endpoint; "
                 "use /v1/chat/completions.",
                 param="model",
                 code="unsupported_endpoint",
@@ -124,7 +131,7 @@ class AnthropicAdapter:
         if beta:
             headers = {**headers, "anthropic-beta": beta}
         return UpstreamRequest(
-            "POST", f"{self.config.base_url}/v1/messages", headers, _encode(payload)
+            "POST", f"{self._config.base_url}/v1/messages", headers, _encode(payload)
         )
 
     def relay(self, call: Call, account: ResponseAccount, redactor: Redactor) -> AnthropicRelay:
@@ -147,23 +154,28 @@ class AnthropicAdapter:
     def upstream_error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
         return anthropic_error_to_openai(status, body, retry_after)
 
-    async def list_models(self, http: httpx.AsyncClient) -> list[ModelEntry]:
+    async def list_models(self) -> list[ModelEntry]:
         headers = {k: v for k, v in self._headers.items() if k != "content-type"}
         entries: list[ModelEntry] = []
-        params: dict[str, Any] = {"limit": 1000}
+        query = "limit=1000"
         for _ in range(20):  # pages
-            response = await http.get(
-                f"{self.config.base_url}/v1/models", headers=headers, params=params
+            url = f"{self._config.base_url}/v1/models?{query}"
+            page = await read_json(
+                self.transport, UpstreamRequest("GET", url, headers, timeout_s=10.0)
             )
-            response.raise_for_status()
-            page = response.json()
+            if not isinstance(page, dict):
+                break
             for item in page.get("data") or ():
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
                     entries.append(ModelEntry(item["id"], _epoch(item.get("created_at"))))
-            if not page.get("has_more") or not page.get("last_id"):
+            last_id = page.get("last_id")
+            if not page.get("has_more") or not isinstance(last_id, str) or not last_id:
                 break
-            params = {"limit": 1000, "after_id": page["last_id"]}
+            query = f"limit=1000&after_id={quote(last_id, safe='')}"
         return entries
+
+    async def close(self) -> None:
+        await self.transport.close()
 
 
 def _epoch(value: Any) -> int:

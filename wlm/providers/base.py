@@ -1,33 +1,35 @@
 """The adapter seam: what every provider implements, and the values passed across it.
 
-An adapter turns a client's OpenAI-shaped call into an upstream request, relays
-the upstream's stream (or body) back in OpenAI shape, and maps upstream errors.
-Adding another OpenAI-compatible provider is configuration, not a new adapter.
+An adapter turns a client's OpenAI-shaped call into an upstream request, opens it
+through its transport, relays the upstream's stream (or body) back in OpenAI shape,
+and maps upstream errors. A local llama.cpp engine is one more adapter
+(:mod:`wlm.providers.local`). Adding another OpenAI-compatible provider is
+configuration, not a new adapter.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-import httpx
 import msgspec
 from attrs import frozen
 
 from wlm.config import ProviderConfig
-from wlm.errors import GatewayError
+from wlm.errors import Failure, GatewayError, render_error_event
 from wlm.providers.accounting import ResponseAccount
-from wlm.providers.transport import Transport
+from wlm.redaction import Redactor
 from wlm.sse import SSEEvent
+from wlm.transport import UpstreamResponse
 
 __all__ = [
+    "FORWARDED_HEADERS",
     "Adapter",
     "Call",
     "ModelEntry",
-    "Redactor",
+    "Progress",
     "StreamRelay",
-    "UpstreamRequest",
+    "broken_stream",
     "decode_event_json",
-    "error_event",
     "malformed_event",
 ]
 
@@ -49,16 +51,7 @@ class Call:
     stream: bool
     client_wants_usage: bool
     forwarded_headers: tuple[tuple[str, str], ...] = ()
-    base_url: str | None = None  # set for local instances
     request_id: str = ""
-
-
-@frozen
-class UpstreamRequest:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
 
 
 @frozen
@@ -70,26 +63,14 @@ class ModelEntry:
     extra: dict[str, Any] | None = None
 
 
-class Redactor:
-    """Replaces every configured secret in text or bytes by ``[redacted]``."""
+class Progress(Protocol):
+    """What an adapter reports while it opens a call (before any byte reached the client)."""
 
-    __slots__ = ("_secret_bytes", "_secrets")
+    async def loading(self, model_id: str) -> None:
+        """Called every few seconds while a local engine loads."""
 
-    def __init__(self, secrets: tuple[str, ...]) -> None:
-        self._secrets = tuple(sorted(set(secrets), key=len, reverse=True))
-        self._secret_bytes = tuple(s.encode() for s in self._secrets)
-
-    def text(self, value: str) -> str:
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, "[redacted]")
-        return value
-
-    def bytes(self, value: bytes) -> bytes:
-        for secret in self._secret_bytes:
-            if secret in value:
-                value = value.replace(secret, b"[redacted]")
-        return value
+    def attempt(self, number: int) -> None:
+        """Called as each attempt starts (1, then 2 after an engine crash)."""
 
 
 class StreamRelay(Protocol):
@@ -107,12 +88,14 @@ class StreamRelay(Protocol):
 
 
 class Adapter(Protocol):
-    """One upstream protocol. ``config`` and ``transport`` belong to one provider."""
+    """One upstream protocol for one provider, with its own transport."""
 
-    config: ProviderConfig
-    transport: Transport
+    @property
+    def config(self) -> ProviderConfig: ...
 
-    def prepare(self, call: Call) -> UpstreamRequest: ...
+    async def open(self, call: Call, progress: Progress) -> UpstreamResponse:
+        """Send the call upstream; returns once the upstream's status line arrived."""
+        ...
 
     def relay(self, call: Call, account: ResponseAccount, redactor: Redactor) -> StreamRelay: ...
 
@@ -122,7 +105,9 @@ class Adapter(Protocol):
 
     def upstream_error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError: ...
 
-    async def list_models(self, http: httpx.AsyncClient) -> list[ModelEntry]: ...
+    async def list_models(self) -> list[ModelEntry]: ...
+
+    async def close(self) -> None: ...
 
 
 def decode_event_json(data: str | bytes) -> dict[str, Any] | None:
@@ -134,21 +119,24 @@ def decode_event_json(data: str | bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+_MALFORMED = Failure(
+    "The upstream sent a malformed stream event.", "upstream_error", "upstream_broken", status=502
+)
+_BROKEN = Failure(
+    "The upstream closed the stream before it finished.",
+    "upstream_error",
+    "upstream_broken",
+    status=502,
+)
+
+
 def malformed_event(account: ResponseAccount) -> list[bytes]:
     """Record a malformed upstream event and tell the client the stream broke."""
-    account.error = {
-        "message": "malformed event",
-        "type": "upstream_error",
-        "code": "upstream_broken",
-    }
-    return [
-        error_event(
-            "The upstream sent a malformed stream event.", "upstream_error", "upstream_broken"
-        )
-    ]
+    account.error = _MALFORMED
+    return [render_error_event(_MALFORMED)]
 
 
-def error_event(message: str, type: str, code: str | None = None) -> bytes:
-    """An OpenAI-style error as an SSE data event (the SDK raises APIError on it)."""
-    payload = {"error": {"message": message, "type": type, "param": None, "code": code}}
-    return b"data: " + msgspec.json.encode(payload) + b"\n\n"
+def broken_stream(account: ResponseAccount) -> list[bytes]:
+    """Record a stream that ended without its terminal event and tell the client."""
+    account.error = _BROKEN
+    return [render_error_event(_BROKEN)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
 import msgspec
 
 from wlm.config import ProviderConfig
@@ -20,20 +19,21 @@ from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import (
     Call,
     ModelEntry,
-    Redactor,
-    UpstreamRequest,
+    Progress,
+    broken_stream,
     decode_event_json,
-    error_event,
     malformed_event,
 )
-from wlm.providers.transport import Transport
+from wlm.redaction import Redactor
 from wlm.sse import SSEEvent
+from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
 
 __all__ = ["OpenAICompatAdapter", "openai_error", "rewrite_model"]
 
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
+_LIST_TIMEOUT_S = 10.0
 
 
 def rewrite_model(raw: bytes, model: str) -> bytes:
@@ -139,25 +139,14 @@ class OpenAIRelay:
         if self.done:
             return []
         self.done = True
-        self.account.error = {
-            "message": "stream ended early",
-            "type": "upstream_error",
-            "code": "upstream_broken",
-        }
-        return [
-            error_event(
-                "The upstream closed the stream before it finished.",
-                "upstream_error",
-                "upstream_broken",
-            )
-        ]
+        return broken_stream(self.account)
 
 
 class OpenAICompatAdapter:
     """Adapter for any upstream speaking the OpenAI API."""
 
     def __init__(self, config: ProviderConfig, transport: Transport) -> None:
-        self.config = config
+        self._config = config
         self.transport = transport
         headers = {"content-type": "application/json", "accept-encoding": "gzip, deflate"}
         headers.update(dict(config.extra_headers))
@@ -168,7 +157,15 @@ class OpenAICompatAdapter:
         # the official SDK sends them whenever OPENAI_ORG_ID/OPENAI_PROJECT_ID are set.
         self._takes_openai_headers = config.name == "openai"
 
-    def prepare(self, call: Call) -> UpstreamRequest:
+    @property
+    def config(self) -> ProviderConfig:
+        return self._config
+
+    async def open(self, call: Call, progress: Progress) -> UpstreamResponse:
+        return await self.transport.send(self.prepare(call, self._config.base_url))
+
+    def prepare(self, call: Call, base_url: str) -> UpstreamRequest:
+        """The upstream request for ``call`` to the OpenAI API rooted at ``base_url``."""
         body = call.raw
         changed = False
         payload = call.body
@@ -189,10 +186,7 @@ class OpenAICompatAdapter:
             if not self._takes_openai_headers:
                 forwarded = tuple(h for h in forwarded if not h[0].startswith("openai-"))
             headers = {**headers, **dict(forwarded)}
-        base = call.base_url or self.config.base_url
-        if call.base_url:
-            base = f"{base}/v1"
-        return UpstreamRequest("POST", f"{base}/{call.endpoint}", headers, body)
+        return UpstreamRequest("POST", f"{base_url}/{call.endpoint}", headers, body)
 
     def relay(self, call: Call, account: ResponseAccount, redactor: Redactor) -> OpenAIRelay:
         return OpenAIRelay(call.model, not call.client_wants_usage, account, redactor)
@@ -204,7 +198,7 @@ class OpenAICompatAdapter:
             parsed = None
         if not isinstance(parsed, dict):
             raise UpstreamBroken(
-                f"Provider '{self.config.name}' sent a response that is not a JSON object."
+                f"Provider '{self._config.name}' sent a response that is not a JSON object."
             )
         account.add_response(parsed)
         if parsed.get("model") not in (call.model, None):
@@ -212,16 +206,21 @@ class OpenAICompatAdapter:
         return body
 
     def upstream_error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
-        return openai_error(self.config.name, status, body, retry_after)
+        return openai_error(self._config.name, status, body, retry_after)
 
-    async def list_models(self, http: httpx.AsyncClient) -> list[ModelEntry]:
+    async def list_models(self) -> list[ModelEntry]:
         headers = {k: v for k, v in self._headers.items() if k != "content-type"}
-        response = await http.get(f"{self.config.base_url}/models", headers=headers)
-        response.raise_for_status()
-        data: Any = response.json().get("data") or []
+        request = UpstreamRequest(
+            "GET", f"{self._config.base_url}/models", headers, timeout_s=_LIST_TIMEOUT_S
+        )
+        page = await read_json(self.transport, request)
+        data: Any = (page.get("data") if isinstance(page, dict) else None) or []
         entries = []
         for item in data:
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 created = item.get("created")
                 entries.append(ModelEntry(item["id"], created if isinstance(created, int) else 0))
         return entries
+
+    async def close(self) -> None:
+        await self.transport.close()

@@ -18,12 +18,10 @@ from fnmatch import fnmatchcase
 
 from attrs import frozen
 
-from wlm.config import ProviderConfig, Settings
+from wlm.config import LOCAL, ProviderConfig, Settings
 from wlm.errors import ModelNotFound, ProviderNotConfigured
 
 __all__ = ["LOCAL", "Route", "Router"]
-
-LOCAL = "local"
 
 
 @frozen

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wlm.local.logbuffer import LogBuffer, engine_reason
-from wlm.providers.base import Redactor
+from wlm.redaction import Redactor
 
 
 def test_keeps_only_the_last_lines() -> None:

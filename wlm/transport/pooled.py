@@ -1,8 +1,8 @@
-"""The one seam to the network on the hot path: a pooled aiohttp session per provider.
+"""The network transport: a pooled aiohttp session per provider.
 
 httpx's default transport measured at a third of aiohttp's throughput under
-concurrency here (docs/performance.md), so proxied requests go through aiohttp;
-httpx stays for model-list fetches and management calls. Foreign exceptions are
+concurrency here (docs/performance.md), so every upstream call (proxied requests,
+model lists, engine health checks) goes through aiohttp. Foreign exceptions are
 mapped to :mod:`wlm.errors` in exactly one place, :func:`mapped_errors`.
 """
 
@@ -16,8 +16,9 @@ import aiohttp
 from yarl import URL
 
 from wlm.errors import UpstreamBroken, UpstreamTimeout, UpstreamUnreachable
+from wlm.transport.protocol import UpstreamRequest
 
-__all__ = ["Transport", "UpstreamResponse", "mapped_errors"]
+__all__ = ["PooledResponse", "PooledTransport", "mapped_errors"]
 
 
 @contextmanager
@@ -41,8 +42,8 @@ def mapped_errors(provider: str) -> Iterator[None]:
         raise UpstreamBroken(f"Provider '{provider}' request failed.") from exc
 
 
-class UpstreamResponse:
-    """Status, headers and a body to read whole or chunk by chunk. Close it when done."""
+class PooledResponse:
+    """An aiohttp response behind the UpstreamResponse protocol."""
 
     __slots__ = ("_response", "provider")
 
@@ -80,8 +81,8 @@ class UpstreamResponse:
         self._response.release()
 
 
-class Transport:
-    """A long-lived pooled client for one provider."""
+class PooledTransport:
+    """A long-lived pooled aiohttp client for one provider."""
 
     def __init__(
         self,
@@ -117,21 +118,30 @@ class Transport:
             )
         return self._session
 
-    async def send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None
-    ) -> UpstreamResponse:
+    async def send(self, request: UpstreamRequest) -> PooledResponse:
         """Send a request; returns once the status line and headers have arrived."""
         session = self._get_session()
+        url = request.url
         parsed = self._urls.get(url)
         if parsed is None:
             if len(self._urls) > 256:  # local engines come and go on new ports
                 self._urls.clear()
             parsed = self._urls[url] = URL(url)
+        timeout = (
+            self._timeout
+            if request.timeout_s is None
+            else aiohttp.ClientTimeout(total=request.timeout_s)
+        )
         with mapped_errors(self.provider):
             response = await session.request(
-                method, parsed, data=body, headers=headers, allow_redirects=False
+                request.method,
+                parsed,
+                data=request.body,
+                headers=request.headers,
+                allow_redirects=False,
+                timeout=timeout,
             )
-        return UpstreamResponse(response, self.provider)
+        return PooledResponse(response, self.provider)
 
     async def close(self) -> None:
         if self._session is not None:

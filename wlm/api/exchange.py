@@ -1,0 +1,164 @@
+"""One proxied request's life: what was asked, where it went, how it ended, and the
+telemetry rows it leaves (:meth:`Exchange.records`).
+
+The proxy fills an :class:`Exchange` as the request goes; nothing else keeps
+per-request state. How it ended is one of ``ok``, ``error`` (with one
+:class:`~wlm.errors.Failure`) or ``cancelled`` (the client left: HTTP 499, nginx's
+"client closed request", even when a stream had begun with 200).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+import msgspec
+
+from wlm.api.request import REQUIRED_FIELD, ParsedRequest
+from wlm.errors import Failure
+from wlm.providers.accounting import ResponseAccount
+from wlm.redaction import Redactor
+from wlm.routing.resolve import Route
+from wlm.telemetry.records import ConversationRecord, RequestRecord
+
+__all__ = ["CLIENT_CLOSED", "Exchange"]
+
+CLIENT_CLOSED = 499
+
+
+@attrs.define(eq=False)
+class Exchange:
+    """Per-request state, filled by the proxy and read once when the request ends."""
+
+    endpoint: str
+    request_id: str  # the x-request-id the client gets back
+    record_id: str  # the telemetry row's own id (unique even when clients reuse theirs)
+    account: ResponseAccount
+    started: float = attrs.field(factory=time.perf_counter)
+    started_at: datetime = attrs.field(factory=lambda: datetime.now(UTC))
+    client: str | None = None  # the client key's name, when keys are on
+    client_key: str | None = None  # the key it presented (redacted from its records)
+    request: ParsedRequest | None = None
+    route: Route | None = None
+    attempts: int = 1
+    ttft: float | None = None
+    http_status: int | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    status: str = "ok"  # "ok" | "error" | "cancelled"
+    failure: Failure | None = None
+
+    # -- how it ended ----------------------------------------------------------------
+
+    def failed(self, failure: Failure) -> None:
+        """The request failed (before or after its first byte)."""
+        self.status = "error"
+        self.failure = failure
+        if self.http_status is None:
+            self.http_status = failure.status
+
+    def cancelled(self) -> None:
+        """The client left before the answer was complete."""
+        self.status = "cancelled"
+        self.http_status = CLIENT_CLOSED
+
+    def settle_stream(self) -> None:
+        """A stream finished: a failure the upstream reported inside it counts as ours."""
+        error = self.account.error
+        if error is not None and self.status == "ok":
+            self.status = "error"
+            self.failure = error
+
+    # -- what it leaves --------------------------------------------------------------
+
+    def redactor(self, base: Redactor) -> Redactor:
+        """``base`` plus the key this client presented (it may be stored only as a hash)."""
+        return base.with_secret(self.client_key)
+
+    def token_counts(self) -> dict[str, Any]:
+        return self.account.token_counts()
+
+    def records(
+        self, redactor: Redactor, *, log_content: bool, counts: dict[str, Any], elapsed: float
+    ) -> tuple[RequestRecord, ConversationRecord | None]:
+        """The ``requests`` row and (once a body was read) the ``conversations`` row.
+
+        Every text that came from a client or an upstream passes ``redactor`` here.
+        """
+        account = self.account
+        route = self.route
+        request = self.request
+        timings = account.timings or {}
+        ttft = self.ttft
+        tokens_per_s = None
+        if isinstance(timings.get("predicted_per_second"), int | float):
+            tokens_per_s = float(timings["predicted_per_second"])
+        elif counts["completion_tokens"] and ttft is not None and elapsed > ttft and self.stream:
+            tokens_per_s = counts["completion_tokens"] / (elapsed - ttft)
+        failure = self.failure
+        text = redactor.text
+        record = RequestRecord(
+            id=self.record_id,
+            started_at=self.started_at,
+            ended_at=datetime.now(UTC),
+            endpoint=self.endpoint,
+            model=text(self.model),
+            provider=route.provider if route is not None else None,
+            upstream_model=account.upstream_model or (route.upstream_model if route else None),
+            stream=self.stream,
+            status=self.status,
+            http_status=self.http_status,
+            client=self.client,
+            request_id=self.request_id,
+            error_type=failure.type if failure else None,
+            error_code=failure.code if failure else None,
+            error_message=text(failure.message) if failure else None,
+            ttft_ms=ttft * 1000 if ttft is not None else None,
+            latency_ms=elapsed * 1000,
+            tokens_per_s=tokens_per_s,
+            finish_reason=account.finish_reason,
+            attempts=self.attempts,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            local_prompt_n=timings.get("prompt_n"),
+            local_prompt_ms=timings.get("prompt_ms"),
+            local_predicted_n=timings.get("predicted_n"),
+            local_predicted_ms=timings.get("predicted_ms"),
+            local_cache_n=timings.get("cache_n"),
+            **counts,
+        )
+        if request is None or route is None:
+            return record, None
+        if not log_content:
+            return record, ConversationRecord(self.record_id, None, None)
+
+        def kept(value: str | None) -> str | None:
+            return text(value) if value else None
+
+        tool_calls = account.tool_calls
+        conversation = ConversationRecord(
+            request_id=self.record_id,
+            request_json=kept(_request_content(request)),
+            response_text=kept(account.text),
+            reasoning_text=kept(account.reasoning),
+            tool_calls_json=kept(msgspec.json.encode(tool_calls).decode() if tool_calls else None),
+        )
+        return record, conversation
+
+    @property
+    def model(self) -> str:
+        """The model as the client asked for it ('' before the body was read)."""
+        return self.request.model if self.request is not None else ""
+
+    @property
+    def stream(self) -> bool:
+        return self.request.stream if self.request is not None else False
+
+
+def _request_content(request: ParsedRequest) -> str | None:
+    key = REQUIRED_FIELD.get(request.endpoint, "messages")
+    if key not in request.body:
+        return None
+    return msgspec.json.encode({key: request.body[key]}).decode()

@@ -1,0 +1,48 @@
+"""What the gateway needs from telemetry: the :class:`TelemetrySink` protocol.
+
+:class:`wlm.telemetry.writer.TelemetryWriter` implements it; the request path and
+the pages depend on this protocol only, so a test can pass another sink (or None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from wlm.telemetry.query import QueryResult
+    from wlm.telemetry.records import ConversationRecord, RequestRecord
+    from wlm.telemetry.writer import WriterStats
+
+__all__ = ["TelemetrySink"]
+
+T = TypeVar("T")
+
+
+class TelemetrySink(Protocol):
+    """Takes finished requests' records off the request path and answers reads."""
+
+    def start(self) -> None: ...
+
+    async def aclose(self, timeout_s: float = 10.0) -> None: ...
+
+    def submit(self, record: RequestRecord, conversation: ConversationRecord | None = None) -> bool:
+        """Queue one request's records; never blocks. False when refused (counted)."""
+        ...
+
+    def flush(self, timeout_s: float = 10.0) -> bool: ...
+
+    def stats(self) -> WriterStats: ...
+
+    async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T: ...
+
+    async def query(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        *,
+        max_rows: int = 10_000,
+        timeout_s: float = 10.0,
+    ) -> QueryResult: ...
