@@ -194,7 +194,7 @@ async def test_stream_null_means_not_streaming() -> None:
 
 
 async def test_declared_body_over_the_limit_is_refused_before_reading() -> None:
-    gateway, transport, sink = make_gateway(lambda request: completion(), max_body_bytes=1000)
+    gateway, transport, _ = make_gateway(lambda request: completion(), max_body_bytes=1000)
     read = 0
 
     async def receive() -> Message:
@@ -255,15 +255,16 @@ async def test_wrong_client_key_is_a_401_that_leaks_nothing() -> None:
 
 async def test_per_client_concurrency_limit_is_a_429_and_frees_the_slot_after() -> None:
     release = asyncio.Event()
+    upstream_reached = asyncio.Event()
 
     async def slow(request: UpstreamRequest) -> MockResponse:
+        upstream_reached.set()
         await release.wait()
         return completion()
 
-    gateway, _, sink = make_gateway(slow, max_concurrency_per_client=1)
+    gateway, _, _ = make_gateway(slow, max_concurrency_per_client=1)
     first = asyncio.ensure_future(drive(gateway, body(model="gpt-4o", messages=HELLO)))
-    while not gateway.client_slots.in_flight("127.0.0.1"):
-        await asyncio.sleep(0)  # let the first request take its slot
+    await upstream_reached.wait()  # the first request holds its slot
     second = await drive(gateway, body(model="gpt-4o", messages=HELLO))
     assert second.status == 429
     assert second.headers["retry-after"] == "1"
