@@ -374,7 +374,7 @@ def load_settings(
     for field, value in raw.items():
         variable = field_to_var.get(field, f"--{field.replace('_', '-')}")
         try:
-            values[field] = converter.structure(value, fields[field].type)
+            values[field] = converter.structure(value, fields[field].type or str)
         except Exception as exc:  # cattrs wraps the hook's ValueError
             cause = exc.__cause__ or exc
             if isinstance(exc, cattrs.BaseValidationError) and exc.exceptions:

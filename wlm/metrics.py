@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["Metrics"]
 
@@ -83,7 +83,12 @@ class Metrics:
         """Prometheus text exposition format (version 0.0.4)."""
         out: list[str] = []
 
-        def counter(name: str, help_: str, labels: tuple[str, ...], data: dict) -> None:
+        def counter(
+            name: str,
+            help_: str,
+            labels: tuple[str, ...],
+            data: Mapping[tuple[str, str, str], int] | Mapping[tuple[str], int],
+        ) -> None:
             out.append(f"# HELP {name} {help_}")
             out.append(f"# TYPE {name} counter")
             for key, value in sorted(data.items()):

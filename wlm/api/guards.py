@@ -14,7 +14,8 @@ __all__ = ["admin_guard", "client_guard"]
 
 
 def _gateway(connection: ASGIConnection[Any, Any, Any, Any]) -> Gateway:
-    return connection.app.state.gateway
+    gateway: Gateway = connection.app.state.gateway  # set once by create_app
+    return gateway
 
 
 def client_guard(connection: ASGIConnection[Any, Any, Any, Any], _: Any) -> None:

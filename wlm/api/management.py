@@ -14,16 +14,18 @@ from wlm.api.guards import admin_guard
 from wlm.api.openai_routes import json_response
 from wlm.errors import BadRequest, GatewayError, ModelNotFound
 from wlm.gateway import Gateway
+from wlm.local.protocol import LocalModels
 from wlm.sse import encode_event
 
 __all__ = ["MANAGEMENT_ROUTES"]
 
 
 def _gateway(request: Request[Any, Any, Any]) -> Gateway:
-    return request.app.state.gateway
+    gateway: Gateway = request.app.state.gateway  # set once by create_app
+    return gateway
 
 
-def _local(request: Request[Any, Any, Any]) -> Any:
+def _local(request: Request[Any, Any, Any]) -> LocalModels:
     local = _gateway(request).local
     if local is None:
         raise GatewayError("Local models are disabled.", status=404, type="not_found_error")
@@ -47,7 +49,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _known(local: Any, model_id: str) -> str:
+def _known(local: LocalModels, model_id: str) -> str:
     """A usable model's id, or the id of an engine instance (one whose file was removed
     keeps its logs and can still be unloaded)."""
     model_id = model_id.lstrip("/")
@@ -63,7 +65,7 @@ def _known(local: Any, model_id: str) -> str:
     return model_id
 
 
-def _discovered(local: Any, model_id: str) -> str | None:
+def _discovered(local: LocalModels, model_id: str) -> str | None:
     """``model_id`` (or it without ``local/``) when it is a discovered model, broken or not."""
     found = local.routable_ids()
     if model_id not in found and model_id.startswith("local/"):
@@ -71,7 +73,7 @@ def _discovered(local: Any, model_id: str) -> str | None:
     return model_id if model_id in found else None
 
 
-async def _loadable(local: Any, model_id: str) -> str:
+async def _loadable(local: LocalModels, model_id: str) -> str:
     """The id to load; an id not yet known gets one rescan (maybe it was just copied in).
 
     A broken model is returned too, so that loading it answers 503 with the reason.

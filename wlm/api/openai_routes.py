@@ -7,10 +7,9 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.handlers import asgi
 from litestar.handlers.asgi_handlers import ASGIRouteHandler
-from litestar.types import Receive, Scope, Send
 
 from wlm.api.guards import client_guard
-from wlm.api.proxy import proxy_endpoint
+from wlm.api.proxy import Receive, Scope, Send, proxy_endpoint
 from wlm.errors import Failure, GatewayError, ModelNotFound, render_error
 from wlm.gateway import Gateway
 
@@ -59,7 +58,7 @@ def _proxied(endpoint: str) -> ASGIRouteHandler:
             )
             await send({"type": "http.response.body", "body": render_error(Failure.of(error, str))})
             return
-        await proxy_endpoint(gateway, endpoint, scope, receive, send)  # type: ignore[arg-type]  # Litestar's TypedDicts
+        await proxy_endpoint(gateway, endpoint, scope, receive, send)
 
     handler.__name__ = f"proxy_{endpoint.replace('/', '_')}"
     return asgi(path=[f"{p}/{endpoint}" for p in _PREFIXES], copy_scope=False)(handler)

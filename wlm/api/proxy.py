@@ -267,8 +267,8 @@ async def proxy_endpoint(
     except Exception as exc:  # never a traceback to the client
         log.error("unexpected error serving %s: %s", endpoint, gateway.redactor.text(repr(exc)))
         log.debug("traceback", exc_info=True)
-        error = UpstreamBroken("The gateway failed to handle this request.")
-        await _fail_quietly(reply, Failure.of(error, str))
+        internal = UpstreamBroken("The gateway failed to handle this request.")
+        await _fail_quietly(reply, Failure.of(internal, str))
     finally:
         if watch is not None:
             watch.stop()

@@ -30,14 +30,14 @@ class RequestIdMiddleware(AbstractMiddleware):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = next((v for k, v in scope["headers"] if k == _HEADER_BYTES), None)
         if not request_id:
-            request_id = scope["litestar_app"].state.gateway.new_request_id().encode()  # type: ignore[typeddict-item]
+            request_id = scope["litestar_app"].state.gateway.new_request_id().encode()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or ())
                 if not any(k.lower() == _HEADER_BYTES for k, _ in headers):
                     headers.append((_HEADER_BYTES, request_id))
-                message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -213,17 +213,17 @@ def scan_models(root: Path, cache: HeaderCache | None = None) -> dict[str, Disco
         if missing:
             shown = ", ".join(str(i) for i in missing[:8]) + (" ..." if len(missing) > 8 else "")
             broken = f"incomplete split set: missing part(s) {shown} of {total}"
-        header: GGUFHeader | str | None = None
+        first: GGUFHeader | str | None = None
         if 1 in parts:
-            header = cache.get(*parts[1])
+            first = cache.get(*parts[1])
             # Every part must parse and hold all of its tensor data.
             for i in sorted(parts)[1:]:
                 part_header = cache.get(*parts[i])
                 if isinstance(part_header, str) and broken is None:
                     broken = f"part {i} of {total}: {part_header}"
-                elif isinstance(part_header, GGUFHeader) and isinstance(header, GGUFHeader):
-                    header = _merge_split(header, part_header)
-        models[model_id] = _describe(model_id, files, size, header, broken)
+                elif isinstance(part_header, GGUFHeader) and isinstance(first, GGUFHeader):
+                    first = _merge_split(first, part_header)
+        models[model_id] = _describe(model_id, files, size, first, broken)
     for model_id, model in list(models.items()):
         projector = _pick_projector(model.path, projectors.get(model.path.parent, []))
         if projector is not None:

@@ -88,7 +88,7 @@ class _Cursor:
         return value
 
     def count(self, what: str) -> int:
-        value = self.unpack("<Q", 8)
+        value = int(self.unpack("<Q", 8))
         if value > _MAX_COUNT:
             raise GGUFError(f"corrupt header: implausible {what} ({value})")
         return value

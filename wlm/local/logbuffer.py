@@ -66,8 +66,8 @@ class LogBuffer:
         self._subscribers.add(queue)
         try:
             if backlog:
-                for line in list(self._lines):
-                    yield line
+                for kept in list(self._lines):
+                    yield kept
             while (line := await queue.get()) is not None:
                 yield line
         finally:

@@ -24,6 +24,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import psutil
 
@@ -211,13 +212,12 @@ class EngineProcess:
         Raises :class:`EngineStartError` when the child exits first or ``timeout_s`` passes
         (the child is then killed).
         """
-        exited = asyncio.ensure_future(self.wait())
+        exited: asyncio.Future[int] = asyncio.ensure_future(self.wait())
         try:
             async with asyncio.timeout(timeout_s):
                 if self.command.port == 0:
-                    done, _ = await asyncio.wait(
-                        {self._address, exited}, return_when=asyncio.FIRST_COMPLETED
-                    )
+                    either: set[asyncio.Future[Any]] = {self._address, exited}
+                    done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
                     if self._address not in done:
                         raise self.failure(f"engine exited with code {exited.result()}")
                     self.base_url = self._address.result()

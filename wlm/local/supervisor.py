@@ -29,7 +29,8 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from attrs import frozen
 
@@ -100,16 +101,16 @@ class Instance:
 
     def info(self) -> InstanceInfo:
         engine = self.engine
-        running = engine is not None and engine.returncode is None
+        live = engine if engine is not None and engine.returncode is None else None
         return InstanceInfo(
             model_id=self.model_id,
             state=str(self.state),
-            pid=engine.pid if running else None,
-            port=engine.port if running else None,
+            pid=live.pid if live else None,
+            port=live.port if live else None,
             engine=engine.command.kind if engine is not None else None,
-            started_at=engine.started_at if running else None,
-            uptime_s=time.monotonic() - engine.started_mono if running else None,
-            rss_bytes=engine.rss_bytes() if running else None,
+            started_at=live.started_at if live else None,
+            uptime_s=time.monotonic() - live.started_mono if live else None,
+            rss_bytes=live.rss_bytes() if live else None,
             in_flight=self.in_flight,
             last_used=self.last_used,
             restarts=self.restarts,
@@ -202,9 +203,12 @@ class Supervisor:
                     # It died a moment ago (kill -9, crash) and its watcher has not run
                     # yet: sending the request there would fail. Let the watcher record
                     # the crash, then start the engine again.
-                    await self.wait_for(
-                        lambda dead=engine: instance.engine is not dead or self._closing
-                    )
+                    def replaced(
+                        dead: EngineProcess = engine, waiting: Instance = instance
+                    ) -> bool:
+                        return waiting.engine is not dead or self._closing
+
+                    await self.wait_for(replaced)
                     continue
                 instance.in_flight += 1
                 instance.touch()
@@ -338,8 +342,8 @@ class Supervisor:
 
         self._spawn_task(watch(), f"watch {instance.model_id}")
 
-    def _spawn_task(self, coro: object, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn_task(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -40,7 +40,7 @@ class _Turns:
             self._turns.append((role, list(results), list(blocks)))
 
     def messages(self) -> list[dict[str, Any]]:
-        turns = [
+        turns: list[dict[str, Any]] = [
             {"role": role, "content": results + blocks} for role, results, blocks in self._turns
         ]
         if turns and turns[-1]["role"] == "assistant":

@@ -197,7 +197,7 @@ def _thinking(body: dict[str, Any], out: dict[str, Any], max_name: str | None) -
         if not isinstance(thinking, dict) or not isinstance(thinking.get("type"), str):
             raise BadRequest("'thinking' must be an object with a 'type'.", param="thinking")
         budget = thinking.get("budget_tokens")
-        if thinking["type"] == "enabled" and _is_int(budget):
+        if thinking["type"] == "enabled" and isinstance(budget, int) and _is_int(budget):
             if max_name is not None and out["max_tokens"] <= budget:
                 raise BadRequest(
                     f"'{max_name}' must be greater than thinking.budget_tokens ({budget}).",

@@ -60,7 +60,7 @@ class TransportFactory(Protocol):
     """Builds the transport of one provider (the gateway takes one, tests pass a mock)."""
 
     def __call__(
-        self, name: str, *, connect_timeout_s: float, read_timeout_s: float
+        self, name: str, /, *, connect_timeout_s: float, read_timeout_s: float
     ) -> Transport: ...
 
 
