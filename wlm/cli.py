@@ -9,7 +9,9 @@ set: needed when the configured key is only its ``sha256:`` hash.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,11 @@ def _serve(args: argparse.Namespace) -> int:
             "supervisor (a second worker gains nothing on 2 cores; see docs/performance.md)",
         )
     _check_exposure(settings)
+    taken = _address_taken(settings.host, settings.port)
+    if taken:
+        print(f"wlm: {taken}", file=sys.stderr)
+        return 1
+    # Granian is imported here, not at the top: the other commands never need it.
     from granian.constants import Interfaces, Loops
     from granian.log import LogLevels
     from granian.server import Server
@@ -125,6 +132,30 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server.serve()
     return 0
+
+
+def _address_taken(host: str, port: int) -> str | None:
+    """Why ``wlm serve`` cannot listen on ``host:port``, or None when it can.
+
+    Granian binds with SO_REUSEPORT, so a second server on a port in use would start
+    and quietly take part of the traffic (with its own engines and no telemetry). A
+    plain bind without SO_REUSEPORT fails while anything listens there. SO_REUSEADDR
+    is set so the connections a just-stopped server leaves in TIME_WAIT do not count.
+    The probe closes before Granian binds; nothing else is open yet.
+    """
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror included
+        if exc.errno == errno.EADDRINUSE:
+            return f"{shown} is already in use (another wlm serve?); choose another with --port"
+        return f"cannot listen on {shown}: {exc.strerror or exc}"
+    return None
 
 
 def _check_exposure(settings: Settings) -> None:

@@ -1,9 +1,10 @@
-"""`wlm serve` as a user runs it: clear config errors, clean shutdown on SIGINT/SIGTERM."""
+"""`wlm serve` as a user runs it: clear config errors and ports in use, clean shutdown."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,71 @@ def test_request_body_over_the_limit_is_413(tmp_path: Path) -> None:
         assert httpx.get(f"{server.base_url}/health", timeout=5).status_code == 200
     finally:
         assert server.stop() == 0
+
+
+def serve_to_exit(
+    args: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """``wlm serve <args>``, which must exit by itself within 30 s (then its group is killed)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wlm.cli", "serve", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"wlm serve {' '.join(args)} kept running on a port in use:\n{stderr}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("reuse_port", [True, False], ids=["shared-like-granian", "plain"])
+def test_a_port_in_use_stops_start_up_with_one_line(tmp_path: Path, reuse_port: bool) -> None:
+    """Granian binds with SO_REUSEPORT: without the check a second server would share the port."""
+    with socket.socket() as listener:
+        if reuse_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "WLM_DATA_DIR": str(tmp_path / "data"),
+        }
+
+        result = serve_to_exit(["--port", str(port)], env, tmp_path)
+
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"wlm: 127.0.0.1:{port} is already in use (another wlm serve?); choose another with --port"
+    ]
+    assert not (tmp_path / "data").exists()  # no telemetry file opened, not even its directory
+
+
+def test_a_second_wlm_serve_on_the_same_port_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "first").mkdir()
+    first = WlmServer({}, tmp_path / "first").start()
+    try:
+        second_data = tmp_path / "second" / "data"
+        env = {**first.env, "WLM_DATA_DIR": str(second_data)}
+
+        result = serve_to_exit([], env, tmp_path)
+
+        assert result.returncode != 0
+        assert result.stderr.strip().splitlines() == [
+            f"wlm: 127.0.0.1:{first.port} is already in use (another wlm serve?); "
+            "choose another with --port"
+        ]
+        assert not second_data.exists()
+        import httpx
+
+        assert httpx.get(f"{first.base_url}/health", timeout=5).status_code == 200
+    finally:
+        assert first.stop() == 0
