@@ -1,33 +1,44 @@
 """The ``wlm`` command: serve | models | sql | telemetry export.
 
 ``wlm models`` and ``wlm sql`` find a running server from the same settings
-(``WLM_HOST``, ``WLM_PORT``, ``.env``) and fall back to working without one. They
-present the configured admin key (or a client key) to it, or ``WLM_CLI_KEY`` when
-set: needed when the configured key is only its ``sha256:`` hash.
+(``WLM_HOST``, ``WLM_PORT``, ``.env``) or from ``--port``/``--url``, and fall back to
+working without one (see :mod:`wlm.cli_common`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
+import gc
+import ipaddress
+import json
+import logging
 import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from wlm.cli_common import (
+    CLI_KEY_VAR,
+    add_env_file_option,
+    add_server_options,
+    client_headers,
+    load_cli_settings,
+    print_table,
+    server_address,
+)
 from wlm.config import ConfigError, Settings, load_settings
+from wlm.telemetry_cli import add_telemetry_commands
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["main"]
 
 _ENV_FILE_VAR = "WLM_ENV_FILE"
 _PARENT_GONE_FLUSH_S = 1.0  # telemetry's last chance when `wlm serve` was killed
-_CLI_KEY_VAR = "WLM_CLI_KEY"  # the clear key `wlm sql`/`wlm models` send the server
-
-
-def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
-    env_file = Path(args.env_file) if getattr(args, "env_file", None) else None
-    return load_settings(None, env_file, **overrides)
 
 
 def app_factory() -> Any:
@@ -36,6 +47,8 @@ def app_factory() -> Any:
     Runs in the Granian worker. If ``wlm serve`` (the worker's parent) dies without
     stopping it, SIGKILL included, the worker ends at once (see :func:`_parent_gone`).
     """
+    # The app (Litestar, DuckDB, the providers) loads here, in the worker, not when
+    # any `wlm` command starts.
     from wlm.app import create_app, serve_app
     from wlm.process import die_with_parent, watch_parent
 
@@ -58,8 +71,6 @@ def _parent_gone(built: list[Any]) -> None:
     first, telemetry gets a best-effort flush of what is queued (at most
     ``_PARENT_GONE_FLUSH_S``), then the worker exits. Runs on the watcher thread.
     """
-    import logging
-
     log = logging.getLogger("wlm")
     gateway = built[0] if built else None
     local = getattr(gateway, "local", None)
@@ -86,14 +97,12 @@ def _tune_gc() -> None:
     request. Freezing what start-up built and raising the threshold measured ~9% more
     requests/s at c=32 (docs/performance.md); cycles are still collected.
     """
-    import gc
-
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
+    settings = load_cli_settings(args, host=args.host, port=args.port, workers=args.workers)
     if settings.workers != 1:
         raise ConfigError(
             "--workers",
@@ -165,8 +174,6 @@ def _check_exposure(settings: Settings) -> None:
     the admin key, the management API (``/api/*``, including ``/api/sql`` over every
     stored conversation) and the pages are open to them.
     """
-    import ipaddress
-
     host = settings.host
     loopback = host == "localhost"
     try:
@@ -205,108 +212,59 @@ def _check_exposure(settings: Settings) -> None:
     )
 
 
-def _server_host(settings: Settings) -> str:
-    host = settings.host
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-
-
-def _server_url(settings: Settings) -> str:
-    host = _server_host(settings)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
-
-
-def _server_listening(settings: Settings) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection((_server_host(settings), settings.port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def _is_key_hash(key: str) -> bool:
-    """True for a key configured as ``sha256:<64 hex>`` (the rule is wlm/auth.py's)."""
-    from wlm.auth import hashed_digest
-
-    return hashed_digest(key) is not None
-
-
-def _bearer(settings: Settings, configured: str, variable: str) -> dict[str, str]:
-    """The ``Authorization`` header the CLI sends the running server in place of a key.
-
-    ``WLM_CLI_KEY`` (environment only) wins. Otherwise the configured key is sent, unless
-    it is stored as its ``sha256:`` hash: that is not the key, the server would answer
-    401, so with a server listening this fails with one line asking for WLM_CLI_KEY.
-    """
-    key = os.environ.get(_CLI_KEY_VAR, "").strip()
-    if not key:
-        if not _is_key_hash(configured):
-            key = configured
-        elif not _server_listening(settings):
-            return {}  # no server: the command works offline and needs no key
-        else:
-            raise ConfigError(
-                _CLI_KEY_VAR,
-                f"{variable} is set as a sha256: hash, which is not the key, so the server at "
-                f"{_server_url(settings)} would refuse it: set {_CLI_KEY_VAR} to the key "
-                "in clear (the one whose hash it holds)",
-            )
-    return {"authorization": f"Bearer {key}"}
-
-
-def _admin_headers(settings: Settings) -> dict[str, str]:
-    """For the running server's admin routes (``wlm sql``); none when it has no admin key."""
-    if not settings.admin_key:
-        return {}
-    return _bearer(settings, settings.admin_key, "WLM_ADMIN_KEY")
-
-
-def _client_headers(settings: Settings) -> dict[str, str]:
-    """For ``GET /v1/models``: the admin key, else a client key; none when it needs none."""
-    if not settings.api_keys:
-        return {}
-    if settings.admin_key:
-        return _bearer(settings, settings.admin_key, "WLM_ADMIN_KEY")
-    keys = [k.key for k in settings.api_keys]
-    clear = next((k for k in keys if not _is_key_hash(k)), keys[0])
-    return _bearer(settings, clear, "WLM_API_KEYS")
-
-
 def _models(args: argparse.Namespace) -> int:
+    # httpx is imported here, not at the top: `wlm serve` never needs it in this process.
     import httpx
 
-    settings = _settings(args)
-    url = f"{_server_url(settings)}/v1/models"
+    settings = load_cli_settings(args)
+    server = server_address(settings, args)
+    url = f"{server.url}/v1/models"
+    data: list[dict[str, Any]] | None = None
     try:
-        response = httpx.get(url, headers=_client_headers(settings), timeout=15)
+        response = httpx.get(url, headers=client_headers(settings, server), timeout=15)
+    except httpx.HTTPError:
+        why = f"no server answered at {server.url}"
+    else:
         if response.status_code in (401, 403):
             print(
                 f"wlm models: {url} refused the key (HTTP {response.status_code}); "
-                f"set {_CLI_KEY_VAR} to a client key or the admin key it accepts",
+                f"set {CLI_KEY_VAR} to a client key or the admin key it accepts",
                 file=sys.stderr,
             )
             return 1
-        response.raise_for_status()
-        data = response.json()["data"]
-    except httpx.HTTPError:
+        data = _model_list(response)
+        why = f"{url} answered HTTP {response.status_code}, not a wlm model list"
+    if data is None:
         data = _models_offline(settings)
+        print(
+            f"wlm models: offline list, read from disk because {why} "
+            "(states are not a running server's); pass --port or --url to ask one",
+            file=sys.stderr,
+        )
     if args.format == "json":
-        import json
-
         print(json.dumps(data, indent=2))
         return 0
     rows = [[m["id"], m.get("provider", m.get("owned_by", "")), m.get("state", "")] for m in data]
-    _print_table(["id", "provider", "state"], rows)
+    print_table(["id", "provider", "state"], rows)
     return 0
+
+
+def _model_list(response: httpx.Response) -> list[dict[str, Any]] | None:
+    """The ``data`` of a ``/v1/models`` answer, or None when it is not one."""
+    if response.status_code != 200:
+        return None
+    try:
+        data = response.json()["data"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(data, list) or not all(isinstance(m, dict) and "id" in m for m in data):
+        return None
+    return data
 
 
 def _models_offline(settings: Settings) -> list[dict[str, Any]]:
     """No server running: build the catalog in-process (discovery only, no engines)."""
-    import asyncio
-
+    # The gateway and its providers load only for an offline list (start-up speed).
     from wlm.gateway import Gateway
     from wlm.local.manager import LocalManager
 
@@ -323,19 +281,6 @@ def _models_offline(settings: Settings) -> list[dict[str, Any]]:
     return asyncio.run(collect())
 
 
-def _print_table(columns: list[str], rows: list[list[Any]]) -> None:
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
-    widths = [len(c) for c in columns]
-    for row in cells:
-        for i, value in enumerate(row):
-            widths[i] = max(widths[i], len(value))
-    line = "  ".join(c.ljust(widths[i]) for i, c in enumerate(columns))
-    print(line.rstrip())
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wlm", description="LLM gateway for local and cloud models."
@@ -348,19 +293,17 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=None, help="listen port (WLM_PORT, default 5250)"
     )
     serve.add_argument("--workers", type=int, default=None, help="worker processes (only 1)")
-    serve.add_argument(
-        "--env-file", default=None, help="read settings from this file (default ./.env)"
-    )
+    add_env_file_option(serve)
     serve.set_defaults(func=_serve)
 
     models = sub.add_parser("models", help="the merged model list (id, provider, state)")
-    models.add_argument("--env-file", default=None)
     models.add_argument("--format", choices=["table", "json"], default="table")
+    add_server_options(models)
+    add_env_file_option(models)
     models.set_defaults(func=_models)
 
-    from wlm.telemetry_cli import add_telemetry_commands
-
     add_telemetry_commands(sub)
+
     return parser
 
 

@@ -12,9 +12,21 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from wlm.cli_common import (
+    ServerAddress,
+    add_env_file_option,
+    add_server_options,
+    admin_headers,
+    load_cli_settings,
+    print_table,
+    server_address,
+)
+from wlm.config import Settings
 
 __all__ = ["add_telemetry_commands"]
 
@@ -24,18 +36,17 @@ class _CommandFailed(Exception):
 
 
 def _sql_via_server(
-    settings: Any, sql: str, max_rows: int
+    settings: Settings, server: ServerAddress, sql: str, max_rows: int
 ) -> tuple[list[str], list[list[Any]], bool] | None:
     """The server's answer, or None when no server is listening."""
+    # httpx is imported here, not at the top: `wlm serve` never needs it in this process.
     import httpx
-
-    from wlm.cli import _admin_headers, _server_url
 
     try:
         response = httpx.post(
-            f"{_server_url(settings)}/api/sql",
+            f"{server.url}/api/sql",
             json={"sql": sql, "max_rows": max_rows},
-            headers=_admin_headers(settings),
+            headers=admin_headers(settings, server),
             timeout=60,
         )
     except httpx.ConnectError:
@@ -51,9 +62,25 @@ def _sql_via_server(
     return body["columns"], body["rows"], body["truncated"]
 
 
+def _locked(path: Path, detail: str, server: ServerAddress, file_asked: bool) -> str:
+    """Say that another process holds the file's lock, and how to reach it instead."""
+    pid = re.search(r"\(PID (\d+)\)", detail)
+    holder = f"another process (PID {pid.group(1)})" if pid else "another process"
+    if file_asked:
+        return (
+            f"{path} is locked by {holder}, probably a running wlm server: drop --file to "
+            f"ask it instead (with --port or --url if it is not at {server.url})"
+        )
+    return (
+        f"{path} is locked by {holder}, probably a wlm server that is not at {server.url}: "
+        "pass its --port or --url"
+    )
+
+
 def _sql_from_file(
-    settings: Any, sql: str, max_rows: int
+    settings: Settings, server: ServerAddress, sql: str, max_rows: int, *, file_asked: bool
 ) -> tuple[list[str], list[list[Any]], bool]:
+    # DuckDB loads only when the file is read here (start-up speed of the other commands).
     import duckdb
 
     from wlm.telemetry.query import (
@@ -66,8 +93,13 @@ def _sql_from_file(
 
     try:
         con = open_readonly(settings.telemetry_file)
-    except (FileNotFoundError, TelemetryUnavailable) as exc:
+    except FileNotFoundError as exc:
         raise _CommandFailed(str(exc)) from None
+    except TelemetryUnavailable as exc:
+        detail = " ".join(str(exc).split())
+        if "Conflicting lock" in detail:  # DuckDB: another process has the file open
+            detail = _locked(settings.telemetry_file, detail, server, file_asked)
+        raise _CommandFailed(detail) from None
     try:
         result = run_user_sql(con, sql, max_rows=max_rows)
     except (ForbiddenQuery, QueryTimeout) as exc:
@@ -91,19 +123,18 @@ def _print(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
         writer.writerow(columns)
         writer.writerows(rows)
     else:
-        from wlm.cli import _print_table
-
-        _print_table(columns, rows)
+        print_table(columns, rows)
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from wlm.cli import _settings
-
-    settings = _settings(args)
+    settings = load_cli_settings(args)
+    server = server_address(settings, args)
     try:
-        answer = None if args.file else _sql_via_server(settings, args.query, args.max_rows)
+        answer = None if args.file else _sql_via_server(settings, server, args.query, args.max_rows)
         if answer is None:
-            answer = _sql_from_file(settings, args.query, args.max_rows)
+            answer = _sql_from_file(
+                settings, server, args.query, args.max_rows, file_asked=args.file
+            )
     except _CommandFailed as exc:
         print(f"wlm sql: {exc}", file=sys.stderr)
         return 1
@@ -115,10 +146,10 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from wlm.cli import _settings
+    # DuckDB loads only for the export itself (start-up speed of the other commands).
     from wlm.telemetry.export import export_parquet
 
-    settings = _settings(args)
+    settings = load_cli_settings(args)
     out = Path(args.out).resolve()
     try:
         count = export_parquet(settings.telemetry_file, out)
@@ -135,12 +166,13 @@ def add_telemetry_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.add_argument("--max-rows", type=int, default=10_000)
     sql.add_argument("--file", action="store_true", help="read the file even if a server runs")
-    sql.add_argument("--env-file", default=None)
+    add_server_options(sql)
+    add_env_file_option(sql)
     sql.set_defaults(func=_sql)
 
     telemetry = sub.add_parser("telemetry", help="telemetry file tools")
     telemetry_sub = telemetry.add_subparsers(dest="telemetry_command", required=True)
     export = telemetry_sub.add_parser("export", help="write the requests table to a Parquet file")
     export.add_argument("out", help="output path, e.g. out.parquet")
-    export.add_argument("--env-file", default=None)
+    add_env_file_option(export)
     export.set_defaults(func=_export)
