@@ -1,4 +1,4 @@
-"""The ``wlm`` command: serve | models | sql | telemetry export.
+"""The ``wlm`` command: serve | models | sql | telemetry export | make-test-model.
 
 ``wlm models`` and ``wlm sql`` find a running server from the same settings
 (``WLM_HOST``, ``WLM_PORT``, ``.env``) or from ``--port``/``--url``, and fall back to
@@ -281,6 +281,48 @@ def _models_offline(settings: Settings) -> list[dict[str, Any]]:
     return asyncio.run(collect())
 
 
+def _split_parts(path: Path) -> list[Path]:
+    """The files of a split set written for ``path`` (``<stem>-00001-of-0000N.gguf`` ...)."""
+    return sorted(path.parent.glob(f"{path.stem}-[0-9][0-9][0-9][0-9][0-9]-of-*.gguf"))
+
+
+def _make_test_model(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    problem = None
+    if path.suffix.lower() != ".gguf":
+        problem = f"{path} does not end in .gguf, so wlm would not list it"
+    elif args.seed < 0 or args.split < 0:
+        problem = "--seed and --split take a number from 0 up"
+    elif path.is_dir():
+        problem = f"{path} is a directory; give the file to write, e.g. {path / 'tiny.gguf'}"
+    else:
+        existing = _split_parts(path) if args.split else [path] if path.exists() else []
+        if existing and not args.force:
+            problem = f"{existing[0]} exists; pass --force to overwrite it"
+    if problem:
+        print(f"wlm make-test-model: {problem}", file=sys.stderr)
+        return 1
+    for old in existing:  # --force: a new set may have fewer parts than the old one
+        old.unlink()
+    # numpy and gguf load here, not at the top: no other command needs them.
+    from wlm.local.testmodel import write_tiny_gguf
+
+    try:
+        first = write_tiny_gguf(path, seed=args.seed, max_tensors_per_file=args.split)
+    except OSError as exc:
+        print(f"wlm make-test-model: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    files = _split_parts(path) if first != path else [path]
+    size_kb = sum(f.stat().st_size for f in files) // 1024
+    parts = f" and {len(files) - 1} more part(s)" if len(files) > 1 else ""
+    print(
+        f"wrote {first}{parts} ({size_kb} KB): a random-weight test model whose replies "
+        "are gibberish; wlm lists it when it is under WLM_MODELS_DIR",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wlm", description="LLM gateway for local and cloud models."
@@ -304,6 +346,30 @@ def _parser() -> argparse.ArgumentParser:
 
     add_telemetry_commands(sub)
 
+    test_model = sub.add_parser(
+        "make-test-model",
+        help="write a tiny random-weight GGUF model for trying wlm out",
+        description=(
+            "Write a tiny random-weight llama model (about 0.7 MB, ChatML chat template) "
+            "that llama.cpp loads in a fraction of a second. Its replies are gibberish "
+            "that runs to max_tokens, but it serves every endpoint like a real model. "
+            "Put it under WLM_MODELS_DIR; for embeddings, turn them on for it in "
+            "models.toml (docs/local-models.md)."
+        ),
+    )
+    test_model.add_argument("path", help="where to write it, ending in .gguf")
+    test_model.add_argument(
+        "--seed", type=int, default=0, help="random seed: same seed, same bytes (default 0)"
+    )
+    test_model.add_argument(
+        "--split",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write a split set NAME-00001-of-0000K.gguf ... of at most N tensors per file",
+    )
+    test_model.add_argument("--force", action="store_true", help="overwrite existing files")
+    test_model.set_defaults(func=_make_test_model)
     return parser
 
 

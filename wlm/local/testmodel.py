@@ -1,9 +1,10 @@
 """A tiny random-weight GGUF model that llama.cpp loads in well under a second.
 
-For tests and demos: the replies are gibberish, but every engine serves it through
-the same HTTP API as a real model (usage, timings, streaming, chat template).
+For trying wlm out (``wlm make-test-model PATH``, docs/local-models.md), tests and
+demos: the replies are gibberish, but every engine serves it through the same HTTP
+API as a real model (usage, timings, streaming, chat template).
 
-The recipe (see LOCAL_ENGINE.md): architecture ``llama``, 2 layers, embedding 64,
+The recipe: architecture ``llama``, 2 layers, embedding 64,
 4 heads / 2 KV heads, feed forward 128, F32, context 2048, an SPM tokenizer with
 ``<unk> <s> </s> <|im_start|> <|im_end|>``, 256 byte-fallback tokens and a few hundred
 word pieces, and a ChatML chat template. Byte and control tokens are pushed far down
