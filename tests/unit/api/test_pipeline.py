@@ -384,3 +384,14 @@ async def test_local_engine_json_exception_text_becomes_a_400() -> None:
     reply = await drive(gateway, body(model="tiny", messages=HELLO, n_probs="x"))
     assert reply.status == 400
     assert reply.error["type"] == "invalid_request_error"
+
+
+async def test_events_go_out_as_they_arrive_never_held_for_later_ones() -> None:
+    together = b"".join(sse(chunk("a"), chunk("b"), done=False))
+    apart = sse(chunk("c", "stop"))  # two reads: the finish chunk, then [DONE]
+    gateway, _, _ = make_gateway(lambda request: MockResponse.sse([together, *apart]))
+    reply = await drive(gateway, body(model="gpt-4o", messages=HELLO, stream=True))
+    # One send per upstream read: what arrived together leaves together, and nothing
+    # that arrived is held back waiting for the next read.
+    assert [part.count(b"data: ") for part in reply.parts] == [2, 1, 1, 0]
+    assert reply.parts[-1] == b""
