@@ -301,12 +301,22 @@ def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, dict]:
     servers = list({id(t.server): t.server for t in targets}.values())
     for target in targets:  # warm up connections and code paths
         non_stream(target, 4, 1.0)
-    results: dict[str, dict] = {target.name: {} for target in targets}
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for scenario, run in SCENARIOS.items():
-        for target in targets:
-            print(f"measuring {scenario} on {target.name} ...", file=sys.stderr, flush=True)
-            settle(servers)
-            results[target.name][scenario] = with_cpu(target, run, args)
+        for round_ in range(args.repeat):  # rounds interleave the targets too
+            for target in targets:
+                print(
+                    f"measuring {scenario} on {target.name} ({round_ + 1}/{args.repeat}) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                settle(servers)
+                runs.setdefault((target.name, scenario), []).append(with_cpu(target, run, args))
+    results: dict[str, dict] = {target.name: {} for target in targets}
+    for (name, scenario), measured in runs.items():
+        results[name][scenario] = {
+            key: statistics.median(m[key] for m in measured) for key in measured[0]
+        }
     return results
 
 
@@ -475,6 +485,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of every measurement; each figure is the median of its rounds",
+    )
     parser.add_argument(
         "--yardstick", action="store_true", help="also measure a featureless proxy of wlm's stack"
     )

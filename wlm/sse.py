@@ -13,27 +13,36 @@ __all__ = ["SSEEvent", "SSEParser", "encode_comment", "encode_event"]
 _BOM = b"\xef\xbb\xbf"
 
 
+class _Fields:
+    """An event's parsed fields."""
+
+    __slots__ = ("comments", "data", "event", "id", "retry")
+
+    def __init__(self) -> None:
+        self.event: str | None = None
+        self.data: str | None = None
+        self.id: str | None = None
+        self.retry: int | None = None
+        self.comments: list[str] = []
+
+
 class SSEEvent:
     """One event block. ``raw`` ends with the blank line; fields parse lazily."""
 
-    __slots__ = ("_comments", "_data", "_event", "_id", "_parsed", "_retry", "raw")
+    __slots__ = ("_fields", "raw")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
-        self._parsed = False
-        self._event: str | None = None
-        self._data: str | None = None
-        self._id: str | None = None
-        self._retry: int | None = None
-        self._comments: list[str] = []
+        self._fields: _Fields | None = None  # parsed on first use: most events never are
 
-    def _parse(self) -> None:
+    def _parse(self) -> _Fields:
+        fields = _Fields()
         data_lines: list[str] | None = None
         for line in self.raw.split(b"\n"):
             if not line:
                 continue
             if line[0] == 0x3A:  # ":" starts a comment
-                self._comments.append(line[1:].lstrip(b" ").decode("utf-8", "replace"))
+                fields.comments.append(line[1:].lstrip(b" ").decode("utf-8", "replace"))
                 continue
             name, colon, value = line.partition(b":")
             if colon and value[:1] == b" ":
@@ -44,57 +53,47 @@ class SSEEvent:
                     data_lines = []
                 data_lines.append(text)
             elif name == b"event":
-                self._event = text
+                fields.event = text
             elif name == b"id":
                 if "\x00" not in text:
-                    self._id = text
+                    fields.id = text
             elif name == b"retry" and text.isdigit():
-                self._retry = int(text)
+                fields.retry = int(text)
         if data_lines is not None:
-            self._data = "\n".join(data_lines)
-        self._parsed = True
+            fields.data = "\n".join(data_lines)
+        self._fields = fields
+        return fields
 
     def data_bytes(self) -> bytes | None:
         """The data of a plain ``data: <payload>`` event as bytes, or None for any other
         shape (named, multi-line, comments): the common case without line parsing."""
         raw = self.raw
-        if raw.startswith(b"data:") and raw.count(b"\n") == 2:
-            payload = raw[5:-2]
-            return payload[1:] if payload[:1] == b" " else payload
+        if raw.startswith(b"data:") and raw.find(b"\n") == len(raw) - 2:
+            return raw[6:-2] if raw[5] == 0x20 else raw[5:-2]
         data = self.data
         return None if data is None else data.encode()
 
     @property
     def event(self) -> str | None:
         """The ``event:`` name, or None (the SSE default, "message")."""
-        if not self._parsed:
-            self._parse()
-        return self._event
+        return (self._fields or self._parse()).event
 
     @property
     def data(self) -> str | None:
         """The joined ``data:`` lines, or None for a block of comments only."""
-        if not self._parsed:
-            self._parse()
-        return self._data
+        return (self._fields or self._parse()).data
 
     @property
     def id(self) -> str | None:
-        if not self._parsed:
-            self._parse()
-        return self._id
+        return (self._fields or self._parse()).id
 
     @property
     def retry(self) -> int | None:
-        if not self._parsed:
-            self._parse()
-        return self._retry
+        return (self._fields or self._parse()).retry
 
     @property
     def comments(self) -> list[str]:
-        if not self._parsed:
-            self._parse()
-        return self._comments
+        return (self._fields or self._parse()).comments
 
     def __repr__(self) -> str:
         return f"SSEEvent(event={self.event!r}, data={self.data!r})"
@@ -125,9 +124,17 @@ class SSEParser:
             if buffer.endswith(b"\r"):
                 buffer, held = buffer[:-1], b"\r"
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        find = buffer.find
+        end = find(b"\n\n")
+        if end < 0:
+            self._buffer = buffer + held
+            return []
+        if end == len(buffer) - 2 and buffer[0] != 0x0A and not held:
+            # The common case on the hot path: one whole event, nothing after it.
+            self._buffer = b""
+            return [SSEEvent(buffer)]
         events: list[SSEEvent] = []
         start = 0
-        find = buffer.find
         while True:
             end = find(b"\n\n", start)
             if end < 0:

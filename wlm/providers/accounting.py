@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from wlm.errors import Failure
+from wlm.providers.chunks import Chunk
 
 __all__ = ["ResponseAccount"]
 
@@ -44,52 +45,43 @@ class ResponseAccount:
         self._reasoning: list[str] = []
         self._tool_calls: dict[int, dict[str, Any]] = {}
 
-    def add_chunk(self, chunk: dict[str, Any]) -> bool:
+    def add_chunk(self, chunk: Chunk) -> bool:
         """Learn from one stream chunk; True when it carried generated tokens."""
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            self.usage = usage
-        timings = chunk.get("timings")
-        if isinstance(timings, dict):
-            self.timings = timings
-        error = chunk.get("error")
-        if error:
-            self.error = Failure.from_event(error, str)
-        if self.upstream_model is None and isinstance(chunk.get("model"), str):
-            self.upstream_model = chunk["model"]
-        bears_tokens = False
-        choices = chunk.get("choices")
-        if not choices:
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.timings is not None:
+            self.timings = chunk.timings
+        if chunk.error:
+            self.error = Failure.from_event(chunk.error, str)
+        if self.upstream_model is None and chunk.model is not None:
+            self.upstream_model = chunk.model
+        if not chunk.choices:
             return False
-        for choice in choices:
-            if not isinstance(choice, dict):
-                continue
-            reason = choice.get("finish_reason")
-            if reason:
-                self.finish_reason = reason
-            delta = choice.get("delta")
-            if not isinstance(delta, dict):
-                text = choice.get("text")  # legacy completions stream
-                if isinstance(text, str) and text:
+        bears_tokens = False
+        keep = self.keep_content
+        for choice in chunk.choices:
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+            delta = choice.delta
+            if delta is None:
+                if choice.text:  # legacy completions stream
                     bears_tokens = True
-                    if self.keep_content:
-                        self._text.append(text)
+                    if keep:
+                        self._text.append(choice.text)
                 continue
-            content = delta.get("content")
-            if isinstance(content, str) and content:
+            if delta.content:
                 bears_tokens = True
-                if self.keep_content:
-                    self._text.append(content)
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
+                if keep:
+                    self._text.append(delta.content)
+            reasoning = delta.reasoning_content or delta.reasoning
+            if reasoning:
                 bears_tokens = True
-                if self.keep_content:
+                if keep:
                     self._reasoning.append(reasoning)
-            tool_calls = delta.get("tool_calls")
-            if tool_calls:
+            if delta.tool_calls:
                 bears_tokens = True
-                if self.keep_content:
-                    self._add_tool_fragments(tool_calls)
+                if keep:
+                    self._add_tool_fragments(delta.tool_calls)
         return bears_tokens
 
     def _add_tool_fragments(self, fragments: list[Any]) -> None:

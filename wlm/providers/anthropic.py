@@ -24,6 +24,7 @@ from wlm.providers.base import (
     decode_event_json,
     malformed_event,
 )
+from wlm.providers.chunks import chunk_from_dict
 from wlm.redaction import Redactor
 from wlm.sse import SSEEvent
 from wlm.translate import (
@@ -59,7 +60,7 @@ class AnthropicRelay:
     def _emit(self, chunks: list[dict[str, Any]]) -> list[bytes]:
         out = []
         for chunk in chunks:
-            if self.account.add_chunk(chunk):
+            if self.account.add_chunk(chunk_from_dict(chunk)):
                 self.token_seen = True
             out.append(self._redactor.bytes(b"data: " + _encode(chunk) + b"\n\n"))
         translator = self._translator

@@ -21,9 +21,9 @@ from wlm.providers.base import (
     ModelEntry,
     Progress,
     broken_stream,
-    decode_event_json,
     malformed_event,
 )
+from wlm.providers.chunks import decode_chunk
 from wlm.redaction import Redactor
 from wlm.sse import SSEEvent
 from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
@@ -120,18 +120,18 @@ class OpenAIRelay:
         if data == b"[DONE]":
             self.done = True
             return [event.raw]
-        chunk = decode_event_json(data)
+        chunk = decode_chunk(data)
         if chunk is None:
             self.done = True
             return malformed_event(self.account)
         if self.account.add_chunk(chunk):
             self.token_seen = True
         raw = self._redactor.bytes(event.raw)
-        if chunk.get("error"):
+        if chunk.error:
             self.done = True  # the stream ends at an error event
-        elif self._strip_usage and not chunk.get("choices") and chunk.get("usage") is not None:
+        elif self._strip_usage and not chunk.choices and chunk.usage is not None:
             return []  # the usage chunk we asked for on the client's behalf
-        if chunk.get("model") not in (self._model, None):
+        if chunk.model is not None and chunk.model != self._model:
             raw = rewrite_model(raw, self._model)
         return [raw]
 
