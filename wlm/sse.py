@@ -8,7 +8,7 @@ re-encoding it; fields are parsed only when asked for.
 
 from __future__ import annotations
 
-__all__ = ["SSEEvent", "SSEParser", "encode_comment", "encode_event"]
+__all__ = ["SSEEvent", "SSEParser", "encode_comment", "encode_event", "plain_data"]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -24,6 +24,13 @@ class _Fields:
         self.id: str | None = None
         self.retry: int | None = None
         self.comments: list[str] = []
+
+
+def plain_data(raw: bytes) -> bytes | None:
+    """The payload of a one-line ``data:`` event block; None for any other shape."""
+    if raw.startswith(b"data:") and raw.find(b"\n") == len(raw) - 2:
+        return raw[6:-2] if raw[5] == 0x20 else raw[5:-2]
+    return None
 
 
 class SSEEvent:
@@ -65,11 +72,11 @@ class SSEEvent:
         return fields
 
     def data_bytes(self) -> bytes | None:
-        """The data of a plain ``data: <payload>`` event as bytes, or None for any other
-        shape (named, multi-line, comments): the common case without line parsing."""
-        raw = self.raw
-        if raw.startswith(b"data:") and raw.find(b"\n") == len(raw) - 2:
-            return raw[6:-2] if raw[5] == 0x20 else raw[5:-2]
+        """The data of the event as bytes (None for a block of comments only); a plain
+        ``data: <payload>`` event, the common case, needs no line parsing."""
+        payload = plain_data(self.raw)
+        if payload is not None:
+            return payload
         data = self.data
         return None if data is None else data.encode()
 
@@ -110,6 +117,10 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Return every event completed by ``chunk``, in order."""
+        return [SSEEvent(block) for block in self.blocks(chunk)]
+
+    def blocks(self, chunk: bytes) -> list[bytes]:
+        """Like :meth:`feed`, as raw event blocks (each ending with its blank line)."""
         buffer = self._buffer + chunk if self._buffer else chunk
         if not self._started and buffer:
             if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
@@ -132,8 +143,8 @@ class SSEParser:
         if end == len(buffer) - 2 and buffer[0] != 0x0A and not held:
             # The common case on the hot path: one whole event, nothing after it.
             self._buffer = b""
-            return [SSEEvent(buffer)]
-        events: list[SSEEvent] = []
+            return [buffer]
+        events: list[bytes] = []
         start = 0
         while True:
             end = find(b"\n\n", start)
@@ -142,7 +153,7 @@ class SSEParser:
             while start < end and buffer[start] == 0x0A:  # stray blank lines
                 start += 1
             if end > start:
-                events.append(SSEEvent(buffer[start : end + 2]))
+                events.append(buffer[start : end + 2])
             start = end + 2
         self._buffer = buffer[start:] + held
         return events
@@ -155,9 +166,13 @@ class SSEParser:
     def finish(self) -> list[SSEEvent]:
         """End of input. Per the SSE spec an unterminated event is discarded; it is
         returned here only if it is complete up to its last line (ends with a newline)."""
+        return [SSEEvent(block) for block in self.finish_blocks()]
+
+    def finish_blocks(self) -> list[bytes]:
+        """Like :meth:`finish`, as raw event blocks."""
         rest, self._buffer = self._buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n"), b""
         if rest.strip(b"\n") and rest.endswith(b"\n"):
-            return [SSEEvent(rest.strip(b"\n") + b"\n\n")]
+            return [rest.strip(b"\n") + b"\n\n"]
         return []
 
 

@@ -37,7 +37,7 @@ from wlm.errors import (
 from wlm.limits import ClientBusy
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import FORWARDED_HEADERS, Adapter, Call
-from wlm.sse import SSEParser, encode_comment
+from wlm.sse import encode_comment
 from wlm.transport import UpstreamResponse
 
 if TYPE_CHECKING:
@@ -384,31 +384,23 @@ async def _relay_stream(
     """Relay the stream event by event; True when it ended cleanly upstream."""
     exchange = reply.exchange
     relay = adapter.relay(call, exchange.account, gateway.redactor)
-    parser = SSEParser()
     if not reply.headers_sent:
         await reply.start(200, _STREAM_HEADERS)
     send_body = reply.body
     try:
         async for chunk in response.chunks():
-            # Events that arrived in one read go out in one send: nothing waits for
-            # anything (they were all here), and a send per event costs more than the
-            # event's own work (docs/performance.md).
-            outs: list[bytes] = []
-            for event in parser.feed(chunk):
-                outs += relay.feed(event)
-                if relay.done:
-                    break
+            # What arrived in one read leaves in one send: nothing waits for anything
+            # (it was all here), and a send per event costs more than the event's own
+            # work (docs/performance.md).
+            outs = relay.feed(chunk)
             if exchange.ttft is None and relay.token_seen:
                 exchange.ttft = time.perf_counter() - exchange.started
             if outs:
                 await send_body(outs[0] if len(outs) == 1 else b"".join(outs), True)
             if relay.done:
                 break
-        tail: list[bytes] = []
-        for event in parser.finish():
-            tail += relay.feed(event)
         clean = relay.done
-        tail += relay.end()
+        tail = relay.end()
     except GatewayError as error:
         clean = False
         failure = Failure.of(error, gateway.redactor.text)

@@ -26,7 +26,7 @@ from wlm.providers.base import (
 )
 from wlm.providers.chunks import chunk_from_dict
 from wlm.redaction import Redactor
-from wlm.sse import SSEEvent
+from wlm.sse import SSEEvent, SSEParser
 from wlm.translate import (
     AnthropicStreamTranslator,
     anthropic_error_to_openai,
@@ -46,13 +46,14 @@ _DONE = b"data: [DONE]\n\n"
 class AnthropicRelay:
     """Anthropic events in, OpenAI chunks out, through the pure stream translator."""
 
-    __slots__ = ("_redactor", "_translator", "account", "done", "token_seen")
+    __slots__ = ("_parser", "_redactor", "_translator", "account", "done", "token_seen")
 
     def __init__(self, call: Call, account: ResponseAccount, redactor: Redactor) -> None:
         self._translator = AnthropicStreamTranslator(
             model=call.model, created=int(time.time()), include_usage=call.client_wants_usage
         )
         self._redactor = redactor
+        self._parser = SSEParser()
         self.account = account
         self.done = False
         self.token_seen = False
@@ -72,7 +73,15 @@ class AnthropicRelay:
                 out.append(_DONE)
         return out
 
-    def feed(self, event: SSEEvent) -> list[bytes]:
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for event in self._parser.feed(chunk):
+            out += self._event(event)
+            if self.done:
+                break
+        return out
+
+    def _event(self, event: SSEEvent) -> list[bytes]:
         data = event.data
         if data is None:
             return []
@@ -83,9 +92,13 @@ class AnthropicRelay:
         return self._emit(self._translator.feed(event.event, payload))
 
     def end(self) -> list[bytes]:
+        out: list[bytes] = []
+        for event in self._parser.finish():
+            if not self.done:
+                out += self._event(event)
         if self.done:
-            return []
-        out = self._emit(self._translator.finish())
+            return out
+        out += self._emit(self._translator.finish())
         self.done = True
         return out
 

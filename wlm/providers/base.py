@@ -18,7 +18,6 @@ from wlm.config import ProviderConfig
 from wlm.errors import Failure, GatewayError, render_error_event
 from wlm.providers.accounting import ResponseAccount
 from wlm.redaction import Redactor
-from wlm.sse import SSEEvent
 from wlm.transport import UpstreamResponse
 
 __all__ = [
@@ -74,13 +73,13 @@ class Progress(Protocol):
 
 
 class StreamRelay(Protocol):
-    """Upstream SSE events in, bytes for the client out."""
+    """The upstream's SSE bytes in (as read, any split), bytes for the client out."""
 
     account: ResponseAccount
-    done: bool  # a terminal event was seen
+    done: bool  # a terminal event was seen; later bytes are ignored
     token_seen: bool  # a chunk with generated tokens went out
 
-    def feed(self, event: SSEEvent) -> list[bytes]: ...
+    def feed(self, chunk: bytes) -> list[bytes]: ...
 
     def end(self) -> list[bytes]:
         """Upstream closed: what the client still needs (an error event if it broke off)."""

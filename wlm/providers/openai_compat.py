@@ -25,7 +25,7 @@ from wlm.providers.base import (
 )
 from wlm.providers.chunks import decode_chunk
 from wlm.redaction import Redactor
-from wlm.sse import SSEEvent
+from wlm.sse import SSEEvent, SSEParser, plain_data
 from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
 
 __all__ = ["OpenAICompatAdapter", "openai_error", "rewrite_model"]
@@ -95,6 +95,7 @@ class OpenAIRelay:
     __slots__ = (
         "_model",
         "_model_json",
+        "_parser",
         "_redactor",
         "_strip_usage",
         "account",
@@ -107,26 +108,37 @@ class OpenAIRelay:
     ) -> None:
         self._model = model
         self._model_json = _encode(model)
+        self._parser = SSEParser()
         self._strip_usage = strip_usage
         self._redactor = redactor
         self.account = account
         self.done = False
         self.token_seen = False
 
-    def feed(self, event: SSEEvent) -> list[bytes]:
-        data = event.data_bytes()
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for block in self._parser.blocks(chunk):
+            out += self._event(block)
+            if self.done:
+                break
+        return out
+
+    def _event(self, block: bytes) -> list[bytes]:
+        data = plain_data(block)
+        if data is None:
+            data = SSEEvent(block).data_bytes()
         if data is None:  # comments only (OpenRouter's processing lines): keep-alives
-            return [self._redactor.bytes(event.raw)]
+            return [self._redactor.bytes(block)]
         if data == b"[DONE]":
             self.done = True
-            return [event.raw]
+            return [block]
         chunk = decode_chunk(data)
         if chunk is None:
             self.done = True
             return malformed_event(self.account)
         if self.account.add_chunk(chunk):
             self.token_seen = True
-        raw = self._redactor.bytes(event.raw)
+        raw = self._redactor.bytes(block)
         if chunk.error:
             self.done = True  # the stream ends at an error event
         elif self._strip_usage and not chunk.choices and chunk.usage is not None:
@@ -136,10 +148,14 @@ class OpenAIRelay:
         return [raw]
 
     def end(self) -> list[bytes]:
+        out: list[bytes] = []
+        for block in self._parser.finish_blocks():
+            if not self.done:
+                out += self._event(block)
         if self.done:
-            return []
+            return out
         self.done = True
-        return broken_stream(self.account)
+        return out + broken_stream(self.account)
 
 
 class OpenAICompatAdapter:
