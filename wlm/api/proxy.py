@@ -367,7 +367,8 @@ async def _answer(
         payload = await response.read()
         completed = True
         exchange = reply.exchange
-        out = gateway.redactor.bytes(adapter.finish_response(call, payload, exchange.account))
+        redact = exchange.redactor(gateway.redactor).bytes
+        out = redact(adapter.finish_response(call, payload, exchange.account))
         await reply.start(response.status, _JSON_HEADERS)
         exchange.ttft = time.perf_counter() - exchange.started
         await reply.body(out, False)
@@ -383,7 +384,10 @@ async def _relay_stream(
 ) -> bool:
     """Relay the stream event by event; True when it ended cleanly upstream."""
     exchange = reply.exchange
-    relay = adapter.relay(call, exchange.account, gateway.redactor)
+    relay = adapter.relay(call, exchange.account)
+    # The one redaction point for a stream: each send, not each event (an upstream may
+    # echo a key anywhere; the client's own key, maybe known only as a hash, counts too).
+    redact = exchange.redactor(gateway.redactor).bytes
     if not reply.headers_sent:
         await reply.start(200, _STREAM_HEADERS)
     send_body = reply.body
@@ -396,7 +400,7 @@ async def _relay_stream(
             if exchange.ttft is None and relay.token_seen:
                 exchange.ttft = time.perf_counter() - exchange.started
             if outs:
-                await send_body(outs[0] if len(outs) == 1 else b"".join(outs), True)
+                await send_body(redact(outs[0] if len(outs) == 1 else b"".join(outs)), True)
             if relay.done:
                 break
         clean = relay.done
@@ -406,6 +410,6 @@ async def _relay_stream(
         failure = Failure.of(error, gateway.redactor.text)
         exchange.account.error = failure
         tail = [render_error_event(failure)]
-    await send_body(b"".join(tail), False)  # the end of the body, with whatever remains
+    await send_body(redact(b"".join(tail)), False)  # the end of the body, with what remains
     exchange.settle_stream()
     return clean

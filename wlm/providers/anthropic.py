@@ -25,7 +25,6 @@ from wlm.providers.base import (
     malformed_event,
 )
 from wlm.providers.chunks import chunk_from_dict
-from wlm.redaction import Redactor
 from wlm.sse import SSEEvent, SSEParser
 from wlm.translate import (
     AnthropicStreamTranslator,
@@ -46,13 +45,12 @@ _DONE = b"data: [DONE]\n\n"
 class AnthropicRelay:
     """Anthropic events in, OpenAI chunks out, through the pure stream translator."""
 
-    __slots__ = ("_parser", "_redactor", "_translator", "account", "done", "token_seen")
+    __slots__ = ("_parser", "_translator", "account", "done", "token_seen")
 
-    def __init__(self, call: Call, account: ResponseAccount, redactor: Redactor) -> None:
+    def __init__(self, call: Call, account: ResponseAccount) -> None:
         self._translator = AnthropicStreamTranslator(
             model=call.model, created=int(time.time()), include_usage=call.client_wants_usage
         )
-        self._redactor = redactor
         self._parser = SSEParser()
         self.account = account
         self.done = False
@@ -63,7 +61,7 @@ class AnthropicRelay:
         for chunk in chunks:
             if self.account.add_chunk(chunk_from_dict(chunk)):
                 self.token_seen = True
-            out.append(self._redactor.bytes(b"data: " + _encode(chunk) + b"\n\n"))
+            out.append(b"data: " + _encode(chunk) + b"\n\n")
         translator = self._translator
         if translator.usage is not None:
             self.account.usage = translator.usage
@@ -148,8 +146,8 @@ class AnthropicAdapter:
             "POST", f"{self._config.base_url}/v1/messages", headers, _encode(payload)
         )
 
-    def relay(self, call: Call, account: ResponseAccount, redactor: Redactor) -> AnthropicRelay:
-        return AnthropicRelay(call, account, redactor)
+    def relay(self, call: Call, account: ResponseAccount) -> AnthropicRelay:
+        return AnthropicRelay(call, account)
 
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
         try:

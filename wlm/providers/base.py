@@ -17,7 +17,6 @@ from attrs import frozen
 from wlm.config import ProviderConfig
 from wlm.errors import Failure, GatewayError, render_error_event
 from wlm.providers.accounting import ResponseAccount
-from wlm.redaction import Redactor
 from wlm.transport import UpstreamResponse
 
 __all__ = [
@@ -96,7 +95,9 @@ class Adapter(Protocol):
         """Send the call upstream; returns once the upstream's status line arrived."""
         ...
 
-    def relay(self, call: Call, account: ResponseAccount, redactor: Redactor) -> StreamRelay: ...
+    def relay(self, call: Call, account: ResponseAccount) -> StreamRelay:
+        """The relay of one streamed answer (its output is redacted by the caller)."""
+        ...
 
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
         """The client's body for a whole upstream response (status 2xx)."""

@@ -19,7 +19,6 @@ from wlm.local.protocol import EngineLease, LocalModels
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import Call, ModelEntry, Progress
 from wlm.providers.openai_compat import OpenAICompatAdapter, OpenAIRelay
-from wlm.redaction import Redactor
 from wlm.translate.openai_fields import check_field_types
 from wlm.transport import Transport, UpstreamResponse
 
@@ -140,8 +139,8 @@ class LocalAdapter:
             acquiring.add_done_callback(_release_granted)
             raise
 
-    def relay(self, call: Call, account: ResponseAccount, redactor: Redactor) -> OpenAIRelay:
-        return self._openai.relay(call, account, redactor)
+    def relay(self, call: Call, account: ResponseAccount) -> OpenAIRelay:
+        return self._openai.relay(call, account)
 
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
         return self._openai.finish_response(call, body, account)

@@ -24,7 +24,6 @@ from wlm.providers.base import (
     malformed_event,
 )
 from wlm.providers.chunks import decode_chunk
-from wlm.redaction import Redactor
 from wlm.sse import SSEEvent, SSEParser, plain_data
 from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
 
@@ -96,21 +95,17 @@ class OpenAIRelay:
         "_model",
         "_model_json",
         "_parser",
-        "_redactor",
         "_strip_usage",
         "account",
         "done",
         "token_seen",
     )
 
-    def __init__(
-        self, model: str, strip_usage: bool, account: ResponseAccount, redactor: Redactor
-    ) -> None:
+    def __init__(self, model: str, strip_usage: bool, account: ResponseAccount) -> None:
         self._model = model
         self._model_json = _encode(model)
         self._parser = SSEParser()
         self._strip_usage = strip_usage
-        self._redactor = redactor
         self.account = account
         self.done = False
         self.token_seen = False
@@ -128,7 +123,7 @@ class OpenAIRelay:
         if data is None:
             data = SSEEvent(block).data_bytes()
         if data is None:  # comments only (OpenRouter's processing lines): keep-alives
-            return [self._redactor.bytes(block)]
+            return [block]
         if data == b"[DONE]":
             self.done = True
             return [block]
@@ -138,7 +133,7 @@ class OpenAIRelay:
             return malformed_event(self.account)
         if self.account.add_chunk(chunk):
             self.token_seen = True
-        raw = self._redactor.bytes(block)
+        raw = block
         if chunk.error:
             self.done = True  # the stream ends at an error event
         elif self._strip_usage and not chunk.choices and chunk.usage is not None:
@@ -204,8 +199,8 @@ class OpenAICompatAdapter:
             headers = {**headers, **dict(forwarded)}
         return UpstreamRequest("POST", f"{base_url}/{call.endpoint}", headers, body)
 
-    def relay(self, call: Call, account: ResponseAccount, redactor: Redactor) -> OpenAIRelay:
-        return OpenAIRelay(call.model, not call.client_wants_usage, account, redactor)
+    def relay(self, call: Call, account: ResponseAccount) -> OpenAIRelay:
+        return OpenAIRelay(call.model, not call.client_wants_usage, account)
 
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import msgspec
 import pytest
@@ -395,3 +396,24 @@ async def test_events_go_out_as_they_arrive_never_held_for_later_ones() -> None:
     # that arrived is held back waiting for the next read.
     assert [part.count(b"data: ") for part in reply.parts] == [2, 1, 1, 0]
     assert reply.parts[-1] == b""
+
+
+async def test_keys_an_upstream_echoes_into_a_stream_are_redacted_on_the_way_out() -> None:
+    client_key = "sk-client-carol-4242"
+    digest = hashlib.sha256(client_key.encode()).hexdigest()
+    events = sse(
+        chunk("your provider key is sk-openai-secret-1234"), chunk(f" and yours {client_key}")
+    )
+    gateway, _, sink = make_gateway(
+        lambda request: MockResponse.sse(events), {"WLM_API_KEYS": f"carol:sha256:{digest}"}
+    )
+    reply = await drive(
+        gateway,
+        body(model="gpt-4o", messages=HELLO, stream=True),
+        headers=[(b"authorization", f"Bearer {client_key}".encode())],
+    )
+    assert reply.status == 200
+    assert reply.body.count(b"[redacted]") == 2
+    no_secret(reply.body, sink.rows)
+    assert client_key.encode() not in reply.body
+    assert client_key not in str(sink.rows)
