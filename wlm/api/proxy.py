@@ -90,27 +90,31 @@ async def _read_body(receive: Receive, limit: int, idle_timeout_s: float) -> byt
     """The whole body; 413 past ``limit``, 408 when no part of it comes for ``idle_timeout_s``."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        try:
-            async with asyncio.timeout(idle_timeout_s):
+    loop = asyncio.get_running_loop()
+    try:
+        # One timer for the whole body, pushed back as each part arrives (Granian hands
+        # over even a small body as a part and an empty last one).
+        async with asyncio.timeout(idle_timeout_s) as idle:
+            while True:
                 message = await receive()
-        except TimeoutError:
-            raise GatewayError(
-                f"The request body stopped arriving (nothing for {idle_timeout_s:g} s).",
-                status=408,
-                type="invalid_request_error",
-                code="request_timeout",
-            ) from None
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(limit)
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                idle.reschedule(loop.time() + idle_timeout_s)
+    except TimeoutError:
+        raise GatewayError(
+            f"The request body stopped arriving (nothing for {idle_timeout_s:g} s).",
+            status=408,
+            type="invalid_request_error",
+            code="request_timeout",
+        ) from None
 
 
 async def _discard_body(receive: Receive, limit: int) -> None:

@@ -44,6 +44,8 @@ class Router:
         self._default = settings.default_provider
         self._providers: dict[str, ProviderConfig] = {p.name: p for p in settings.providers}
         self._local_ids = local_ids
+        # Providers a route may name but that cannot be called (no key): checked per request.
+        self._unconfigured = frozenset(p.name for p in settings.providers if not p.configured)
 
     def resolve(self, model: str) -> Route:
         """The route for ``model``; raises ModelNotFound or ProviderNotConfigured."""
@@ -51,7 +53,7 @@ class Router:
         route = self._match(name)
         if route is None:
             raise ModelNotFound(model, self._hint(name))
-        if route.provider != LOCAL:
+        if route.provider in self._unconfigured:
             provider = self._providers[route.provider]
             if not provider.configured:
                 raise ProviderNotConfigured(
