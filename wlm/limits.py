@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from wlm.errors import GatewayError
 
 __all__ = ["ClientBusy", "ClientSlots"]
+
+_UNLIMITED: AbstractContextManager[None] = nullcontext()  # no limit: nothing to count
 
 
 class ClientBusy(GatewayError):
@@ -28,13 +30,12 @@ class ClientSlots:
     def in_flight(self, client: str) -> int:
         return self._in_flight.get(client, 0)
 
-    @contextmanager
-    def hold(self, client: str) -> Iterator[None]:
+    def hold(self, client: str) -> AbstractContextManager[None]:
         """Count one request of ``client`` for the block; raises the 429 when full."""
-        limit = self.limit
-        if limit is None:
-            yield
-            return
+        return _UNLIMITED if self.limit is None else self._held(client, self.limit)
+
+    @contextmanager
+    def _held(self, client: str, limit: int) -> Iterator[None]:
         count = self._in_flight.get(client, 0)
         if count >= limit:
             raise ClientBusy(
