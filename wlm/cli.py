@@ -50,7 +50,7 @@ def app_factory() -> Any:
     # The app (Litestar, DuckDB, the providers) loads here, in the worker, not when
     # any `wlm` command starts.
     from wlm.app import create_app, serve_app
-    from wlm.process import die_with_parent, watch_parent
+    from wlm.lifeline import die_with_parent, watch_parent
 
     built: list[Any] = []
     if not watch_parent(lambda: _parent_gone(built)):

@@ -19,7 +19,7 @@ Rules (each one a lesson from llama-swap and llama.cpp's router, see ANCHORS.md 
   wait for a slot.
 
 Everything runs on one event loop; state changes happen between awaits, so no lock
-guards the counters. Engines are spawned from the loop's own thread (see process.py).
+guards the counters. Engines are spawned from the loop's own thread (see engine_process.py).
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from typing import Any
 from attrs import frozen
 
 from wlm.errors import ModelUnavailable
+from wlm.lifeline import ProcessGroups
+from wlm.local.engine_process import EngineProcess, EngineStartError
 from wlm.local.engines import EngineCommand, EngineNotFound
 from wlm.local.logbuffer import LogBuffer
-from wlm.local.process import EngineProcess, EngineStartError
-from wlm.process import ProcessGroups
 from wlm.transport import PooledTransport, Transport, TransportFactory
 
 __all__ = ["Instance", "InstanceInfo", "InstanceState", "Supervisor"]

@@ -7,7 +7,7 @@ Children never outlive wlm:
   SIGKILL. Linux delivers that signal when the *thread* that forked the child exits,
   so :meth:`EngineProcess.spawn` must run on the event loop's thread (it does:
   ``asyncio.create_subprocess_exec`` forks there), never in a short-lived worker;
-- its process group is tracked (a ``wlm.process.ProcessGroups``) until it is reaped, so
+- its process group is tracked (a ``wlm.lifeline.ProcessGroups``) until it is reaped, so
   when ``wlm serve`` dies the worker kills every engine's group at once instead of
   waiting for its open streams (``wlm.cli.app_factory``; docs/reliability.md).
 """
@@ -29,9 +29,9 @@ from typing import Any
 import psutil
 
 from wlm.errors import GatewayError
+from wlm.lifeline import ProcessGroups
 from wlm.local.engines import HOST, EngineCommand
 from wlm.local.logbuffer import LogBuffer, engine_reason
-from wlm.process import ProcessGroups
 from wlm.transport import Transport, UpstreamRequest
 
 __all__ = ["EngineProcess", "EngineStartError"]
