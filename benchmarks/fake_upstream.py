@@ -3,7 +3,7 @@
     python benchmarks/fake_upstream.py --port 9100 [--host 127.0.0.1] [--api-key KEY]
 
 `POST /v1/chat/completions` (also `/chat/completions`):
-  * non-stream: a fixed 729-byte `chat.completion` (as in PERF_BASELINE.md);
+  * non-stream: a fixed 729-byte `chat.completion` (as in shared/PERF_BASELINE.md);
   * `"stream": true`: 20 content chunks (the first also carries the role), a finish chunk,
     a `choices: []` usage chunk and `data: [DONE]`, each written as its own send;
   * `"model": "paced:<ms>"` with `"stream": true`: the same stream with <ms> between content

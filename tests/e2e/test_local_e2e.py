@@ -33,7 +33,7 @@ from wlm.local.testmodel import write_tiny_gguf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local]
 
-# Light engines (LOCAL_ENGINE.md: one thread keeps a busy 2-core machine responsive).
+# Light engines (shared/LOCAL_ENGINE.md: one thread keeps a busy 2-core machine responsive).
 LIGHT = {"WLM_LOCAL_THREADS": "1", "WLM_LOCAL_CTX_SIZE": "512", "WLM_LOCAL_PARALLEL": "2"}
 HI = [{"role": "user", "content": "hi"}]
 StartServer = Callable[..., WlmServer]

@@ -1,4 +1,4 @@
-"""Anthropic Messages wire format for the fake upstream (WIRE.md section 2).
+"""Anthropic Messages wire format for the fake upstream (shared/wire/WIRE.md section 2).
 
 Named SSE events, no `[DONE]`, `{"type": "ping"}` with its odd spacing, and the whitespace
 Anthropic pads inside the closing brace of most event payloads (observed in every

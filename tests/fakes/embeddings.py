@@ -1,4 +1,4 @@
-"""Deterministic embeddings for the fake upstream's `POST /embeddings` (WIRE.md 1.6)."""
+"""Deterministic embeddings for the fake upstream's `POST /embeddings` (shared/wire/WIRE.md 1.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OpenAI and OpenRouter wire formats for the fake upstream (WIRE.md sections 1 and 4).
+"""OpenAI and OpenRouter wire formats for the fake upstream (shared/wire/WIRE.md sections 1 and 4).
 
 OpenRouter speaks OpenAI's dialect with its own ids, extra fields (`provider`,
 `native_finish_reason`, `cost`), processing comments, error bodies and model list, so

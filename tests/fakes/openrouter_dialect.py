@@ -1,4 +1,4 @@
-"""OpenRouter's variant of the OpenAI wire format for the fake upstream (WIRE.md section 4).
+"""OpenRouter's variant of the OpenAI wire format for the fake upstream (shared/wire/WIRE.md section 4).
 
 Differences from OpenAI that the fake reproduces: `/api/v1` prefix, `gen-<unix>-<random>`
 ids and an `X-Generation-Id` header, compact JSON bodies, top-level `provider`, per-choice

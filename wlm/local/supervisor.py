@@ -7,7 +7,7 @@ States of one model's instance::
                             └──fails──> failed <─┘ (the engine exited by itself)
     failed ──acquire──> starting   (a crashed or failed engine is retried on the next request)
 
-Rules (each one a lesson from llama-swap and llama.cpp's router, see ANCHORS.md lesson 10):
+Rules (each one a lesson from llama-swap and llama.cpp's router, docs/local-models.md):
 - single flight: every request for a loading model waits for the same load;
 - a request counts as in flight from the moment it waits for the load until it
   releases the instance; an instance is stopped only after its in-flight count

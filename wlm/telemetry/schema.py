@@ -57,7 +57,7 @@ class Migration:
     statements: tuple[str, ...]
 
 
-# Version 1: the columns the user-facing contract names (ARCHITECTURE.md, "Telemetry").
+# Version 1: the columns the user-facing contract names (docs/telemetry.md).
 _V1 = Migration(
     1,
     "requests and conversations, contract columns",

@@ -36,7 +36,7 @@ def tiny_settings(models_dir: Path, **overrides: Any) -> Settings:
     """Settings for tests: the given models dir, 1 thread, small context, 1 slot."""
     values: dict[str, Any] = {
         "models_dir": models_dir,
-        "local_threads": 1,  # see LOCAL_ENGINE.md: 2 threads stall on a busy 2-core box
+        "local_threads": 1,  # see shared/LOCAL_ENGINE.md: 2 threads stall on a busy 2-core box
         "local_ctx_size": 512,
         "local_parallel": 1,
         "local_load_timeout_s": 30.0,

@@ -27,7 +27,7 @@ def test_fresh_file_gets_every_record_field_as_a_column(tmp_path: Path) -> None:
     conversation_columns = columns(con, "conversations")
     for field in attrs.fields(ConversationRecord):
         assert field.name in conversation_columns
-    # The contract names (ARCHITECTURE.md, "Telemetry") are all there.
+    # The contract names (docs/telemetry.md) are all there.
     for name in [
         "id",
         "started_at",
