@@ -26,47 +26,19 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
-
-from attrs import frozen
 
 from wlm.config import Settings
 from wlm.errors import ModelNotFound, ModelUnavailable
 from wlm.local.discovery import DiscoveredModel, HeaderCache, log_scan_problems, scan_models
 from wlm.local.engines import EngineCommand, EngineSpec, engine_command
 from wlm.local.options import EngineOptions, OptionsError, OptionsTable, load_options
-from wlm.local.protocol import EngineLease
+from wlm.local.protocol import EngineLease, LocalModel, ScanChanges
 from wlm.local.supervisor import InstanceInfo, InstanceState, Supervisor
 from wlm.redaction import Redactor
 
 __all__ = ["InstanceInfo", "InstanceState", "LocalManager", "LocalModel", "ScanChanges"]
 
 log = logging.getLogger("wlm.local")
-
-
-@frozen
-class LocalModel:
-    """A GGUF model under the models directory, with its engine's state."""
-
-    id: str
-    path: Path
-    size_bytes: int
-    architecture: str | None
-    parameters: int | None
-    context_length: int | None
-    quantization: str | None
-    has_chat_template: bool
-    projector: Path | None
-    broken_reason: str | None
-    state: str  # an InstanceState value; "stopped" for a model never started
-
-
-@frozen
-class ScanChanges:
-    """What a rescan changed: model ids (broken ones included) found or gone, sorted."""
-
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
 
 
 class LocalManager:

@@ -7,15 +7,40 @@ catalog, the management API and the pages depend on this protocol only.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from attrs import define
+from attrs import define, frozen
 
 if TYPE_CHECKING:
-    from wlm.local.manager import LocalModel, ScanChanges
     from wlm.local.supervisor import InstanceInfo
 
-__all__ = ["EngineLease", "LocalModels"]
+__all__ = ["EngineLease", "LocalModel", "LocalModels", "ScanChanges"]
+
+
+@frozen
+class LocalModel:
+    """A GGUF model under the models directory, with its engine's state."""
+
+    id: str
+    path: Path
+    size_bytes: int
+    architecture: str | None
+    parameters: int | None
+    context_length: int | None
+    quantization: str | None
+    has_chat_template: bool
+    projector: Path | None
+    broken_reason: str | None
+    state: str  # an InstanceState value; "stopped" for a model never started
+
+
+@frozen
+class ScanChanges:
+    """What a rescan changed: model ids (broken ones included) found or gone, sorted."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
 
 
 @define
