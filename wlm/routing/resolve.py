@@ -1,6 +1,7 @@
 """Model name -> Route, in the contract's order (first match wins):
 
-1. an alias from ``WLM_ALIASES`` (applied once, then resolution goes on);
+1. an alias from ``WLM_ALIASES`` (applied once, then resolution goes on): an exact
+   alias first, then aliases whose left side is a shell glob, in the order written;
 2. a local model id;
 3. a ``WLM_ROUTES`` glob;
 4. a ``provider/`` prefix naming a configured provider (``local/<id>`` too);
@@ -24,6 +25,10 @@ from wlm.errors import ModelNotFound, ProviderNotConfigured
 __all__ = ["LOCAL", "Route", "Router"]
 
 
+def _is_glob(name: str) -> bool:
+    return any(c in name for c in "*?[")
+
+
 @frozen
 class Route:
     """Where a model name leads: the provider, the model name upstream, and which rule matched."""
@@ -39,7 +44,10 @@ class Router:
     def __init__(
         self, settings: Settings, local_ids: Callable[[], frozenset[str]] = frozenset
     ) -> None:
-        self._aliases = dict(settings.aliases)
+        # Exact aliases win; then aliases with a shell glob on the left, in the order written
+        # (so that a client's own model names, e.g. claude-haiku-*, can go anywhere).
+        self._aliases = {a: t for a, t in settings.aliases if not _is_glob(a)}
+        self._alias_globs = tuple((a, t) for a, t in settings.aliases if _is_glob(a))
         self._routes = settings.routes
         self._default = settings.default_provider
         self._providers: dict[str, ProviderConfig] = {p.name: p for p in settings.providers}
@@ -49,7 +57,7 @@ class Router:
 
     def resolve(self, model: str) -> Route:
         """The route for ``model``; raises ModelNotFound or ProviderNotConfigured."""
-        name = self._aliases.get(model, model)
+        name = self._alias(model)
         route = self._match(name)
         if route is None:
             raise ModelNotFound(model, self._hint(name))
@@ -66,8 +74,18 @@ class Router:
 
     def routes_to(self, model: str, provider: str) -> bool:
         """Whether ``model`` as written resolves to ``provider`` (used to list ids)."""
-        route = self._match(self._aliases.get(model, model))
+        route = self._match(self._alias(model))
         return route is not None and route.provider == provider
+
+    def _alias(self, model: str) -> str:
+        """``model`` after ``WLM_ALIASES`` (applied once): exact first, then globs in order."""
+        exact = self._aliases.get(model)
+        if exact is not None:
+            return exact
+        for pattern, target in self._alias_globs:
+            if fnmatchcase(model, pattern):
+                return target
+        return model
 
     def _match(self, name: str) -> Route | None:
         local_ids = self._local_ids()

@@ -113,3 +113,21 @@ def test_every_listed_id_routes_back_to_the_provider_that_listed_it(
         assert r.resolve(listed).provider == provider
     if not routes:
         assert listed is not None
+
+
+def test_alias_globs_map_a_clients_own_model_names_exact_first_then_in_order() -> None:
+    env = {
+        "OPENAI_API_KEY": "sk-openai-test",
+        "WLM_ALIASES": "claude-haiku-*=local/tiny,claude-*=openai/gpt-4o-mini,"
+        "claude-haiku-4-5=openai/gpt-4o,gpt-?=openai/gpt-4o",
+    }
+    r = router(env, frozenset({"tiny"}))
+    # An exact alias beats any glob, wherever it is written.
+    assert r.resolve("claude-haiku-4-5") == Route("openai", "gpt-4o", "prefix")
+    # Globs are tried in the order written: the first match wins.
+    assert r.resolve("claude-haiku-3") == Route("local", "tiny", "prefix")
+    assert r.resolve("claude-sonnet-4-5") == Route("openai", "gpt-4o-mini", "prefix")
+    assert r.resolve("gpt-5") == Route("openai", "gpt-4o", "prefix")
+    # No alias matches: the name resolves as written (here: no route at all).
+    with pytest.raises(ModelNotFound):
+        r.resolve("mistral-large")
