@@ -23,6 +23,7 @@ from dotenv import dotenv_values
 
 __all__ = [
     "BUILTIN_PROVIDERS",
+    "DIALECT_NAMES",
     "LOCAL",
     "ClientKey",
     "ConfigError",
@@ -57,6 +58,9 @@ class ProviderConfig:
     extra_headers: tuple[tuple[str, str], ...] = ()
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0
+    # Client dialects the upstream serves natively (chat, messages, responses); a
+    # request in another dialect is translated through chat.
+    dialects: tuple[str, ...] = ("chat",)
 
     @property
     def configured(self) -> bool:
@@ -154,6 +158,16 @@ class Settings:
 
 # The provider name of local GGUF models (``local/<id>`` routes there too).
 LOCAL = "local"
+
+DIALECT_NAMES = ("chat", "messages", "responses")
+# What an upstream serves natively: OpenAI itself chat and responses; any other
+# OpenAI-compatible server chat; Anthropic messages (and chat, which its adapter
+# translates).
+_DIALECTS_BY_NAME: dict[str, tuple[str, ...]] = {"openai": ("chat", "responses")}
+_DIALECTS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "openai": ("chat",),
+    "anthropic": ("chat", "messages"),
+}
 
 # Built-in providers: name -> (kind, default base URL).
 BUILTIN_PROVIDERS: dict[str, tuple[str, str]] = {
@@ -318,6 +332,18 @@ def _provider(env: Mapping[str, str], name: str) -> ProviderConfig:
                 raise ConfigError(variable, str(exc)) from None
             if timeouts[field] <= 0:
                 raise ConfigError(variable, "must be greater than 0")
+    dialects_var = f"WLM_{prefix}_DIALECTS"
+    if env.get(dialects_var, "").strip():
+        dialects = tuple(_split_list(env[dialects_var]))
+        unknown = [d for d in dialects if d not in DIALECT_NAMES]
+        if unknown:
+            raise ConfigError(
+                dialects_var, f"expected a list of chat, messages, responses; got {unknown[0]!r}"
+            )
+        if kind == "anthropic":
+            dialects = tuple(dict.fromkeys(("chat", "messages", *dialects)))
+    else:
+        dialects = _DIALECTS_BY_NAME.get(name) or _DIALECTS_BY_KIND[kind]
     return ProviderConfig(
         name=name,
         kind=kind,
@@ -326,6 +352,7 @@ def _provider(env: Mapping[str, str], name: str) -> ProviderConfig:
         models=models,
         keyless=keyless,
         extra_headers=tuple(headers),
+        dialects=dialects,
         **timeouts,
     )
 

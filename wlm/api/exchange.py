@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import msgspec
 
-from wlm.api.request import REQUIRED_FIELD, ParsedRequest
+from wlm.dialects.base import ParsedRequest
 from wlm.errors import Failure
 from wlm.providers.accounting import ResponseAccount
 from wlm.redaction import Redactor
@@ -43,6 +43,7 @@ class Exchange:
     request: ParsedRequest | None = None
     route: Route | None = None
     attempts: int = 1
+    upstream_endpoint: str | None = None  # what was called upstream (translated or not)
     ttft: float | None = None
     http_status: int | None = None
     bytes_in: int = 0
@@ -158,7 +159,7 @@ class Exchange:
 
 
 def _request_content(request: ParsedRequest) -> str | None:
-    key = REQUIRED_FIELD.get(request.endpoint, "messages")
+    key = request.content_key
     if key not in request.body:
         return None
     return msgspec.json.encode({key: request.body[key]}).decode()

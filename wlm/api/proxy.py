@@ -22,21 +22,21 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from wlm.api.exchange import Exchange
 from wlm.api.recording import record_exchange
-from wlm.api.request import parse_request
 from wlm.auth import presented_key
+from wlm.dialects import Dialect, Translation, dialect_for
 from wlm.errors import (
     AuthenticationFailed,
     Failure,
     GatewayError,
     UpstreamBroken,
-    render_error,
-    render_error_event,
 )
 from wlm.limits import ClientBusy
 from wlm.providers.accounting import ResponseAccount
-from wlm.providers.base import FORWARDED_HEADERS, Adapter, Call
+from wlm.providers.base import FORWARDED_HEADERS, Adapter, Call, StreamRelay
 from wlm.sse import encode_comment
 from wlm.transport import UpstreamResponse
 
@@ -143,11 +143,12 @@ class _Reply:
     """The response to the client: headers once, then body parts; also the adapter's
     :class:`~wlm.providers.base.Progress` (loading comments, attempt count)."""
 
-    __slots__ = ("exchange", "headers_sent", "send")
+    __slots__ = ("dialect", "exchange", "headers_sent", "send")
 
-    def __init__(self, send: Send, exchange: Exchange) -> None:
+    def __init__(self, send: Send, exchange: Exchange, dialect: Dialect) -> None:
         self.send = send
         self.exchange = exchange
+        self.dialect = dialect
         self.headers_sent = False
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
@@ -164,11 +165,12 @@ class _Reply:
         """Report a failure in the client's protocol, before or after the first byte."""
         self.exchange.failed(failure)
         if not self.headers_sent:
+            status, body = self.dialect.error_body(failure)
             extra = [(k.encode(), v.encode()) for k, v in failure.headers]
-            await self.start(failure.status, _JSON_HEADERS + extra)
-            await self.body(render_error(failure), False)
+            await self.start(status, _JSON_HEADERS + extra)
+            await self.body(body, False)
         else:
-            await self.body(render_error_event(failure), False)
+            await self.body(self.dialect.error_event(failure), False)
 
     # -- Progress ----------------------------------------------------------------------
 
@@ -238,7 +240,7 @@ async def proxy_endpoint(
         record_id,
         ResponseAccount(settings.log_content),
     )
-    reply = _Reply(send, exchange)
+    reply = _Reply(send, exchange, dialect_for(endpoint))
     task = asyncio.current_task()
     assert task is not None
     watch: _DisconnectWatch | None = None
@@ -321,7 +323,8 @@ async def _fail_quietly(reply: _Reply, failure: Failure) -> None:
 async def _serve(
     gateway: Gateway, exchange: Exchange, reply: _Reply, raw: bytes, scope: Scope
 ) -> None:
-    request = parse_request(raw, exchange.endpoint)
+    dialect = reply.dialect
+    request = dialect.parse(raw, exchange.endpoint)
     exchange.request = request
     route = gateway.router.resolve(request.model)
     exchange.route = route
@@ -331,23 +334,48 @@ async def _serve(
         for name, value in scope["headers"]
         if name in FORWARDED_HEADERS
     )
-    call = Call(
-        endpoint=exchange.endpoint,
-        body=request.body,
-        raw=raw,
-        model=request.model,
-        upstream_model=route.upstream_model,
-        stream=request.stream,
-        client_wants_usage=request.wants_usage,
-        forwarded_headers=forwarded,
-        request_id=exchange.request_id,
-    )
+    translation = None
+    if dialect.name == "chat" or dialect.name in adapter.config.dialects:
+        call = Call(
+            endpoint=exchange.endpoint,
+            body=request.body,
+            raw=raw,
+            model=request.model,
+            upstream_model=route.upstream_model,
+            stream=request.stream,
+            client_wants_usage=request.wants_usage,
+            forwarded_headers=forwarded,
+            request_id=exchange.request_id,
+        )
+    else:
+        # The backend does not speak the client's dialect: Chat Completions, the hub
+        # every adapter speaks, carries it there and back.
+        translation = dialect.translate(request)
+        for note in translation.notes:
+            log.info("%s via chat to %s: %s", exchange.endpoint, route.provider, note)
+        call = Call(
+            endpoint="chat/completions",
+            body=translation.chat_body,
+            raw=msgspec.json.encode(translation.chat_body),
+            model=request.model,
+            upstream_model=route.upstream_model,
+            stream=request.stream,
+            client_wants_usage=True,  # the translation needs the usage chunk
+            forwarded_headers=forwarded,
+            request_id=exchange.request_id,
+        )
+    exchange.upstream_endpoint = call.endpoint
     response = await adapter.open(call, reply)
-    await _answer(gateway, reply, adapter, call, response)
+    await _answer(gateway, reply, adapter, call, response, translation)
 
 
 async def _answer(
-    gateway: Gateway, reply: _Reply, adapter: Adapter, call: Call, response: UpstreamResponse
+    gateway: Gateway,
+    reply: _Reply,
+    adapter: Adapter,
+    call: Call,
+    response: UpstreamResponse,
+    translation: Translation | None,
 ) -> None:
     """Relay the upstream's answer (error status, stream or whole body) to the client."""
     completed = False
@@ -366,13 +394,19 @@ async def _answer(
             )
         if call.stream:
             # A stream that broke off leaves its connection unusable: drop it, never pool it.
-            completed = await _relay_stream(gateway, reply, adapter, call, response)
+            relay = adapter.relay(call, reply.exchange.account)
+            if translation is not None:
+                relay = translation.relay(relay)
+            completed = await _relay_stream(gateway, reply, relay, response)
             return
         payload = await response.read()
         completed = True
         exchange = reply.exchange
         redact = exchange.redactor(gateway.redactor).bytes
-        out = redact(adapter.finish_response(call, payload, exchange.account))
+        out = adapter.finish_response(call, payload, exchange.account)
+        if translation is not None:
+            out = translation.response(out)
+        out = redact(out)
         await reply.start(response.status, _JSON_HEADERS)
         exchange.ttft = time.perf_counter() - exchange.started
         await reply.body(out, False)
@@ -384,11 +418,10 @@ async def _answer(
 
 
 async def _relay_stream(
-    gateway: Gateway, reply: _Reply, adapter: Adapter, call: Call, response: UpstreamResponse
+    gateway: Gateway, reply: _Reply, relay: StreamRelay, response: UpstreamResponse
 ) -> bool:
-    """Relay the stream event by event; True when it ended cleanly upstream."""
+    """Relay the stream as it arrives; True when it ended cleanly upstream."""
     exchange = reply.exchange
-    relay = adapter.relay(call, exchange.account)
     # The one redaction point for a stream: each send, not each event (an upstream may
     # echo a key anywhere; the client's own key, maybe known only as a hash, counts too).
     redact = exchange.redactor(gateway.redactor).bytes
@@ -413,7 +446,7 @@ async def _relay_stream(
         clean = False
         failure = Failure.of(error, gateway.redactor.text)
         exchange.account.error = failure
-        tail = [render_error_event(failure)]
+        tail = relay.fail(failure)
     await send_body(redact(b"".join(tail)), False)  # the end of the body, with what remains
     exchange.settle_stream()
     return clean

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import msgspec
 
 from wlm.config import ProviderConfig
-from wlm.errors import BadRequest, GatewayError, UpstreamBroken
+from wlm.errors import BadRequest, Failure, GatewayError, UpstreamBroken, render_error_event
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import (
     Call,
@@ -88,6 +88,10 @@ class AnthropicRelay:
             self.done = True
             return malformed_event(self.account)
         return self._emit(self._translator.feed(event.event, payload))
+
+    def fail(self, failure: Failure) -> list[bytes]:
+        self.done = True
+        return [render_error_event(failure)]
 
     def end(self) -> list[bytes]:
         out: list[bytes] = []

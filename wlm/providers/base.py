@@ -84,6 +84,11 @@ class StreamRelay(Protocol):
         """Upstream closed: what the client still needs (an error event if it broke off)."""
         ...
 
+    def fail(self, failure: Failure) -> list[bytes]:
+        """The stream broke off (the upstream connection failed): the error as this
+        relay's output dialect ends a stream."""
+        ...
+
 
 class Adapter(Protocol):
     """One upstream protocol for one provider, with its own transport."""

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from wlm.config import ProviderConfig
-from wlm.errors import GatewayError, UpstreamBroken, UpstreamError
+from wlm.errors import Failure, GatewayError, UpstreamBroken, UpstreamError, render_error_event
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import (
     Call,
@@ -141,6 +141,10 @@ class OpenAIRelay:
         if chunk.model is not None and chunk.model != self._model:
             raw = rewrite_model(raw, self._model)
         return [raw]
+
+    def fail(self, failure: Failure) -> list[bytes]:
+        self.done = True
+        return [render_error_event(failure)]
 
     def end(self) -> list[bytes]:
         out: list[bytes] = []

@@ -1,0 +1,60 @@
+"""The :class:`Dialect` protocol and the :class:`Translation` of one request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from attrs import frozen
+
+from wlm.errors import Failure
+from wlm.providers.base import StreamRelay
+
+__all__ = ["Dialect", "ParsedRequest", "Translation"]
+
+
+@frozen
+class ParsedRequest:
+    """A client's JSON body and what the gateway reads from it, in any dialect."""
+
+    endpoint: str  # "chat/completions", "completions", "embeddings", "messages", ...
+    body: dict[str, Any]
+    raw: bytes
+    model: str
+    stream: bool
+    wants_usage: bool  # chat: the client asked for stream_options.include_usage
+    content_key: str  # the body field telemetry stores as the request's content
+
+
+@frozen
+class Translation:
+    """A request in another dialect, sent as Chat Completions: the chat body, and how
+    the chat answer (a stream, or a whole body) goes back into the client's dialect."""
+
+    chat_body: dict[str, Any]
+    relay: Callable[[StreamRelay], StreamRelay]
+    response: Callable[[bytes], bytes]
+    notes: tuple[str, ...] = ()  # what could not be carried over (logged once)
+
+
+class Dialect(Protocol):
+    """One client dialect."""
+
+    @property
+    def name(self) -> str: ...
+
+    def parse(self, raw: bytes, endpoint: str) -> ParsedRequest:
+        """Decode and check a request body; raises GatewayError values."""
+        ...
+
+    def translate(self, request: ParsedRequest) -> Translation:
+        """The request as Chat Completions, for a backend that does not speak this dialect."""
+        ...
+
+    def error_body(self, failure: Failure) -> tuple[int, bytes]:
+        """The status and body of a failure before the first byte."""
+        ...
+
+    def error_event(self, failure: Failure) -> bytes:
+        """A failure after the first byte, as this dialect's stream event."""
+        ...
