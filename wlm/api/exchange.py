@@ -128,6 +128,7 @@ class Exchange:
             local_predicted_n=timings.get("predicted_n"),
             local_predicted_ms=timings.get("predicted_ms"),
             local_cache_n=timings.get("cache_n"),
+            upstream_endpoint=self.upstream_endpoint,
             **counts,
         )
         if request is None or route is None:

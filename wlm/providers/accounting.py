@@ -154,6 +154,7 @@ class ResponseAccount:
         prompt_details = usage.get("prompt_tokens_details") or {}
         completion_details = usage.get("completion_tokens_details") or {}
         cost = usage.get("cost")
+        cache_write = usage.get("cache_creation_input_tokens")  # Anthropic's, kept by wlm
         return {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
@@ -165,4 +166,9 @@ class ResponseAccount:
             if isinstance(completion_details, dict)
             else None,
             "cost_usd": float(cost) if isinstance(cost, int | float) else None,
+            "cache_write_tokens": _int(cache_write)
+            if cache_write is not None
+            else _int(prompt_details.get("cache_write_tokens"))
+            if isinstance(prompt_details, dict)
+            else None,
         }

@@ -52,6 +52,10 @@ class RequestRecord:
     local_predicted_ms: float | None = None
     local_cache_n: int | None = None
     error_code: str | None = None  # the error's specific code (upstream_timeout, ...)
+    # What was called upstream: the client's endpoint when the backend speaks its
+    # dialect, "chat/completions" when wlm translated (None when nothing was called).
+    upstream_endpoint: str | None = None
+    cache_write_tokens: int | None = None  # prompt tokens written to a cache, when reported
 
 
 @frozen

@@ -358,7 +358,16 @@ _V4 = Migration(
     ("ALTER TABLE requests ADD COLUMN error_code VARCHAR",),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+_V5 = Migration(
+    5,
+    "client dialects: the endpoint called upstream, cache writes",
+    (
+        "ALTER TABLE requests ADD COLUMN upstream_endpoint VARCHAR",
+        "ALTER TABLE requests ADD COLUMN cache_write_tokens BIGINT",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 # Insert order used by the writer; names match the record fields one to one.
