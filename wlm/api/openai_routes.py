@@ -16,7 +16,7 @@ from wlm.gateway import Gateway
 __all__ = ["PROXIED_PATHS", "ROUTES", "json_response"]
 
 _PREFIXES = ("/v1", "/api/v1")
-_ENDPOINTS = ("chat/completions", "completions", "embeddings")
+_ENDPOINTS = ("chat/completions", "completions", "embeddings", "messages", "messages/count_tokens")
 
 # Path -> proxied endpoint, for the server-level dispatch in wlm.app.serve_app.
 PROXIED_PATHS = {

@@ -353,6 +353,10 @@ async def _serve(
         translation = dialect.translate(request)
         for note in translation.notes:
             log.info("%s via chat to %s: %s", exchange.endpoint, route.provider, note)
+        if translation.local_answer is not None:
+            await reply.start(200, [*_JSON_HEADERS, (b"x-wlm-estimate", b"true")])
+            await reply.body(translation.local_answer, False)
+            return
         call = Call(
             endpoint="chat/completions",
             body=translation.chat_body,

@@ -25,7 +25,7 @@ def request_id_for(request: Request[Any, Any, Any]) -> str:
 
 
 class RequestIdMiddleware(AbstractMiddleware):
-    exclude = r"^(/api)?/v1/(chat/completions|completions|embeddings)$"
+    exclude = r"^(/api)?/v1/(chat/completions|completions|embeddings|messages|messages/count_tokens|responses)$"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = next((v for k, v in scope["headers"] if k == _HEADER_BYTES), None)

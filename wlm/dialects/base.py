@@ -35,6 +35,9 @@ class Translation:
     relay: Callable[[StreamRelay], StreamRelay]
     response: Callable[[bytes], bytes]
     notes: tuple[str, ...] = ()  # what could not be carried over (logged once)
+    # An answer wlm gives itself, calling no upstream (count_tokens where no backend
+    # can count): the JSON body.
+    local_answer: bytes | None = None
 
 
 class Dialect(Protocol):

@@ -21,10 +21,13 @@ from wlm.providers.base import (
     Call,
     ModelEntry,
     Progress,
+    StreamRelay,
+    broken_stream,
     decode_event_json,
     malformed_event,
 )
 from wlm.providers.chunks import chunk_from_dict
+from wlm.providers.openai_compat import rewrite_model
 from wlm.sse import SSEEvent, SSEParser
 from wlm.translate import (
     AnthropicStreamTranslator,
@@ -32,6 +35,8 @@ from wlm.translate import (
     from_anthropic_response,
     to_anthropic_request,
 )
+from wlm.translate.messages_errors import messages_error_event
+from wlm.translate.messages_native import for_anthropic
 from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicAdapter"]
@@ -105,8 +110,67 @@ class AnthropicRelay:
         return out
 
 
+class MessagesPassthroughRelay:
+    """A native Messages stream, passed through event by event (only ``model`` in
+    ``message_start`` set back to the client's name), read on the way for telemetry."""
+
+    __slots__ = ("_model", "_parser", "_translator", "account", "done", "token_seen")
+
+    def __init__(self, call: Call, account: ResponseAccount) -> None:
+        self._model = call.model
+        self._parser = SSEParser()
+        self._translator = AnthropicStreamTranslator(
+            model=call.model, created=0, include_usage=True
+        )
+        self.account = account
+        self.done = False
+        self.token_seen = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for block in self._parser.blocks(chunk):
+            out.append(self._event(block))
+            if self.done:
+                break
+        return out
+
+    def _event(self, block: bytes) -> bytes:
+        event = SSEEvent(block)
+        data = event.data
+        payload = decode_event_json(data) if data is not None else None
+        if payload is None:
+            return block  # a comment or an event wlm need not read: as it came
+        for chunk in self._translator.feed(event.event, payload):
+            if self.account.add_chunk(chunk_from_dict(chunk)):
+                self.token_seen = True
+        if self._translator.usage is not None:
+            self.account.usage = self._translator.usage
+        kind = payload.get("type")
+        if kind == "message_start":
+            message = payload.get("message")
+            if isinstance(message, dict) and message.get("model") not in (self._model, None):
+                self.account.upstream_model = str(message.get("model"))
+                return rewrite_model(block, self._model)
+        elif kind in ("message_stop", "error"):
+            self.done = True
+        return block
+
+    def fail(self, failure: Failure) -> list[bytes]:
+        self.done = True
+        return [messages_error_event(failure.status, failure.message, failure.type)]
+
+    def end(self) -> list[bytes]:
+        out = [self._event(block) for block in self._parser.finish_blocks()]
+        if self.done:
+            return out
+        self.done = True
+        broken_stream(self.account)
+        message = "The upstream closed the stream before it finished."
+        return [*out, messages_error_event(502, message, "upstream_error")]
+
+
 class AnthropicAdapter:
-    """Adapter for the Anthropic Messages API."""
+    """Adapter for the Anthropic Messages API: chat calls translated, Messages native."""
 
     def __init__(
         self, config: ProviderConfig, transport: Transport, default_max_tokens: int = 4096
@@ -130,6 +194,15 @@ class AnthropicAdapter:
         return await self.transport.send(self.prepare(call))
 
     def prepare(self, call: Call) -> UpstreamRequest:
+        headers = self._headers
+        beta = dict(call.forwarded_headers).get("anthropic-beta")
+        if beta:
+            headers = {**headers, "anthropic-beta": beta}
+        if call.endpoint in _NATIVE:
+            fitted = for_anthropic(call.body, call.upstream_model)
+            body = call.raw if fitted is None else _encode(fitted)
+            url = f"{self._config.base_url}/v1/{call.endpoint}"
+            return UpstreamRequest("POST", url, headers, body)
         if call.endpoint != "chat/completions":
             raise BadRequest(
                 f"Provider '{self._config.name}' (Anthropic) has no /v1/{call.endpoint} endpoint; "
@@ -142,15 +215,13 @@ class AnthropicAdapter:
             upstream_model=call.upstream_model,
             default_max_tokens=self.default_max_tokens,
         )
-        headers = self._headers
-        beta = dict(call.forwarded_headers).get("anthropic-beta")
-        if beta:
-            headers = {**headers, "anthropic-beta": beta}
         return UpstreamRequest(
             "POST", f"{self._config.base_url}/v1/messages", headers, _encode(payload)
         )
 
-    def relay(self, call: Call, account: ResponseAccount) -> AnthropicRelay:
+    def relay(self, call: Call, account: ResponseAccount) -> StreamRelay:
+        if call.endpoint == "messages":
+            return MessagesPassthroughRelay(call, account)
         return AnthropicRelay(call, account)
 
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
@@ -160,7 +231,15 @@ class AnthropicAdapter:
             parsed = None
         if not isinstance(parsed, dict):
             raise UpstreamBroken("Anthropic sent a response that is not a JSON object.")
+        if call.endpoint == "messages/count_tokens":
+            return body
         out = from_anthropic_response(parsed, model=call.model, created=int(time.time()))
+        if call.endpoint == "messages":  # native: the body as it came, model set back
+            account.add_response(out)
+            account.upstream_model = _str(parsed.get("model"))
+            if parsed.get("model") not in (call.model, None):
+                return rewrite_model(body, call.model)
+            return body
         account.add_response(out)
         account.upstream_model = (
             parsed.get("model") if isinstance(parsed.get("model"), str) else None
@@ -192,6 +271,13 @@ class AnthropicAdapter:
 
     async def close(self) -> None:
         await self.transport.close()
+
+
+_NATIVE = ("messages", "messages/count_tokens")
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _epoch(value: Any) -> int:

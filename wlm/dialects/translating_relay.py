@@ -1,0 +1,85 @@
+"""A chat relay's output turned into another dialect's stream, event by event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
+
+from wlm.errors import Failure
+from wlm.providers.accounting import ResponseAccount
+from wlm.providers.base import StreamRelay
+from wlm.sse import SSEParser, plain_data
+
+__all__ = ["ChatStreamTranslator", "TranslatingRelay"]
+
+E = TypeVar("E")
+
+
+class ChatStreamTranslator(Protocol[E]):
+    """Chat chunks in, another dialect's events out (wlm/translate/*_stream.py)."""
+
+    done: bool
+
+    def feed(self, chunk: dict[str, Any]) -> list[E]: ...
+
+    def finish(self) -> list[E]: ...
+
+
+class TranslatingRelay(Generic[E]):
+    """Wraps the chat relay of a translated call: its chat events (already accounted
+    for telemetry by the inner relay) are decoded and re-emitted in the client's dialect."""
+
+    __slots__ = ("_encode", "_inner", "_parser", "_translator")
+
+    def __init__(
+        self,
+        inner: StreamRelay,
+        translator: ChatStreamTranslator[E],
+        encode: Callable[[Sequence[E]], bytes],
+    ) -> None:
+        self._inner = inner
+        self._translator = translator
+        self._encode = encode
+        self._parser = SSEParser()
+
+    @property
+    def account(self) -> ResponseAccount:
+        return self._inner.account
+
+    @property
+    def done(self) -> bool:
+        return self._inner.done
+
+    @property
+    def token_seen(self) -> bool:
+        return self._inner.token_seen
+
+    def _translate(self, chat: list[bytes]) -> list[bytes]:
+        events: list[E] = []
+        for out in chat:
+            for block in self._parser.blocks(out):
+                data = plain_data(block)
+                if data is None or data == b"[DONE]":
+                    continue  # keep-alive comments and the chat terminator have no twin
+                try:
+                    chunk = msgspec.json.decode(data)
+                except msgspec.DecodeError:
+                    continue
+                if isinstance(chunk, dict):
+                    events += self._translator.feed(chunk)
+        return [self._encode(events)] if events else []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return self._translate(self._inner.feed(chunk))
+
+    def end(self) -> list[bytes]:
+        out = self._translate(self._inner.end())
+        closing = self._translator.finish()
+        return out + ([self._encode(closing)] if closing else [])
+
+    def fail(self, failure: Failure) -> list[bytes]:
+        events = self._translator.feed({"error": failure.to_dict()})
+        events += self._translator.finish()
+        return [self._encode(events)] if events else []
