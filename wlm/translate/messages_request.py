@@ -7,9 +7,12 @@ example ``messages[3].content[1].type``).
 Mapped: ``system`` (minus Claude Code's ``x-anthropic-billing-header`` line, see
 below) to a leading system message, ``role: "system"`` messages in place, text and
 image blocks, ``tool_use`` to ``tool_calls`` (ids kept), ``tool_result`` to ``tool``
-messages, thinking text to ``reasoning_content``, custom ``tools`` and
+messages (before the user's own parts; images a tool returned follow in a user
+message, since a tool message holds text only), documents (text as text, PDF as a
+``file`` part), thinking text to ``reasoning_content``, custom ``tools`` and
 ``tool_choice``, ``max_tokens``, ``stop_sequences``, ``temperature``, ``top_p``,
-``metadata.user_id`` (hashed when longer than OpenAI's 64 characters), ``stream``, ``thinking`` and ``output_config.effort``.
+``metadata.user_id`` (hashed when longer than OpenAI's 64 characters), ``stream``,
+``thinking`` and ``output_config.effort`` (to ``reasoning_effort``).
 
 Dropped, because a chat backend has no use for them or cannot take them:
 ``cache_control`` everywhere, thinking signatures and ``redacted_thinking`` (a chat
@@ -186,7 +189,7 @@ def _image_part(block: dict[str, Any], param: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": _image_url(block, param)}}
 
 
-def _document_part(block: dict[str, Any], param: str) -> dict[str, Any] | None:
+def _document_part(block: dict[str, Any], param: str) -> dict[str, Any]:
     """A document block as a chat part: plain text as text, a PDF as a ``file`` part."""
     source = block.get("source")
     if not isinstance(source, dict):
@@ -248,9 +251,7 @@ def _user_message(blocks: list[Any], param: str) -> list[dict[str, Any]]:
         elif kind == "image":
             parts.append(_image_part(block, where))
         elif kind == "document":
-            part = _document_part(block, where)
-            if part is not None:
-                parts.append(part)
+            parts.append(_document_part(block, where))
         elif kind == "tool_result":
             message, images = _tool_result(block, where)
             tools.append(message)
@@ -290,10 +291,10 @@ def _tool_result(block: dict[str, Any], param: str) -> tuple[dict[str, Any], lis
                 images.append(_image_part(inner, where))
             elif kind == "document":
                 part = _document_part(inner, where)
-                if part is not None and part["type"] == "text":
+                if part["type"] == "text":
                     texts.append(part["text"])
-                elif part is not None:
-                    images.append(part)
+                else:
+                    images.append(part)  # a PDF: a file part, which a tool message cannot hold
     elif content is not None:
         raise BadRequest(
             "A tool_result's 'content' must be a string or a list of blocks.",
