@@ -233,23 +233,21 @@ def _count(value: Any) -> int:
 
 
 def chat_usage_to_response(usage: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI chat usage as Responses usage (missing counts are 0)."""
-    prompt = usage.get("prompt_tokens_details")
-    completion = usage.get("completion_tokens_details")
+    """OpenAI chat usage as Responses usage (counts the backend left out are 0)."""
+    prompt = _dict(usage.get("prompt_tokens_details"))
+    completion = _dict(usage.get("completion_tokens_details"))
     input_tokens = _count(usage.get("prompt_tokens"))
     output_tokens = _count(usage.get("completion_tokens"))
     total = usage.get("total_tokens")
     return {
         "input_tokens": input_tokens,
         "input_tokens_details": {
-            "cached_tokens": _count(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0
+            "cached_tokens": _count(prompt.get("cached_tokens")),
+            # OpenRouter's (and wlm's Anthropic adapter's) extension to chat usage
+            "cache_write_tokens": _count(prompt.get("cache_write_tokens")),
         },
         "output_tokens": output_tokens,
-        "output_tokens_details": {
-            "reasoning_tokens": (
-                _count(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0
-            )
-        },
+        "output_tokens_details": {"reasoning_tokens": _count(completion.get("reasoning_tokens"))},
         "total_tokens": _count(total) if total is not None else input_tokens + output_tokens,
     }
 
@@ -271,12 +269,15 @@ def response_usage_to_chat(usage: dict[str, Any]) -> dict[str, Any]:
         "completion_tokens": output_tokens,
         "total_tokens": _count(total) if total is not None else input_tokens + output_tokens,
     }
-    details = usage.get("input_tokens_details")
-    if isinstance(details, dict) and details.get("cached_tokens") is not None:
-        chat["prompt_tokens_details"] = {"cached_tokens": _count(details["cached_tokens"])}
-    details = usage.get("output_tokens_details")
-    if isinstance(details, dict) and details.get("reasoning_tokens") is not None:
-        chat["completion_tokens_details"] = {
-            "reasoning_tokens": _count(details["reasoning_tokens"])
-        }
+    details = _dict(usage.get("input_tokens_details"))
+    prompt = {
+        key: _count(details[key])
+        for key in ("cached_tokens", "cache_write_tokens")
+        if details.get(key) is not None
+    }
+    if prompt:
+        chat["prompt_tokens_details"] = prompt
+    reasoning = _dict(usage.get("output_tokens_details")).get("reasoning_tokens")
+    if reasoning is not None:
+        chat["completion_tokens_details"] = {"reasoning_tokens": _count(reasoning)}
     return chat
