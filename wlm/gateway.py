@@ -16,6 +16,7 @@ import uuid
 from wlm.auth import KeyRing
 from wlm.catalog import ModelCatalog
 from wlm.config import ClientKey, Settings
+from wlm.dialects import ResponseStore, build_dialects
 from wlm.limits import ClientSlots
 from wlm.local.protocol import LocalModels
 from wlm.metrics import Metrics
@@ -52,6 +53,8 @@ class Gateway:
         self.telemetry = telemetry
         self.router = Router(settings, local.routable_ids if local is not None else frozenset)
         self.adapters: dict[str, Adapter] = build_adapters(settings, transports, local)
+        self.responses = ResponseStore(enabled=settings.log_content)
+        self.dialects = build_dialects(self.responses)
         self.metrics = Metrics()
         self.client_slots = ClientSlots(settings.max_concurrency_per_client)
         self._request_prefix = uuid.uuid4().hex[:12]

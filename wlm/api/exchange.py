@@ -50,6 +50,7 @@ class Exchange:
     bytes_out: int = 0
     status: str = "ok"  # "ok" | "error" | "cancelled"
     failure: Failure | None = None
+    answered: bool = False  # the client has the whole answer (a stream's last event)
 
     # -- how it ended ----------------------------------------------------------------
 
@@ -62,6 +63,10 @@ class Exchange:
 
     def cancelled(self) -> None:
         """The client left before the answer was complete."""
+        if self.answered:
+            # Codex closes the connection right after response.completed, before the
+            # body's end: it had everything, so that is a normal end, not a cancel.
+            return
         self.status = "cancelled"
         self.http_status = CLIENT_CLOSED
 

@@ -10,13 +10,14 @@ from litestar.handlers.asgi_handlers import ASGIRouteHandler
 
 from wlm.api.guards import client_guard
 from wlm.api.proxy import Receive, Scope, Send, proxy_endpoint
+from wlm.dialects import PROXIED_ENDPOINTS
 from wlm.errors import Failure, GatewayError, ModelNotFound, render_error
 from wlm.gateway import Gateway
 
 __all__ = ["PROXIED_PATHS", "ROUTES", "json_response"]
 
 _PREFIXES = ("/v1", "/api/v1")
-_ENDPOINTS = ("chat/completions", "completions", "embeddings", "messages", "messages/count_tokens")
+_ENDPOINTS = tuple(PROXIED_ENDPOINTS)
 
 # Path -> proxied endpoint, for the server-level dispatch in wlm.app.serve_app.
 PROXIED_PATHS = {
@@ -80,6 +81,22 @@ async def get_model(request: Request[Any, Any, Any], model_id: str) -> Response[
     raise ModelNotFound(gateway.redactor.text(wanted))
 
 
+@get([f"{p}/responses/{{response_id:str}}" for p in _PREFIXES], guards=[client_guard])
+async def get_response(request: Request[Any, Any, Any], response_id: str) -> Response[Any]:
+    """A response wlm answered (translated, and not sent with ``store: false``)."""
+    gateway: Gateway = request.app.state.gateway
+    stored = gateway.responses.get(response_id)
+    if stored is None:
+        raise GatewayError(
+            f"No response '{gateway.redactor.text(response_id)}' is known to wlm.",
+            status=404,
+            type="invalid_request_error",
+            param="response_id",
+            code="not_found",
+        )
+    return json_response(stored.response)
+
+
 @get("/health")
 async def health(request: Request[Any, Any, Any]) -> Response[Any]:
     gateway: Gateway = request.app.state.gateway
@@ -108,5 +125,6 @@ ROUTES = [
     *(_proxied(endpoint) for endpoint in _ENDPOINTS),
     list_models,
     get_model,
+    get_response,
     health,
 ]

@@ -27,7 +27,7 @@ import msgspec
 from wlm.api.exchange import Exchange
 from wlm.api.recording import record_exchange
 from wlm.auth import presented_key
-from wlm.dialects import Dialect, Translation, dialect_for
+from wlm.dialects import Dialect, Translation
 from wlm.errors import (
     AuthenticationFailed,
     Failure,
@@ -240,7 +240,7 @@ async def proxy_endpoint(
         record_id,
         ResponseAccount(settings.log_content),
     )
-    reply = _Reply(send, exchange, dialect_for(endpoint))
+    reply = _Reply(send, exchange, gateway.dialects[endpoint])
     task = asyncio.current_task()
     assert task is not None
     watch: _DisconnectWatch | None = None
@@ -444,7 +444,7 @@ async def _relay_stream(
                 await send_body(redact(outs[0] if len(outs) == 1 else b"".join(outs)), True)
             if relay.done:
                 break
-        clean = relay.done
+        clean = exchange.answered = relay.done
         tail = relay.end()
     except GatewayError as error:
         clean = False

@@ -6,7 +6,15 @@ A backend that speaks the client's dialect gets the request as is (pass-through)
 any other gets it translated through Chat Completions, the hub every adapter speaks.
 """
 
-from wlm.dialects.base import Dialect, Translation
-from wlm.dialects.registry import DIALECTS, dialect_for
+from wlm.dialects.base import Dialect, ParsedRequest, Translation
+from wlm.dialects.registry import PROXIED_ENDPOINTS, build_dialects
+from wlm.dialects.response_store import ResponseStore
 
-__all__ = ["DIALECTS", "Dialect", "Translation", "dialect_for"]
+__all__ = [
+    "PROXIED_ENDPOINTS",
+    "Dialect",
+    "ParsedRequest",
+    "ResponseStore",
+    "Translation",
+    "build_dialects",
+]

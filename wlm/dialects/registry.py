@@ -1,4 +1,4 @@
-"""Which dialect each proxied endpoint speaks."""
+"""The dialects of one gateway, and which dialect each proxied endpoint speaks."""
 
 from __future__ import annotations
 
@@ -7,23 +7,27 @@ from collections.abc import Mapping
 from wlm.dialects.base import Dialect
 from wlm.dialects.chat import ChatDialect
 from wlm.dialects.messages import MessagesDialect
+from wlm.dialects.response_store import ResponseStore
+from wlm.dialects.responses import ResponsesDialect
 
-__all__ = ["DIALECTS", "ENDPOINT_DIALECTS", "dialect_for"]
+__all__ = ["PROXIED_ENDPOINTS", "build_dialects"]
 
-_CHAT = ChatDialect()
-_MESSAGES = MessagesDialect()
-
-DIALECTS: Mapping[str, Dialect] = {"chat": _CHAT, "messages": _MESSAGES}
-
-# Proxied endpoint (the path after /v1/) -> the dialect of its requests and answers.
-ENDPOINT_DIALECTS: Mapping[str, Dialect] = {
-    "chat/completions": _CHAT,
-    "completions": _CHAT,
-    "embeddings": _CHAT,
-    "messages": _MESSAGES,
-    "messages/count_tokens": _MESSAGES,
+# Proxied endpoints (the path after /v1/), each with the name of its dialect.
+PROXIED_ENDPOINTS: Mapping[str, str] = {
+    "chat/completions": "chat",
+    "completions": "chat",
+    "embeddings": "chat",
+    "messages": "messages",
+    "messages/count_tokens": "messages",
+    "responses": "responses",
 }
 
 
-def dialect_for(endpoint: str) -> Dialect:
-    return ENDPOINT_DIALECTS[endpoint]
+def build_dialects(store: ResponseStore) -> dict[str, Dialect]:
+    """Endpoint -> dialect, for one gateway (the Responses dialect keeps its responses)."""
+    by_name: dict[str, Dialect] = {
+        "chat": ChatDialect(),
+        "messages": MessagesDialect(),
+        "responses": ResponsesDialect(store),
+    }
+    return {endpoint: by_name[name] for endpoint, name in PROXIED_ENDPOINTS.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -37,7 +37,7 @@ class TranslatingRelay(Generic[E]):
         self,
         inner: StreamRelay,
         translator: ChatStreamTranslator[E],
-        encode: Callable[[Sequence[E]], bytes],
+        encode: Callable[[list[E]], bytes],
     ) -> None:
         self._inner = inner
         self._translator = translator

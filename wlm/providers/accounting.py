@@ -84,6 +84,11 @@ class ResponseAccount:
                     self._add_tool_fragments(delta.tool_calls)
         return bears_tokens
 
+    def add_text(self, text: str) -> None:
+        """Generated text read from another dialect's events (kept when logging content)."""
+        if self.keep_content:
+            self._text.append(text)
+
     def _add_tool_fragments(self, fragments: list[Any]) -> None:
         for fragment in fragments:
             if not isinstance(fragment, dict):

@@ -74,9 +74,18 @@ class Progress(Protocol):
 class StreamRelay(Protocol):
     """The upstream's SSE bytes in (as read, any split), bytes for the client out."""
 
-    account: ResponseAccount
-    done: bool  # a terminal event was seen; later bytes are ignored
-    token_seen: bool  # a chunk with generated tokens went out
+    @property
+    def account(self) -> ResponseAccount: ...
+
+    @property
+    def done(self) -> bool:
+        """A terminal event was seen; later bytes are ignored."""
+        ...
+
+    @property
+    def token_seen(self) -> bool:
+        """A chunk with generated tokens went out."""
+        ...
 
     def feed(self, chunk: bytes) -> list[bytes]: ...
 

@@ -17,8 +17,8 @@ from wlm.config import LOCAL, ProviderConfig
 from wlm.errors import BadRequest, GatewayError, UpstreamBroken, UpstreamError, UpstreamUnreachable
 from wlm.local.protocol import EngineLease, LocalModels
 from wlm.providers.accounting import ResponseAccount
-from wlm.providers.base import Call, ModelEntry, Progress
-from wlm.providers.openai_compat import OpenAICompatAdapter, OpenAIRelay
+from wlm.providers.base import Call, ModelEntry, Progress, StreamRelay
+from wlm.providers.openai_compat import OpenAICompatAdapter
 from wlm.translate.openai_fields import check_field_types
 from wlm.transport import Transport, UpstreamResponse
 
@@ -139,7 +139,7 @@ class LocalAdapter:
             acquiring.add_done_callback(_release_granted)
             raise
 
-    def relay(self, call: Call, account: ResponseAccount) -> OpenAIRelay:
+    def relay(self, call: Call, account: ResponseAccount) -> StreamRelay:
         return self._openai.relay(call, account)
 
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:

@@ -20,11 +20,14 @@ from wlm.providers.base import (
     Call,
     ModelEntry,
     Progress,
+    StreamRelay,
     broken_stream,
+    decode_event_json,
     malformed_event,
 )
 from wlm.providers.chunks import decode_chunk
 from wlm.sse import SSEEvent, SSEParser, plain_data
+from wlm.translate.responses_response import response_usage_to_chat
 from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
 
 __all__ = ["OpenAICompatAdapter", "openai_error", "rewrite_model"]
@@ -157,6 +160,115 @@ class OpenAIRelay:
         return out + broken_stream(self.account)
 
 
+_USAGE_ON_REQUEST = ("chat/completions", "completions")
+
+
+def account_response(account: ResponseAccount, response: dict[str, Any]) -> None:
+    """Learn from a Responses ``response`` object (a whole answer, or the one
+    ``response.completed`` carries): usage, model, status, text."""
+    usage = response.get("usage")
+    if isinstance(usage, dict):
+        account.usage = response_usage_to_chat(usage)
+    if isinstance(response.get("model"), str):
+        account.upstream_model = response["model"]
+    status = response.get("status")
+    details = response.get("incomplete_details")
+    if status == "completed":
+        calls = [i for i in response.get("output") or () if isinstance(i, dict)]
+        called = any(i.get("type") in ("function_call", "custom_tool_call") for i in calls)
+        account.finish_reason = "tool_calls" if called else "stop"
+    elif isinstance(details, dict) and details.get("reason") == "max_output_tokens":
+        account.finish_reason = "length"
+    if account.keep_content and not account.text:
+        for item in response.get("output") or ():
+            if isinstance(item, dict) and item.get("type") == "message":
+                for part in item.get("content") or ():
+                    if isinstance(part, dict) and isinstance(part.get("text"), str):
+                        account.add_text(part["text"])
+
+
+class ResponsesPassthroughRelay:
+    """A native Responses stream, passed through event by event (``model`` set back to
+    the client's name where the response object carries it), read for telemetry."""
+
+    __slots__ = ("_model", "_parser", "_sequence", "account", "done", "token_seen")
+
+    def __init__(self, model: str, account: ResponseAccount) -> None:
+        self._model = model
+        self._parser = SSEParser()
+        self._sequence = 0
+        self.account = account
+        self.done = False
+        self.token_seen = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for block in self._parser.blocks(chunk):
+            out.append(self._event(block))
+            if self.done:
+                break
+        return out
+
+    def _event(self, block: bytes) -> bytes:
+        data = plain_data(block)
+        if data is None:
+            data = SSEEvent(block).data_bytes()
+        event = decode_event_json(data) if data is not None else None
+        if event is None:
+            return block
+        kind = event.get("type")
+        if isinstance(event.get("sequence_number"), int):
+            self._sequence = event["sequence_number"] + 1
+        if kind == "response.output_text.delta" and event.get("delta"):
+            self.token_seen = True
+            if self.account.keep_content and isinstance(event["delta"], str):
+                self.account.add_text(event["delta"])
+        elif kind in (
+            "response.function_call_arguments.delta",
+            "response.reasoning_summary_text.delta",
+        ):
+            self.token_seen = True
+        response = event.get("response")
+        if isinstance(response, dict):
+            if kind in ("response.completed", "response.incomplete", "response.failed"):
+                self.done = True
+                text_seen = self.account.text is not None
+                usage = response.get("usage")
+                if isinstance(usage, dict):
+                    self.account.usage = response_usage_to_chat(usage)
+                if not text_seen:
+                    account_response(self.account, response)
+                elif kind == "response.completed":
+                    account_response(self.account, {**response, "output": []})
+                if kind == "response.failed":
+                    self.account.error = Failure.from_event(response.get("error") or "failed", str)
+            if response.get("model") not in (self._model, None):
+                return rewrite_model(block, self._model)
+        elif kind == "error":
+            self.done = True
+            self.account.error = Failure.from_event(event, str)
+        return block
+
+    def fail(self, failure: Failure) -> list[bytes]:
+        self.done = True
+        event = {
+            "type": "error",
+            "code": failure.code or failure.type,
+            "message": failure.message,
+            "param": failure.param,
+            "sequence_number": self._sequence,
+        }
+        return [b"event: error\ndata: " + _encode(event) + b"\n\n"]
+
+    def end(self) -> list[bytes]:
+        out = [self._event(block) for block in self._parser.finish_blocks()]
+        if self.done:
+            return out
+        broken_stream(self.account)
+        message = "The upstream closed the stream before it finished."
+        return [*out, *self.fail(Failure(message, "upstream_error", "upstream_broken", status=502))]
+
+
 class OpenAICompatAdapter:
     """Adapter for any upstream speaking the OpenAI API."""
 
@@ -187,7 +299,7 @@ class OpenAICompatAdapter:
         if call.upstream_model != call.model:
             payload = {**payload, "model": call.upstream_model}
             changed = True
-        if call.stream and not call.client_wants_usage and call.endpoint != "embeddings":
+        if call.stream and not call.client_wants_usage and call.endpoint in _USAGE_ON_REQUEST:
             options = payload.get("stream_options")
             options = {**options} if isinstance(options, dict) else {}
             options["include_usage"] = True
@@ -203,7 +315,9 @@ class OpenAICompatAdapter:
             headers = {**headers, **dict(forwarded)}
         return UpstreamRequest("POST", f"{base_url}/{call.endpoint}", headers, body)
 
-    def relay(self, call: Call, account: ResponseAccount) -> OpenAIRelay:
+    def relay(self, call: Call, account: ResponseAccount) -> StreamRelay:
+        if call.endpoint == "responses":
+            return ResponsesPassthroughRelay(call.model, account)
         return OpenAIRelay(call.model, not call.client_wants_usage, account)
 
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
@@ -215,6 +329,11 @@ class OpenAICompatAdapter:
             raise UpstreamBroken(
                 f"Provider '{self._config.name}' sent a response that is not a JSON object."
             )
+        if call.endpoint == "responses":
+            account_response(account, parsed)
+            if parsed.get("model") not in (call.model, None):
+                return rewrite_model(body, call.model)
+            return body
         account.add_response(parsed)
         if parsed.get("model") not in (call.model, None):
             return rewrite_model(body, call.model)

@@ -180,7 +180,14 @@ async def drive(
 
     reply = Reply(0, {}, [])
 
+    loop = asyncio.get_running_loop()
+
     async def send(message: Message) -> None:
+        # A real server's send is I/O: it completes on a later turn of the loop, where a
+        # pending cancellation (the client left) is delivered.
+        written = loop.create_future()
+        loop.call_soon(written.set_result, None)
+        await written
         if message["type"] == "http.response.start":
             reply.status = message["status"]
             reply.headers = {k.decode(): v.decode() for k, v in message["headers"]}

@@ -1,0 +1,166 @@
+"""OpenAI Responses (``POST /v1/responses``): what Codex and ``client.responses`` send.
+Native to OpenAI; translated through chat to every other backend
+(wlm/translate/responses_*.py), with ``previous_response_id`` rebuilt from the
+responses wlm kept (:mod:`wlm.dialects.response_store`)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import msgspec
+
+from wlm.dialects.base import ParsedRequest, Translation
+from wlm.dialects.chat import decode_object, optional_stream, required_model
+from wlm.dialects.response_store import ResponseStore
+from wlm.dialects.translating_relay import TranslatingRelay
+from wlm.errors import BadRequest, Failure, UpstreamBroken, render_error
+from wlm.providers.base import StreamRelay
+from wlm.translate.responses_request import responses_to_chat_request
+from wlm.translate.responses_response import chat_to_response
+from wlm.translate.responses_stream import ChatToResponsesStream, encode_sse
+
+__all__ = ["ResponsesDialect", "input_items"]
+
+_encode = msgspec.json.encode
+
+
+def _mint(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's ``input`` as a list of items (a string is one user message)."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+class _RememberingRelay(TranslatingRelay[dict[str, Any]]):
+    """Keeps the finished response (for previous_response_id and GET) once it ends."""
+
+    __slots__ = ("_remember", "_stream")
+
+    def __init__(
+        self,
+        inner: StreamRelay,
+        stream: ChatToResponsesStream,
+        remember: Any,
+    ) -> None:
+        super().__init__(inner, stream, encode_sse)
+        self._stream = stream
+        self._remember = remember
+
+    def end(self) -> list[bytes]:
+        out = super().end()
+        if self._stream.response is not None and self._stream.error is None:
+            self._remember(self._stream.response)
+        return out
+
+
+class ResponsesDialect:
+    """OpenAI Responses: OpenAI's error bodies; ``response.failed`` once streaming."""
+
+    name = "responses"
+
+    def __init__(self, store: ResponseStore) -> None:
+        self.store = store
+
+    def parse(self, raw: bytes, endpoint: str) -> ParsedRequest:
+        body = decode_object(raw)
+        model = required_model(body)
+        value = body.get("input")
+        if value is None and not body.get("previous_response_id"):
+            raise BadRequest(
+                "Missing required field 'input'.", param="input", code="missing_required_parameter"
+            )
+        if value is not None and not isinstance(value, str | list):
+            raise BadRequest(
+                "Field 'input' must be a string or an array.", param="input", code="invalid_type"
+            )
+        return ParsedRequest(endpoint, body, raw, model, optional_stream(body), False, "input")
+
+    def _history(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        previous = body.get("previous_response_id")
+        if previous is None:
+            return []
+        if not isinstance(previous, str):
+            raise BadRequest(
+                "'previous_response_id' must be a string.", param="previous_response_id"
+            )
+        if not self.store.enabled:
+            raise BadRequest(
+                "This backend does not keep responses, and wlm keeps them only while "
+                "content logging is on (WLM_LOG_CONTENT): resend the conversation in 'input'.",
+                param="previous_response_id",
+            )
+        stored = self.store.get(previous)
+        if stored is None:
+            raise BadRequest(
+                f"No response '{previous}' is known to wlm (it keeps the last ones it "
+                "answered, in memory, unless they were sent with store: false).",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        return stored.history()
+
+    def translate(self, request: ParsedRequest) -> Translation:
+        body = request.body
+        history = self._history(body)
+        chat_body, tool_names, notes = responses_to_chat_request(body, history=history)
+        model = request.model
+        response_id = _mint("resp")
+        created_at = int(time.time())
+        inputs = [*history, *input_items(body)]
+        keep = body.get("store") is not False
+
+        def remember(response: dict[str, Any]) -> None:
+            if keep:
+                self.store.put(response, inputs)
+
+        def relay(inner: StreamRelay) -> StreamRelay:
+            stream = ChatToResponsesStream(
+                model=model,
+                response_id=response_id,
+                created_at=created_at,
+                tool_names=tool_names,
+                ids=_mint,
+                request=body,
+            )
+            return _RememberingRelay(inner, stream, remember)
+
+        def response(chat: bytes) -> bytes:
+            try:
+                parsed = msgspec.json.decode(chat)
+            except msgspec.DecodeError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                raise UpstreamBroken("The upstream's answer is not a JSON object.")
+            answer = chat_to_response(
+                parsed,
+                model=model,
+                response_id=response_id,
+                created_at=created_at,
+                tool_names=tool_names,
+                request=body,
+                ids=_mint,
+            )
+            remember(answer)
+            return _encode(answer)
+
+        return Translation(chat_body, relay, response, notes)
+
+    def error_body(self, failure: Failure) -> tuple[int, bytes]:
+        return failure.status, render_error(failure)
+
+    def error_event(self, failure: Failure) -> bytes:
+        event = {
+            "type": "error",
+            "code": failure.code or failure.type,
+            "message": failure.message,
+            "param": failure.param,
+            "sequence_number": 0,
+        }
+        return b"event: error\ndata: " + _encode(event) + b"\n\n"
