@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 from litestar.testing import AsyncTestClient
@@ -353,6 +354,31 @@ async def test_markup_from_clients_and_models_is_escaped(client: Client) -> None
 
 
 # -- telemetry figures ---------------------------------------------------------------------------
+
+
+async def test_analytics_breaks_requests_down_by_endpoint_native_or_translated(
+    client: Client,
+) -> None:
+    native = attrs.evolve(record("m1"), endpoint="messages", upstream_endpoint="messages")
+    translated = [
+        attrs.evolve(record(f"m{i}"), endpoint="messages", upstream_endpoint="chat/completions")
+        for i in (2, 3)
+    ]
+    chat = attrs.evolve(record("c1"), upstream_endpoint="chat/completions")
+    refused = attrs.evolve(
+        record("r1", status="error", http_status=401), endpoint="responses", upstream_endpoint=None
+    )
+    await store(client, native, *translated, chat, refused)
+    data = (await client.get("/analytics.json")).json()
+    rows = {(e["endpoint"], e["path"]): (e["requests"], e["errors"]) for e in data["endpoints"]}
+    assert rows == {
+        ("messages", "native"): (1, 0),
+        ("messages", "translated"): (2, 0),
+        ("chat/completions", "native"): (1, 0),
+        ("responses", "none"): (1, 1),
+    }
+    html = (await client.get("/analytics")).text
+    assert 'data-endpoint="messages" data-path="translated"' in html
 
 
 async def test_analytics_and_dashboard_count_per_provider(client: Client) -> None:
