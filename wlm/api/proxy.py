@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import msgspec
 
 from wlm.api.exchange import Exchange
@@ -370,7 +371,55 @@ async def _serve(
         )
     exchange.upstream_endpoint = call.endpoint
     response = await adapter.open(call, reply)
+    if translation is not None and response.status == 400 and _OPTIONAL in call.body:
+        response, call = await _without_optional(adapter, call, reply, response)
     await _answer(gateway, reply, adapter, call, response, translation)
+
+
+# What a translation adds that some chat models refuse: Claude Code and Codex always ask
+# for reasoning, which OpenAI's non-reasoning models answer with a 400.
+_OPTIONAL = "reasoning_effort"
+
+
+async def _without_optional(
+    adapter: Adapter, call: Call, reply: _Reply, response: UpstreamResponse
+) -> tuple[UpstreamResponse, Call]:
+    """A 400 that names the optional field: ask once more without it (nothing was sent
+    to the client yet). Any other 400 stands, read back into a fresh response."""
+    body = await response.read()
+    response.release()
+    if _OPTIONAL.encode() not in body:
+        return _Replayed(400, body, response), call
+    payload = {k: v for k, v in call.body.items() if k != _OPTIONAL}
+    call = attrs.evolve(call, body=payload, raw=msgspec.json.encode(payload))
+    reply.attempt(reply.exchange.attempts + 1)
+    return await adapter.open(call, reply), call
+
+
+class _Replayed:
+    """An upstream response already read, answering again from memory."""
+
+    __slots__ = ("_body", "_original", "status")
+
+    def __init__(self, status: int, body: bytes, original: UpstreamResponse) -> None:
+        self.status = status
+        self._body = body
+        self._original = original
+
+    def header(self, name: str) -> str | None:
+        return self._original.header(name)
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+    def close(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
 
 
 async def _answer(

@@ -221,3 +221,43 @@ async def test_count_tokens_native_for_anthropic_and_an_estimate_elsewhere() -> 
     assert estimate.headers["x-wlm-estimate"] == "true"
     assert estimate.json()["input_tokens"] > 0
     assert len(transport.requests) == 1  # the estimate called no upstream
+
+
+async def test_a_model_that_refuses_reasoning_effort_is_asked_again_without_it() -> None:
+    refusal = {
+        "error": {
+            "message": "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+            "type": "invalid_request_error",
+            "param": "reasoning_effort",
+            "code": "unsupported_parameter",
+        }
+    }
+    answers = iter([MockResponse.json(refusal, 400), completion("fine")])
+    gateway, transport, sink = make_gateway(lambda request: next(answers))
+    thinking = {"type": "enabled", "budget_tokens": 2048}  # Claude Code always sends it
+    reply = await drive(
+        gateway,
+        body(model="gpt-4o", max_tokens=64, thinking=thinking, messages=HI),
+        endpoint="messages",
+    )
+    assert reply.status == 200
+    first, second = (msgspec.json.decode(r.body or b"") for r in transport.requests)
+    assert "reasoning_effort" in first and "reasoning_effort" not in second
+    assert sink.only.attempts == 2
+
+
+async def test_any_other_400_from_a_chat_backend_stands() -> None:
+    refusal = {"error": {"message": "messages too long", "type": "invalid_request_error"}}
+    gateway, transport, _ = make_gateway(lambda request: MockResponse.json(refusal, 400))
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    reply = await drive(
+        gateway,
+        body(model="gpt-4o", max_tokens=64, thinking=thinking, messages=HI),
+        endpoint="messages",
+    )
+    assert reply.status == 400
+    assert reply.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": "messages too long",
+    }
+    assert len(transport.requests) == 1
