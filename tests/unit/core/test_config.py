@@ -122,3 +122,28 @@ def test_every_setting_is_in_env_example_and_configuration_md() -> None:
     reference = (root / "docs" / "configuration.md").read_text()
     missing = [v for v in _SIMPLE if v not in example or f"`{v}`" not in reference]
     assert not missing, f"undocumented settings: {missing}"
+
+
+def test_provider_dialects_default_by_provider_and_can_be_set() -> None:
+    settings = load_settings(
+        {
+            "OPENAI_API_KEY": "k",
+            "ANTHROPIC_API_KEY": "k",
+            "OPENROUTER_API_KEY": "k",
+            "WLM_PROVIDERS": "vllm",
+            "VLLM_BASE_URL": "http://127.0.0.1:8000/v1",
+            "WLM_VLLM_DIALECTS": "chat,responses",
+        }
+    )
+    dialects = {p.name: p.dialects for p in settings.providers}
+    assert dialects["openai"] == ("chat", "responses")
+    assert dialects["anthropic"] == ("chat", "messages")
+    assert dialects["openrouter"] == ("chat",)
+    assert dialects["vllm"] == ("chat", "responses")
+
+
+def test_an_unknown_dialect_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"OPENAI_API_KEY": "k", "WLM_OPENAI_DIALECTS": "chat,grpc"})
+    assert str(caught.value).startswith("WLM_OPENAI_DIALECTS:")
+    assert "grpc" in str(caught.value)
