@@ -7,6 +7,7 @@ OpenRouter speaks OpenAI's dialect with its own ids, extra fields (`provider`,
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -457,3 +458,315 @@ class OpenAIDialect:
             terminator=(DONE,),
             midstream_error=(),
         )
+
+    # ---- responses (POST /v1/responses, GET /v1/responses/{id}) ----------------------
+    responses_route = "/responses"
+
+    def responses(
+        self, body: Mapping[str, Any], *, tools: bool, stop_reason: str = ""
+    ) -> tuple[Reply, dict[str, Any]]:
+        """A whole `response` object (what `stream: false` returns), and the object."""
+        answer = ResponsesAnswer(body, self._text(), tools, stop_reason)
+        return self._reply(answer.final, response_id=answer.id), answer.final
+
+    def responses_stream(
+        self, body: Mapping[str, Any], pieces: Sequence[str], *, tools: bool, stop_reason: str = ""
+    ) -> tuple[StreamPlan, dict[str, Any]]:
+        """The event plan of a streamed response, and the response object it ends with."""
+        answer = ResponsesAnswer(body, "".join(pieces), tools, stop_reason)
+        plan = answer.plan(
+            pieces, self._headers(self._stream_content_type(), stream=True, response_id=answer.id)
+        )
+        return plan, answer.final
+
+    def stored_response(self, response: Mapping[str, Any]) -> Reply:
+        """`GET /v1/responses/{id}` of a response the fake kept."""
+        return self._reply(dict(response))
+
+    def response_not_found(self, response_id: str) -> Reply:
+        """OpenAI's 404 for an unknown (or `store: false`) response id."""
+        error = {
+            "message": f"Response with id '{response_id}' not found.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+        return Reply(404, self._headers("application/json"), self._json({"error": error}))
+
+    def previous_response_not_found(self, response_id: str) -> Reply:
+        """OpenAI's 400 for a `previous_response_id` it does not know."""
+        error = {
+            "message": f"Previous response with id '{response_id}' not found.",
+            "type": "invalid_request_error",
+            "param": "previous_response_id",
+            "code": "previous_response_not_found",
+        }
+        return Reply(400, self._headers("application/json"), self._json({"error": error}))
+
+
+# ---- OpenAI Responses ------------------------------------------------------------------
+# Incomplete stop reasons: the chat finish_reason or the Responses reason both work.
+_INCOMPLETE = {
+    "length": "max_output_tokens",
+    "max_output_tokens": "max_output_tokens",
+    "content_filter": "content_filter",
+}
+_FAILED_MESSAGE = (
+    "An error occurred while processing your request. You can retry your request, or contact "
+    "us through our help center at help.openai.com if the error persists. Please include the "
+    "request ID {request_id} in your message."
+)
+
+
+def _hex_id(prefix: str) -> str:
+    """OpenAI's Responses ids: a prefix and 48 hex digits (`resp_`, `msg_`, `fc_`)."""
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def responses_tool_name(body: Mapping[str, Any]) -> str:
+    """The name of the request's first `function` tool (Responses' flat shape)."""
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict) and tool.get("type") == "function":
+            name = tool.get("name")
+            if isinstance(name, str) and name:
+                return name
+    return "get_weather"
+
+
+def responses_usage() -> dict[str, Any]:
+    """The usage every fake response reports (the same counts as chat)."""
+    return {
+        "input_tokens": PROMPT_TOKENS,
+        "input_tokens_details": {"cache_write_tokens": 0, "cached_tokens": 0},
+        "output_tokens": COMPLETION_TOKENS,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+    }
+
+
+def _echoed_tools(body: Mapping[str, Any]) -> list[Any]:
+    """The request's tools as OpenAI echoes them (function tools gain `strict: true`)."""
+    tools = body.get("tools")
+    if not isinstance(tools, list):
+        return []
+    echoed: list[Any] = []
+    for tool in tools:
+        if isinstance(tool, dict) and tool.get("type") == "function":
+            echoed.append({"description": None, "parameters": None, "strict": True, **tool})
+        else:
+            echoed.append(tool)
+    return echoed
+
+
+def _option(body: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = body.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def response_object(
+    body: Mapping[str, Any],
+    response_id: str,
+    created_at: int,
+    status: str,
+    output: list[dict[str, Any]],
+    *,
+    usage: dict[str, Any] | None = None,
+    incomplete: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A `response` object in OpenAI's field order, echoing the request's settings."""
+    reasoning = _option(body, "reasoning")
+    text = _option(body, "text")
+    tier = body.get("service_tier")
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "background": bool(body.get("background", False)),
+        "completed_at": created_at if status == "completed" else None,
+        "error": error,
+        "incomplete_details": {"reason": incomplete} if incomplete else None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": body.get("max_tool_calls"),
+        "model": model_of(body),
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "prompt_cache_retention": body.get("prompt_cache_retention"),
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "safety_identifier": body.get("safety_identifier"),
+        "service_tier": "default" if tier in (None, "auto") else tier,
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": {
+            "format": text.get("format") or {"type": "text"},
+            "verbosity": text.get("verbosity") or "medium",
+        },
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": _echoed_tools(body),
+        "top_logprobs": body.get("top_logprobs", 0),
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": usage,
+        "user": body.get("user"),
+        "metadata": body.get("metadata") or {},
+    }
+
+
+def sse_event(event: Mapping[str, Any]) -> bytes:
+    """One Responses SSE event: `event: <type>` and its compact `data:` line."""
+    return b"event: " + str(event["type"]).encode() + b"\ndata: " + compact(event) + b"\n\n"
+
+
+class ResponsesAnswer:
+    """One fake answer in the Responses dialect: text, or two function calls.
+
+    `final` is the finished response object (what `stream: false` returns, what
+    `response.completed` carries and what GET answers); `plan` the stream of events
+    that builds it, grouped like every other dialect's stream so the scenarios can
+    pace, cut or break it.
+    """
+
+    def __init__(self, body: Mapping[str, Any], text: str, tools: bool, stop_reason: str) -> None:
+        self.body = body
+        self.id = _hex_id("resp")
+        self.created_at = int(time.time())
+        self.text = text
+        self.tools = tools
+        self.incomplete = None if tools else _INCOMPLETE.get(stop_reason)
+        self.message_id = _hex_id("msg")
+        name = responses_tool_name(body)
+        self.calls = [
+            {
+                "id": _hex_id("fc"),
+                "type": "function_call",
+                "status": "completed",
+                "arguments": compact(arguments).decode(),
+                "call_id": "call_" + random_id(24),
+                "name": name,
+            }
+            for arguments, _ in TOOL_CALLS
+        ]
+        status = "incomplete" if self.incomplete else "completed"
+        self.final = self._response(status, self._output(), usage=responses_usage())
+        self._sequence = 0
+        self._obfuscate = _option(body, "stream_options").get("include_obfuscation") is not False
+
+    def _response(self, status: str, output: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return response_object(
+            self.body, self.id, self.created_at, status, output, incomplete=self.incomplete, **extra
+        )
+
+    def _message(self, status: str, text: str | None) -> dict[str, Any]:
+        content = [] if text is None else [self._part(text)]
+        return {
+            "id": self.message_id,
+            "type": "message",
+            "status": status,
+            "content": content,
+            "role": "assistant",
+        }
+
+    def _part(self, text: str) -> dict[str, Any]:
+        return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+
+    def _output(self) -> list[dict[str, Any]]:
+        if self.tools:
+            return [dict(call) for call in self.calls]
+        return [self._message("incomplete" if self.incomplete else "completed", self.text)]
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        event = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        return sse_event(event)
+
+    def _delta(self, kind: str, **fields: Any) -> bytes:
+        if self._obfuscate:
+            fields["obfuscation"] = random_id(max(1, 16 - len(str(fields.get("delta", "")))))
+        return self._event(kind, **fields)
+
+    def plan(self, pieces: Sequence[str], headers: Headers) -> StreamPlan:
+        """created, in_progress, the item events, then completed (or incomplete)."""
+        lifecycle = self._response("in_progress", [])
+        lifecycle["incomplete_details"] = None
+        head = [
+            self._event("response.created", response=lifecycle),
+            self._event("response.in_progress", response=lifecycle),
+        ]
+        content: list[bytes] = []
+        tail: list[bytes] = []
+        if self.tools:
+            for index, (call, (_, fragments)) in enumerate(
+                zip(self.calls, TOOL_CALLS, strict=True)
+            ):
+                added = self._event(
+                    "response.output_item.added",
+                    output_index=index,
+                    item={**call, "status": "in_progress", "arguments": ""},
+                )
+                (content if index else head).append(added)
+                content += [
+                    self._delta(
+                        "response.function_call_arguments.delta",
+                        item_id=call["id"],
+                        output_index=index,
+                        delta=piece,
+                    )
+                    for piece in fragments
+                ]
+                last = index == len(self.calls) - 1
+                (tail if last else content).extend(
+                    [
+                        self._event(
+                            "response.function_call_arguments.done",
+                            item_id=call["id"],
+                            output_index=index,
+                            arguments=call["arguments"],
+                        ),
+                        self._event("response.output_item.done", output_index=index, item=call),
+                    ]
+                )
+        else:
+            where = {"item_id": self.message_id, "output_index": 0, "content_index": 0}
+            head += [
+                self._event(
+                    "response.output_item.added",
+                    output_index=0,
+                    item=self._message("in_progress", None),
+                ),
+                self._event("response.content_part.added", **where, part=self._part("")),
+            ]
+            content += [
+                self._delta("response.output_text.delta", **where, delta=piece, logprobs=[])
+                for piece in pieces
+            ]
+            tail += [
+                self._event("response.output_text.done", **where, text=self.text, logprobs=[]),
+                self._event("response.content_part.done", **where, part=self._part(self.text)),
+                self._event(
+                    "response.output_item.done", output_index=0, item=self.final["output"][0]
+                ),
+            ]
+        ending = "response.incomplete" if self.incomplete else "response.completed"
+        tail.append(self._event(ending, response=self.final))
+        return StreamPlan(
+            headers=headers,
+            preamble=(),
+            head=tuple(head),
+            content=tuple(content),
+            tail=tuple(tail),
+            terminator=(),
+            midstream_error=(self._failed(len(head) + min(2, len(content))),),
+        )
+
+    def _failed(self, sequence: int) -> bytes:
+        """`response.failed` as the event after the first two content events."""
+        request_id = "req_" + random_id(32).lower()
+        error = {"code": "server_error", "message": _FAILED_MESSAGE.format(request_id=request_id)}
+        response = self._response("failed", [], error=error)
+        response["incomplete_details"] = None
+        event = {"type": "response.failed", "sequence_number": sequence, "response": response}
+        return sse_event(event)

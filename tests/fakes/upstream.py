@@ -105,6 +105,9 @@ class _Hold:
 
 _Step = _Comment | _Event | _Pause | _Abort | _Hold
 
+# Streamed scenarios that never reach their stream's final event.
+_CUT_SHORT = frozenset({Kind.HANG_BODY, Kind.RESET, Kind.MIDSTREAM_ERROR, Kind.MALFORMED})
+
 
 @define
 class _Observation:
@@ -169,6 +172,13 @@ class FakeUpstream:
     `GET .../models`), `retry_after` (header value on 429/503/529), `requests`
     (every `RecordedRequest`, in arrival order) and `sent_at` (request index -> monotonic
     time of each SSE event written, comments excluded).
+
+    The openai flavor also speaks OpenAI Responses (`POST /v1/responses`, `GET
+    /v1/responses/{id}`) unless `serves_responses` is set to False (then those routes are
+    404s, as on a chat-only OpenAI-compatible server). It keeps every response it
+    finished that was not sent with `store: false` in `stored_responses` (id -> response
+    object): those answer GET and may be named as `previous_response_id`; any other
+    `previous_response_id` is OpenAI's 400 `previous_response_not_found`.
     """
 
     def __init__(self, flavor: str, api_key: str | None = None, *, wire_dir: Path = WIRE_DIR):
@@ -178,6 +188,8 @@ class FakeUpstream:
         self.models: list[str | Mapping[str, Any]] = list(DEFAULT_MODELS[flavor])
         self.requests: list[RecordedRequest] = []
         self.sent_at: dict[int, list[float]] = {}
+        self.serves_responses = flavor == "openai"
+        self.stored_responses: dict[str, dict[str, Any]] = {}
         self._wire_dir = wire_dir
         self._lock = threading.Condition()
         self._observations: list[_Observation] = []
@@ -320,8 +332,9 @@ class FakeUpstream:
         return await asyncio.to_thread(self.wait_closed, request_index, timeout)
 
     def clear(self) -> None:
-        """Forget recorded requests (call only while no request is in flight)."""
+        """Forget recorded requests and kept responses (only while none is in flight)."""
         with self._lock:
+            self.stored_responses.clear()
             self.requests.clear()
             self._observations.clear()
             self.sent_at.clear()
@@ -377,7 +390,11 @@ class FakeUpstream:
             return _response(dialect.models(self.models))
         if request.method == "GET" and route.startswith("/models/"):
             return _response(dialect.model(route[len("/models/") :], self.models))
+        responses = self._responses_dialect()
+        if responses is not None and request.method == "GET" and route.startswith("/responses/"):
+            return _response(self._stored(responses, route[len("/responses/") :]))
         known = route == dialect.chat_route or route in dialect.other_routes
+        known = known or (responses is not None and route == responses.responses_route)
         if request.method != "POST" or not known:
             return _response(dialect.not_found(request.method, path))
         data = recorded.json
@@ -415,6 +432,9 @@ class FakeUpstream:
             return await self._play(
                 request, index, reply.status, reply.headers, _replay_steps(reply)
             )
+        responses = self._responses_dialect()
+        if responses is not None and route == responses.responses_route:
+            return await self._respond(request, index, responses, data, scenario)
         if scenario.kind is Kind.THINKING and route == dialect.chat_route:
             return await self._thinking(request, index, data)
         if route != dialect.chat_route:
@@ -429,6 +449,56 @@ class FakeUpstream:
         if data.get("stream") is not True and scenario.kind not in STREAM_ONLY:
             return _response(dialect.chat(data, tools=tools, stop_reason=stop))
         plan = dialect.chat_stream(data, self._pieces(scenario), tools=tools, stop_reason=stop)
+        return await self._play(request, index, 200, plan.headers, _plan_steps(plan, scenario))
+
+    def _responses_dialect(self) -> OpenAIDialect | None:
+        """The dialect when this fake speaks OpenAI Responses, else None."""
+        dialect = self._dialect
+        if self.serves_responses and type(dialect) is OpenAIDialect:
+            return dialect
+        return None
+
+    def _stored(self, dialect: OpenAIDialect, response_id: str) -> Reply:
+        with self._lock:
+            stored = self.stored_responses.get(response_id)
+        if stored is None:
+            return dialect.response_not_found(response_id)
+        return dialect.stored_response(stored)
+
+    def _keep(self, data: Mapping[str, Any], response: dict[str, Any]) -> None:
+        if data.get("store") is not False:
+            with self._lock:
+                self.stored_responses[response["id"]] = response
+
+    async def _respond(
+        self,
+        request: web.Request,
+        index: int,
+        dialect: OpenAIDialect,
+        data: dict[str, Any],
+        scenario: Scenario,
+    ) -> web.StreamResponse:
+        """`POST /v1/responses`: the same scenarios as chat, in the Responses grammar."""
+        previous = data.get("previous_response_id")
+        if previous is not None:
+            with self._lock:
+                known = isinstance(previous, str) and previous in self.stored_responses
+            if not known:
+                return _response(dialect.previous_response_not_found(str(previous)))
+        if scenario.kind is Kind.THINKING:
+            message = "fake upstream: the thinking scenario is for the anthropic flavor only"
+            return _response(dialect.error(400, message=message))
+        tools = scenario.kind is Kind.TOOLS
+        stop = scenario.stop_reason
+        if data.get("stream") is not True and scenario.kind not in STREAM_ONLY:
+            reply, final = dialect.responses(data, tools=tools, stop_reason=stop)
+            self._keep(data, final)
+            return _response(reply)
+        plan, final = dialect.responses_stream(
+            data, self._pieces(scenario), tools=tools, stop_reason=stop
+        )
+        if scenario.kind not in _CUT_SHORT:  # the stream ends in response.completed
+            self._keep(data, final)
         return await self._play(request, index, 200, plan.headers, _plan_steps(plan, scenario))
 
     async def _thinking(
