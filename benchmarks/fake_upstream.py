@@ -8,6 +8,10 @@
     a `choices: []` usage chunk and `data: [DONE]`, each written as its own send;
   * `"model": "paced:<ms>"` with `"stream": true`: the same stream with <ms> between content
     chunks (for the paced-streams measurement).
+`POST /v1/responses` (OpenAI Responses, for `proxy.py --dialects`): a response object, or
+its event stream (created, in_progress, item and part added, 20 text deltas, the done
+events and response.completed).
+
 `POST /v1/messages` (Anthropic Messages, for the translated path of `proxy.py --translated`):
   * non-stream: a fixed `message` with one text block and `end_turn`;
   * `"stream": true`: Anthropic's event sequence (message_start, content_block_start, ping,
@@ -204,7 +208,91 @@ def _anthropic_stream_events() -> tuple[tuple[bytes, ...], tuple[bytes, ...], tu
     return head, deltas, tail
 
 
+def _responses_events() -> tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...], bytes]:
+    """OpenAI Responses: (created .. part added), (text deltas), (done .. completed), and
+    the whole response object, with one sequence_number counter."""
+    seq = iter(range(1000))
+    text = "".join(f"token{i} " for i in range(_STREAM_CHUNKS))
+    usage = {
+        "input_tokens": 9,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": _STREAM_CHUNKS,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 9 + _STREAM_CHUNKS,
+    }
+    message = {
+        "id": "msg_fast",
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+    def response(status: str, output: list[Any], usage: Any) -> dict[str, Any]:
+        return {
+            "id": "resp_fast",
+            "object": "response",
+            "created_at": _CREATED,
+            "status": status,
+            "model": _MODEL,
+            "output": output,
+            "usage": usage,
+        }
+
+    def event(kind: str, **fields: Any) -> bytes:
+        obj = {"type": kind, "sequence_number": next(seq), **fields}
+        return f"event: {kind}\ndata: ".encode() + _compact(obj) + b"\n\n"
+
+    part = {"type": "output_text", "text": "", "annotations": []}
+    head = (
+        event("response.created", response=response("in_progress", [], None)),
+        event("response.in_progress", response=response("in_progress", [], None)),
+        event(
+            "response.output_item.added",
+            output_index=0,
+            item={**message, "status": "in_progress", "content": []},
+        ),
+        event(
+            "response.content_part.added",
+            item_id="msg_fast",
+            output_index=0,
+            content_index=0,
+            part=part,
+        ),
+    )
+    deltas = tuple(
+        event(
+            "response.output_text.delta",
+            item_id="msg_fast",
+            output_index=0,
+            content_index=0,
+            delta=f"token{i} ",
+        )
+        for i in range(_STREAM_CHUNKS)
+    )
+    tail = (
+        event(
+            "response.output_text.done",
+            item_id="msg_fast",
+            output_index=0,
+            content_index=0,
+            text=text,
+        ),
+        event(
+            "response.content_part.done",
+            item_id="msg_fast",
+            output_index=0,
+            content_index=0,
+            part={**part, "text": text},
+        ),
+        event("response.output_item.done", output_index=0, item=message),
+        event("response.completed", response=response("completed", [message], usage)),
+    )
+    return head, deltas, tail, _compact(response("completed", [message], usage))
+
+
 COMPLETION = _completion(_COMPLETION_SIZE)
+RS_HEAD, RS_DELTAS, RS_TAIL, RESPONSE = _responses_events()
 FIRST, REST, TAIL = _stream_events()
 MESSAGE = _compact(
     _anthropic_message(
@@ -259,6 +347,7 @@ _ANTHROPIC_BAD_JSON = _compact(
     }
 )
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_RESPONSES_PATHS = frozenset({"/v1/responses", "/responses"})
 _MESSAGES_PATH = "/v1/messages"
 
 
@@ -306,7 +395,8 @@ class FastUpstream:
         if scope.method == "GET" and scope.path in ("/v1/models", "/models"):
             proto.response_bytes(200, _JSON, MODELS)
             return
-        if scope.method != "POST" or scope.path not in _CHAT_PATHS:
+        responses = scope.path in _RESPONSES_PATHS
+        if scope.method != "POST" or (scope.path not in _CHAT_PATHS and not responses):
             proto.response_bytes(404, _JSON, _not_found(scope.method, scope.path))
             return
         try:
@@ -315,16 +405,18 @@ class FastUpstream:
             proto.response_bytes(400, _JSON, _BAD_JSON)
             return
         if not request.stream:
-            proto.response_bytes(200, _JSON, COMPLETION)
+            proto.response_bytes(200, _JSON, RESPONSE if responses else COMPLETION)
             return
+        head, deltas, tail = (RS_HEAD, RS_DELTAS, RS_TAIL) if responses else ((FIRST,), REST, TAIL)
         transport = proto.response_stream(200, _SSE)
         pause = _pace_ms(request.model) / 1000
-        await transport.send_bytes(FIRST)
-        for event in REST:
+        for event in head:
+            await transport.send_bytes(event)
+        for event in deltas:
             if pause:
                 await asyncio.sleep(pause)
             await transport.send_bytes(event)
-        for event in TAIL:
+        for event in tail:
             await transport.send_bytes(event)
 
     async def _messages(self, scope: Any, proto: Any, body: bytes) -> None:

@@ -56,12 +56,16 @@ class Target:
     server: subprocess.Popen[bytes]
     model: str = "gpt-4o-mini"
     paced_model: str = "paced:10"  # benchmarks/fake_upstream.py paces `paced:<ms>` streams
+    dialect: str = "chat"  # the client dialect: chat, messages or responses
 
     def body(self, *, stream: bool = False, paced: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.paced_model if paced else self.model,
-            "messages": MESSAGES,
-        }
+        body: dict[str, Any] = {"model": self.paced_model if paced else self.model}
+        if self.dialect == "responses":
+            body["input"] = MESSAGES[0]["content"]
+        else:
+            body["messages"] = MESSAGES
+        if self.dialect == "messages":
+            body["max_tokens"] = 256
         if stream:
             body["stream"] = True
         return body
@@ -416,6 +420,8 @@ def report(results: dict[str, dict], paced_label: str) -> dict[str, list[dict[st
             f"errors {r['c1']['errors'] + r['c32']['errors']}, "
             f"short streams {sum(r[s]['short_streams'] for s in ('s1', 's32', 'paced'))}"
         )
+    if "messages-native" in results:
+        dialect_report(results)
     if "yardstick" not in results:
         return {}
     compared = {
@@ -443,6 +449,37 @@ def report(results: dict[str, dict], paced_label: str) -> dict[str, list[dict[st
         ]
         print(f"  {name}: " + "; ".join(parts))
     return compared
+
+
+def dialect_report(results: dict[str, dict]) -> None:
+    """Issue 11's bounds: a dialect's pass-through within 1.1x of chat's overhead, its
+    translation within 1.3x of its pass-through (CPU per request, streams/s, added p50)."""
+    direct = results["direct"]
+
+    def added(r: dict) -> float:
+        return r["c1"]["p50_ms"] - direct["c1"]["p50_ms"]
+
+    print()
+    print(
+        "| comparison | added p50 c=1 | CPU µs/req c=32 | CPU µs/stream c=32 | streams/s c=32 | bound |"
+    )
+    print("| --- " * 6 + "|")
+    pairs = [
+        ("messages-native", "wlm", 1.1),
+        ("responses-native", "wlm", 1.1),
+        ("messages-translated", "messages-native", 1.3),
+        ("responses-translated", "responses-native", 1.3),
+    ]
+    for name, base, bound in pairs:
+        r, b = results[name], results[base]
+        cpu = r["c32"]["cpu_us_per_req"] / b["c32"]["cpu_us_per_req"]
+        cpu_s = r["s32"]["cpu_us_per_req"] / b["s32"]["cpu_us_per_req"]
+        speed = b["s32"]["streams_per_s"] / r["s32"]["streams_per_s"]
+        print(
+            f"| {name} / {base} | {added(r) / added(b):.2f}× | {cpu:.2f}× | {cpu_s:.2f}× "
+            f"| {1 / speed:.2f}× | ≤ {bound}× cost: "
+            f"{'met' if max(cpu, cpu_s, speed) <= bound else 'missed'} |"
+        )
 
 
 def start_litellm(
@@ -496,6 +533,11 @@ def main() -> None:
     )
     parser.add_argument("--vs-litellm", action="store_true", help="also measure LiteLLM's proxy")
     parser.add_argument(
+        "--dialects",
+        action="store_true",
+        help="also measure /v1/messages and /v1/responses, pass-through and translated",
+    )
+    parser.add_argument(
         "--translated", action="store_true", help="also measure the Anthropic-translated path"
     )
     parser.add_argument(
@@ -530,11 +572,19 @@ def main() -> None:
             "WLM_ROUTES": "gpt-*=openai,paced:*=openai",
             "WLM_LOG_LEVEL": "WARNING",
         }
-        if args.translated:
+        if args.translated or args.dialects:
             env |= {
                 "ANTHROPIC_API_KEY": KEY,
                 "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{fake_port}",
                 "WLM_ALIASES": "claude=anthropic/claude-bench",
+            }
+        if args.dialects:
+            # The same fake as a provider that speaks only chat: Responses get translated.
+            env |= {
+                "WLM_PROVIDERS": "chatonly",
+                "CHATONLY_BASE_URL": upstream,
+                "CHATONLY_API_KEY": KEY,
+                "WLM_CHATONLY_MODELS": "gpt-4o-mini",
             }
         wlm = start([sys.executable, "-m", "wlm.cli", "serve"], env=env, cwd=workdir)
         processes.append(wlm)
@@ -551,6 +601,40 @@ def main() -> None:
                     paced_model=f"anthropic/{paced_model}",
                 )
             )
+        if args.dialects:
+            origin = f"http://127.0.0.1:{wlm_port}"
+            targets += [
+                Target(
+                    "messages-native",
+                    f"{origin}/v1/messages",
+                    wlm,
+                    model="claude",
+                    paced_model=f"anthropic/{paced_model}",
+                    dialect="messages",
+                ),
+                Target(
+                    "messages-translated",
+                    f"{origin}/v1/messages",
+                    wlm,
+                    paced_model=paced_model,
+                    dialect="messages",
+                ),
+                Target(
+                    "responses-native",
+                    f"{origin}/v1/responses",
+                    wlm,
+                    paced_model=paced_model,
+                    dialect="responses",
+                ),
+                Target(
+                    "responses-translated",
+                    f"{origin}/v1/responses",
+                    wlm,
+                    model="chatonly/gpt-4o-mini",
+                    paced_model=f"chatonly/{paced_model}",
+                    dialect="responses",
+                ),
+            ]
         if args.yardstick:
             port = free_port()
             yardstick = start(
