@@ -153,7 +153,10 @@ class _Reply:
         self.headers_sent = False
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        headers = [*headers, (b"x-request-id", self.exchange.request_id.encode())]
+        request_id = self.exchange.request_id.encode()
+        headers = [*headers, (b"x-request-id", request_id)]
+        if self.dialect.name == "messages":
+            headers.append((b"request-id", request_id))  # what Anthropic's clients read
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         self.headers_sent = True
         self.exchange.http_status = status

@@ -149,6 +149,8 @@ async def test_a_whole_messages_answer_from_a_chat_backend() -> None:
     assert message["stop_reason"] == "end_turn"
     assert message["id"].startswith("msg_")
     assert sink.only.status == "ok"
+    # Anthropic's clients (Claude Code) read request-id; wlm's own id is there too.
+    assert reply.headers["request-id"] == reply.headers["x-request-id"]
 
 
 async def test_messages_errors_are_anthropic_shaped() -> None:
