@@ -23,7 +23,13 @@ from tests.fakes.dialect import (
     random_id,
     tool_name,
 )
-from tests.fakes.scenarios import Reply
+from tests.fakes.scenarios import (
+    AGENT_TOOL,
+    AGENT_TOOL_PREAMBLE,
+    Reply,
+    agent_tool_answer,
+    agent_tool_call,
+)
 
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 # Space counts seen before the closing brace in the recordings, cycled deterministically.
@@ -189,6 +195,9 @@ class AnthropicDialect:
 
     def chat(self, body: Mapping[str, Any], *, tools: bool, stop_reason: str = "") -> Reply:
         """A `message`: one text block, or text plus two `tool_use` blocks."""
+        if model_of(body) == AGENT_TOOL:
+            blocks, reason = self._agent_tool_blocks(body)
+            return self._reply(_message(body, blocks, reason, COMPLETION_TOKENS))
         text = _TOOL_PREAMBLE if tools else f"Hello from fake-{self.flavor}"
         content: list[dict[str, Any]] = [{"type": "text", "text": text}]
         if tools:
@@ -200,6 +209,8 @@ class AnthropicDialect:
         self, body: Mapping[str, Any], pieces: Sequence[str], *, tools: bool, stop_reason: str = ""
     ) -> StreamPlan:
         """message_start, text block (+ tool_use blocks), message_delta, message_stop."""
+        if model_of(body) == AGENT_TOOL:
+            return self._agent_tool_stream(body)
         event = _Events()
         message = _message(body, [], None, 1)
         head = (
@@ -266,6 +277,59 @@ class AnthropicDialect:
             tail=tail,
             terminator=(message_stop,),
             midstream_error=(b"event: error\ndata: " + compact(error) + b"\n\n",),
+        )
+
+    # ---- agent-tool (tests.fakes.scenarios) ------------------------------------------
+    def _agent_tool_blocks(self, body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """Text and a shell `tool_use` while no tool result came back, else text quoting it."""
+        call = agent_tool_call(body)
+        if call is None:
+            return [{"type": "text", "text": agent_tool_answer(body)}], "end_turn"
+        name, arguments = call
+        use = {"type": "tool_use", "id": "toolu_01" + random_id(22), "name": name}
+        text = {"type": "text", "text": AGENT_TOOL_PREAMBLE}
+        return [text, {**use, "input": arguments}], "tool_use"
+
+    def _agent_tool_stream(self, body: Mapping[str, Any]) -> StreamPlan:
+        """The agent-tool answer streamed: one block after the other, arguments in pieces."""
+        event = _Events()
+        blocks, reason = self._agent_tool_blocks(body)
+        content: list[bytes] = []
+        for index, block in enumerate(blocks):
+            if block["type"] == "text":
+                start: dict[str, Any] = {"type": "text", "text": ""}
+                deltas = [{"type": "text_delta", "text": block["text"]}]
+            else:
+                arguments = compact(block["input"]).decode()
+                start = {**block, "input": {}}
+                deltas = [
+                    {"type": "input_json_delta", "partial_json": piece}
+                    for piece in (arguments[:9], arguments[9:])
+                ]
+            content.append(
+                event({"type": "content_block_start", "index": index, "content_block": start})
+            )
+            content += [
+                event({"type": "content_block_delta", "index": index, "delta": d}) for d in deltas
+            ]
+            content.append(event({"type": "content_block_stop", "index": index}))
+        usage = {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS}
+        finish = event(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reason, "stop_sequence": None, "stop_details": None},
+                "usage": usage,
+            }
+        )
+        message_stop = event({"type": "message_stop"})
+        return StreamPlan(
+            headers=self._headers("text/event-stream; charset=utf-8", stream=True),
+            preamble=(),
+            head=(event({"type": "message_start", "message": _message(body, [], None, 1)}),),
+            content=tuple(content),
+            tail=(finish, message_stop),
+            terminator=(message_stop,),
+            midstream_error=(),
         )
 
     # ---- thinking ---------------------------------------------------------------------

@@ -29,7 +29,7 @@ from tests.fakes.dialect import (
     tool_name,
 )
 from tests.fakes.embeddings import embeddings_body
-from tests.fakes.scenarios import Reply
+from tests.fakes.scenarios import AGENT_TOOL, Reply, agent_tool_answer, agent_tool_call
 
 _RATE_LIMITS: Headers = (
     ("x-ratelimit-limit-requests", "30000"),
@@ -274,6 +274,8 @@ class OpenAIDialect:
 
     def chat(self, body: Mapping[str, Any], *, tools: bool, stop_reason: str = "") -> Reply:
         """A `chat.completion`: text, or two parallel tool calls with `finish_reason` tool_calls."""
+        if model_of(body) == AGENT_TOOL:
+            return agent_tool_chat(self, body)
         created = int(time.time())
         cid = self._new_id(created)
         message: dict[str, Any] = {
@@ -367,6 +369,8 @@ class OpenAIDialect:
         self, body: Mapping[str, Any], pieces: Sequence[str], *, tools: bool, stop_reason: str = ""
     ) -> StreamPlan:
         """Role chunk, content (or tool fragments), finish chunk, optional usage chunk, [DONE]."""
+        if model_of(body) == AGENT_TOOL:
+            return agent_tool_stream(self, body)
         created = int(time.time())
         ctx = ChunkContext(self._new_id(created), created, model_of(body), self._null_usage(body))
         if tools:
@@ -770,3 +774,64 @@ class ResponsesAnswer:
         response["incomplete_details"] = None
         event = {"type": "response.failed", "sequence_number": sequence, "response": response}
         return sse_event(event)
+
+
+# ---- agent-tool (tests.fakes.scenarios): one shell tool round trip, chat flavor ----------
+def _agent_tool_call(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    call = agent_tool_call(body)
+    if call is None:
+        return None
+    name, arguments = call
+    function = {"name": name, "arguments": compact(arguments).decode()}
+    return {"id": "call_" + random_id(24), "type": "function", "function": function}
+
+
+def agent_tool_chat(dialect: OpenAIDialect, body: Mapping[str, Any]) -> Reply:
+    """A `chat.completion` calling the agent's shell tool, or quoting its result."""
+    created = int(time.time())
+    cid = dialect._new_id(created)
+    call = _agent_tool_call(body)
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if call else agent_tool_answer(body),
+        "refusal": None,
+        "annotations": [],
+    }
+    if call:
+        message["tool_calls"] = [call]
+    choice = dialect._choice(message, "tool_calls" if call else "stop")
+    completion = dialect._completion(cid, created, model_of(body), choice)
+    return dialect._reply(completion, response_id=cid)
+
+
+def agent_tool_stream(dialect: OpenAIDialect, body: Mapping[str, Any]) -> StreamPlan:
+    """The same answer streamed; the call's arguments arrive in two pieces."""
+    created = int(time.time())
+    ctx = ChunkContext(dialect._new_id(created), created, model_of(body), dialect._null_usage(body))
+    call = _agent_tool_call(body)
+    first = dialect._chunk(ctx, [dialect._delta(dialect._role_delta())])
+    if call:
+        arguments = call["function"]["arguments"]
+        header = {**call, "index": 0, "function": {**call["function"], "arguments": ""}}
+        content = [dialect._chunk(ctx, [dialect._delta({"tool_calls": [header]})])]
+        content += [
+            dialect._chunk(
+                ctx, [dialect._delta({"tool_calls": [{"index": 0, "function": {"arguments": a}}]})]
+            )
+            for a in (arguments[:9], arguments[9:])
+        ]
+    else:
+        content = [dialect._chunk(ctx, [dialect._delta({"content": agent_tool_answer(body)})])]
+    finish = "tool_calls" if call else "stop"
+    tail = [dialect._chunk(ctx, [dialect._delta({}, finish)])]
+    if dialect._wants_usage(body):
+        tail.append(dialect._chunk(ctx, [], usage=dialect._usage()))
+    return StreamPlan(
+        headers=dialect._headers(dialect._stream_content_type(), stream=True, response_id=ctx.cid),
+        preamble=dialect._preamble(),
+        head=(first,),
+        content=tuple(content),
+        tail=(*tail, DONE),
+        terminator=(DONE,),
+        midstream_error=(),
+    )

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 from attrs import frozen
@@ -195,3 +197,82 @@ def load_replay(stem: str, wire_dir: Path = WIRE_DIR) -> Reply:
     if not any(name == "content-type" for name, _ in headers):
         headers = (("content-type", content_type), *headers)
     return Reply(status, headers, path.read_bytes())
+
+
+# ---- agent-tool: one shell tool round trip for the real agent CLIs ------------------------
+# The model name `agent-tool` parses as an ordinary scenario; the dialects check for it
+# themselves (by the request's `model`) because the answer depends on the history: while
+# the request carries no tool result, the answer calls the agent's shell tool (Claude
+# Code's `Bash`, Codex's `exec_command`) to run AGENT_TOOL_COMMAND; once it does, the
+# answer is text quoting that result. See tests/e2e/test_agents_e2e.py.
+AGENT_TOOL = "agent-tool"
+AGENT_TOOL_OUTPUT = "hi-from-tool"
+AGENT_TOOL_COMMAND = f"echo {AGENT_TOOL_OUTPUT}"
+AGENT_TOOL_PREAMBLE = "Running a command."
+AGENT_TOOL_ANSWER = "The tool printed: "
+# Each agent's shell tool and the arguments that run AGENT_TOOL_COMMAND with it.
+_AGENT_SHELL_TOOLS: dict[str, dict[str, str]] = {
+    "Bash": {"command": AGENT_TOOL_COMMAND, "description": "Print a greeting"},
+    "exec_command": {"cmd": AGENT_TOOL_COMMAND},
+}
+
+
+def _tool_names(body: Mapping[str, Any]) -> list[str]:
+    """Tool names in an Anthropic, chat (`function.name`) or Responses `tools` list."""
+    names: list[str] = []
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict):
+            function = tool.get("function")
+            name = function.get("name") if isinstance(function, dict) else tool.get("name")
+            if isinstance(name, str):
+                names.append(name)
+    return names
+
+
+def _text_of(content: Any) -> str:
+    """A tool result's text: a string, or the `text` of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def agent_tool_result(body: Mapping[str, Any]) -> str | None:
+    """The last tool result in the request's history, in any dialect, or None.
+
+    Anthropic: a `tool_result` block in a user message; chat: a `tool` message;
+    Responses: a `function_call_output` item of `input`.
+    """
+    found: str | None = None
+    for item in [*(body.get("messages") or ()), *(body.get("input") or ())]:
+        if not isinstance(item, dict):
+            continue
+        if item.get("role") == "tool":
+            found = _text_of(item.get("content"))
+        elif item.get("type") == "function_call_output":
+            found = _text_of(item.get("output"))
+        elif isinstance(item.get("content"), list):
+            for block in item["content"]:
+                if isinstance(block, dict) and block.get("type") == "tool_result":
+                    found = _text_of(block.get("content"))
+    return found
+
+
+def agent_tool_call(body: Mapping[str, Any]) -> tuple[str, dict[str, str]] | None:
+    """(tool name, arguments) of the shell call to make, or None to answer with text.
+
+    None once the request carries a tool result, or when it offers no known shell tool.
+    """
+    if agent_tool_result(body) is not None:
+        return None
+    for name in _tool_names(body):
+        if name in _AGENT_SHELL_TOOLS:
+            return name, _AGENT_SHELL_TOOLS[name]
+    return None
+
+
+def agent_tool_answer(body: Mapping[str, Any]) -> str:
+    """The closing text: AGENT_TOOL_ANSWER and the tool's output, or a note that none came."""
+    result = agent_tool_result(body)
+    return AGENT_TOOL_ANSWER + (result.strip() if result is not None else "(no tool result)")
