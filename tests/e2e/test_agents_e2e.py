@@ -43,6 +43,11 @@ ALIASES = (
 UPSTREAM_PATH = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
 
 
+def upstream_path(provider: str, upstream_endpoint: str) -> str:
+    """The fake's path for a model call: native endpoints keep the client's path."""
+    return "/v1/responses" if upstream_endpoint == "responses" else UPSTREAM_PATH[provider]
+
+
 @pytest.fixture(scope="module")
 def claude() -> Path:
     return agent_binary("claude")
@@ -177,44 +182,69 @@ def test_claude_code_runs_its_bash_tool_through_wlm(
 
 
 # ---- Codex ---------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("model", "provider"),
-    [("claude-sonnet-4-5", "anthropic"), ("gpt-4o-mini", "openai")],
-    ids=["translated-anthropic", "translated-openai"],
-)
+# (wlm fixture, model, provider, what wlm called upstream)
+CODEX_ROUTES = {
+    "translated-anthropic": ("wlm", "claude-sonnet-4-5", "anthropic", "chat/completions"),
+    "translated-openai": ("wlm", "gpt-4o-mini", "openai", "chat/completions"),
+    "native-openai": ("wlm_native", "gpt-4o-mini", "openai", "responses"),
+}
+CODEX_TOOL_ROUTES = {
+    "translated-anthropic": ("wlm", "tool-anthropic", "anthropic", "chat/completions"),
+    "translated-openai": ("wlm", "tool-openai", "openai", "chat/completions"),
+    "native-openai": ("wlm_native", "tool-openai", "openai", "responses"),
+}
+
+
+@pytest.fixture(scope="module")
+def wlm_native(
+    fakes: dict[str, FakeUpstream], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WlmServer]:
+    """wlm with OpenAI's default dialects: Responses requests go to it as they are."""
+    server = start_wlm(fakes, tmp_path_factory.mktemp("wlm-agents-native"))
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("route", CODEX_ROUTES)
 def test_codex_answers_through_wlm(
     codex: Path,
-    wlm: WlmServer,
     fakes: dict[str, FakeUpstream],
     tmp_path: Path,
-    model: str,
-    provider: str,
+    request: pytest.FixtureRequest,
+    route: str,
 ) -> None:
+    server_fixture, model, provider, upstream = CODEX_ROUTES[route]
+    server: WlmServer = request.getfixturevalue(server_fixture)
     marker = new_marker()
-    run = run_codex(codex, wlm, CODEX_KEY, model, f"say hi ({marker})", tmp_path)
-    assert run.returncode == 0, run.explain(wlm)
-    assert run.stdout.strip() == f"Hello from fake-{provider}", run.explain(wlm)
+    run = run_codex(codex, server, CODEX_KEY, model, f"say hi ({marker})", tmp_path)
+    assert run.returncode == 0, run.explain(server)
+    assert run.stdout.strip() == f"Hello from fake-{provider}", run.explain(server)
 
-    _, request = upstream_call(fakes[provider], marker, path=UPSTREAM_PATH[provider])
-    assert CODEX_KEY.encode() not in request.body
-    rows = telemetry(wlm, "responses", model, 1)
-    assert_rows(rows, "responses", "chat/completions", provider, "codex")
+    _, call = upstream_call(fakes[provider], marker, path=upstream_path(provider, upstream))
+    assert CODEX_KEY.encode() not in call.body
+    rows = telemetry(server, "responses", model, 1)
+    assert_rows(rows, "responses", upstream, provider, "codex")
 
 
-@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+@pytest.mark.parametrize("route", CODEX_TOOL_ROUTES)
 def test_codex_runs_its_exec_command_tool_through_wlm(
-    codex: Path, wlm: WlmServer, fakes: dict[str, FakeUpstream], tmp_path: Path, provider: str
+    codex: Path,
+    fakes: dict[str, FakeUpstream],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    route: str,
 ) -> None:
+    server_fixture, model, provider, upstream = CODEX_TOOL_ROUTES[route]
+    server: WlmServer = request.getfixturevalue(server_fixture)
     marker = new_marker()
-    model = f"tool-{provider}"
-    run = run_codex(codex, wlm, CODEX_KEY, model, f"run echo ({marker})", tmp_path)
-    assert run.returncode == 0, run.explain(wlm)
+    run = run_codex(codex, server, CODEX_KEY, model, f"run echo ({marker})", tmp_path)
+    assert run.returncode == 0, run.explain(server)
     # Codex prints the last answer, which quotes what its exec_command tool returned.
-    assert run.stdout.startswith(AGENT_TOOL_ANSWER), run.explain(wlm)
-    assert AGENT_TOOL_OUTPUT in run.stdout, run.explain(wlm)
+    assert run.stdout.startswith(AGENT_TOOL_ANSWER), run.explain(server)
+    assert AGENT_TOOL_OUTPUT in run.stdout, run.explain(server)
 
-    first, second = model_calls(fakes[provider], marker, UPSTREAM_PATH[provider])
+    first, second = model_calls(fakes[provider], marker, upstream_path(provider, upstream))
     assert agent_tool_result(first) is None
     assert AGENT_TOOL_OUTPUT in (agent_tool_result(second) or "")  # Codex adds a header
-    rows = telemetry(wlm, "responses", model, 2)
-    assert_rows(rows, "responses", "chat/completions", provider, "codex")
+    rows = telemetry(server, "responses", model, 2)
+    assert_rows(rows, "responses", upstream, provider, "codex")

@@ -470,6 +470,9 @@ class OpenAIDialect:
         self, body: Mapping[str, Any], *, tools: bool, stop_reason: str = ""
     ) -> tuple[Reply, dict[str, Any]]:
         """A whole `response` object (what `stream: false` returns), and the object."""
+        if model_of(body) == AGENT_TOOL:
+            answer = AgentToolAnswer(body)
+            return self._reply(answer.final, response_id=answer.id), answer.final
         answer = ResponsesAnswer(body, self._text(), tools, stop_reason)
         return self._reply(answer.final, response_id=answer.id), answer.final
 
@@ -477,6 +480,10 @@ class OpenAIDialect:
         self, body: Mapping[str, Any], pieces: Sequence[str], *, tools: bool, stop_reason: str = ""
     ) -> tuple[StreamPlan, dict[str, Any]]:
         """The event plan of a streamed response, and the response object it ends with."""
+        if model_of(body) == AGENT_TOOL:
+            answer = AgentToolAnswer(body)
+            headers = self._headers(self._stream_content_type(), stream=True, response_id=answer.id)
+            return answer.plan((answer.text,), headers), answer.final
         answer = ResponsesAnswer(body, "".join(pieces), tools, stop_reason)
         plan = answer.plan(
             pieces, self._headers(self._stream_content_type(), stream=True, response_id=answer.id)
@@ -835,3 +842,54 @@ def agent_tool_stream(dialect: OpenAIDialect, body: Mapping[str, Any]) -> Stream
         terminator=(DONE,),
         midstream_error=(),
     )
+
+
+class AgentToolAnswer(ResponsesAnswer):
+    """The agent-tool scenario in the Responses grammar: one shell `function_call`, or text."""
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        call = agent_tool_call(body)
+        super().__init__(body, agent_tool_answer(body), False, "")
+        self.call: dict[str, Any] | None = None
+        if call is not None:
+            name, arguments = call
+            self.call = {
+                "id": _hex_id("fc"),
+                "type": "function_call",
+                "status": "completed",
+                "arguments": compact(arguments).decode(),
+                "call_id": "call_" + random_id(24),
+                "name": name,
+            }
+            self.final = self._response("completed", [self.call], usage=responses_usage())
+
+    def plan(self, pieces: Sequence[str], headers: Headers) -> StreamPlan:
+        """The text answer as usual; the call as added, two argument deltas, done, completed."""
+        call = self.call
+        if call is None:
+            return super().plan(pieces, headers)
+        lifecycle = self._response("in_progress", [])
+        lifecycle["incomplete_details"] = None
+        arguments = call["arguments"]
+        where = {"item_id": call["id"], "output_index": 0}
+        added = {**call, "status": "in_progress", "arguments": ""}
+        return StreamPlan(
+            headers=headers,
+            preamble=(),
+            head=(
+                self._event("response.created", response=lifecycle),
+                self._event("response.in_progress", response=lifecycle),
+                self._event("response.output_item.added", output_index=0, item=added),
+            ),
+            content=tuple(
+                self._delta("response.function_call_arguments.delta", **where, delta=piece)
+                for piece in (arguments[:9], arguments[9:])
+            ),
+            tail=(
+                self._event("response.function_call_arguments.done", **where, arguments=arguments),
+                self._event("response.output_item.done", output_index=0, item=call),
+                self._event("response.completed", response=self.final),
+            ),
+            terminator=(),
+            midstream_error=(),
+        )
