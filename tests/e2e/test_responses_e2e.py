@@ -106,6 +106,7 @@ def wlm(
         "COMPAT_API_KEY": fakes["compat"].api_key,
         "COMPAT_BASE_URL": fakes["compat"].base_url,
         "WLM_ROUTES": "claude-*=anthropic,gpt-*=openai",
+        "WLM_ALIASES": "house-model=openai/gpt-4o-mini",
         "WLM_API_KEYS": f"e2e:{CLIENT_KEY}",
     }
     server = WlmServer(env, workdir).start()
@@ -200,6 +201,20 @@ def test_native_openai_gets_the_clients_fields_intact(
     assert sent["input"] == ask(marker)
 
 
+def test_native_answers_carry_the_clients_model_name(
+    client: openai.OpenAI, fakes: dict[str, FakeUpstream]
+) -> None:
+    marker = new_marker()
+    whole = client.responses.create(model="house-model", input=ask(marker))
+    assert whole.model == "house-model"
+    assert sent_to(fakes, OPENAI, marker)["model"] == "gpt-4o-mini"
+    with client.responses.stream(model="house-model", input=ask(new_marker())) as stream:
+        lifecycle = [e.response.model for e in stream if hasattr(e, "response")]
+        final = stream.get_final_response()
+    assert lifecycle == ["house-model"] * 3  # created, in_progress, completed
+    assert (final.model, final.output_text) == ("house-model", OPENAI.answer)
+
+
 def test_previous_response_id_native_is_forwarded(
     client: openai.OpenAI, fakes: dict[str, FakeUpstream]
 ) -> None:
@@ -258,6 +273,24 @@ def test_retrieve_a_native_response(client: openai.OpenAI, fakes: dict[str, Fake
     assert created.id in fakes["openai"].stored_responses  # OpenAI kept it (store defaults on)
     again = client.responses.retrieve(created.id)
     assert again.output_text == OPENAI.answer
+
+
+@pytest.mark.parametrize("backend", TRANSLATED, ids=repr)
+def test_a_streamed_response_can_be_continued_and_retrieved_at_once(
+    client: openai.OpenAI, backend: Backend
+) -> None:
+    """Right after response.completed arrives, the response is usable: the SDK user's
+    next call (retrieve, or previous_response_id) does not race wlm's bookkeeping."""
+    for _ in range(5):
+        with client.responses.stream(model=backend.model, input=ask(new_marker())) as stream:
+            first = stream.get_final_response()
+        assert client.responses.retrieve(first.id).output_text == backend.answer
+        with client.responses.stream(model=backend.model, input=ask(new_marker())) as stream:
+            second = stream.get_final_response()
+        third = client.responses.create(
+            model=backend.model, input="again", previous_response_id=second.id
+        )
+        assert third.previous_response_id == second.id
 
 
 # ---- function calls ----------------------------------------------------------------------
@@ -434,22 +467,27 @@ def test_a_midstream_failure_ends_the_stream_in_response_failed(
         assert "help.openai.com" in failed.response.error.message
 
 
+@pytest.mark.parametrize("backend", BACKENDS, ids=repr)
+def test_a_connection_cut_midstream_never_looks_like_success(
+    client: openai.OpenAI, backend: Backend
+) -> None:
+    with client.responses.stream(model=backend.scenario("reset:6"), input="x") as stream:
+        events = list(stream)
+        with pytest.raises(RuntimeError, match=r"response\.completed"):
+            stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created"
+    assert kinds[-1] in ("error", "response.failed")
+    assert "response.completed" not in kinds
+
+
 # ---- telemetry ---------------------------------------------------------------------------
-def test_requests_land_in_telemetry(client: openai.OpenAI, wlm: WlmServer) -> None:
-    markers = {}
-    for backend in BACKENDS:
-        markers[backend.name] = new_marker()
-        with client.responses.stream(model=backend.model, input=ask(markers[backend.name])) as s:
-            s.get_final_response()
-    wanted = {
-        "openai": ("responses", "responses", "openai", "ok"),
-        "anthropic": ("responses", "chat/completions", "anthropic", "ok"),
-        "compat": ("responses", "chat/completions", "compat", "ok"),
-        "openrouter": ("responses", "chat/completions", "openrouter", "ok"),
-    }
+def rows_with_markers(
+    wlm: WlmServer, columns: str, markers: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Telemetry rows of /v1/responses requests whose logged body carries each marker."""
     query = (
-        "SELECT r.endpoint, r.upstream_endpoint, r.provider, r.status, r.stream, "
-        "r.prompt_tokens, r.completion_tokens, c.request_json FROM requests r "
+        f"SELECT {columns}, c.request_json FROM requests r "
         "JOIN conversations c ON c.request_id = r.id WHERE r.endpoint = 'responses'"
     )
     deadline = time.monotonic() + 10
@@ -462,8 +500,27 @@ def test_requests_land_in_telemetry(client: openai.OpenAI, wlm: WlmServer) -> No
                 if marker in (row["request_json"] or "")
             }
             if len(rows) == len(markers) or time.monotonic() > deadline:
-                break
+                return rows
             time.sleep(0.05)  # polling the server's state, not synchronising the test
+
+
+def test_requests_land_in_telemetry(client: openai.OpenAI, wlm: WlmServer) -> None:
+    markers = {}
+    for backend in BACKENDS:
+        markers[backend.name] = new_marker()
+        with client.responses.stream(model=backend.model, input=ask(markers[backend.name])) as s:
+            s.get_final_response()
+    wanted = {
+        "openai": ("responses", "responses", "openai", "ok"),
+        "anthropic": ("responses", "chat/completions", "anthropic", "ok"),
+        "compat": ("responses", "chat/completions", "compat", "ok"),
+        "openrouter": ("responses", "chat/completions", "openrouter", "ok"),
+    }
+    columns = (
+        "r.endpoint, r.upstream_endpoint, r.provider, r.status, r.stream, "
+        "r.prompt_tokens, r.completion_tokens"
+    )
+    rows = rows_with_markers(wlm, columns, markers)
     seen = {
         name: (r["endpoint"], r["upstream_endpoint"], r["provider"], r["status"])
         for name, r in rows.items()
@@ -474,19 +531,13 @@ def test_requests_land_in_telemetry(client: openai.OpenAI, wlm: WlmServer) -> No
         assert (row["prompt_tokens"], row["completion_tokens"]) == (11, 7)
 
 
-@pytest.mark.parametrize("backend", TRANSLATED, ids=repr)
-def test_a_streamed_response_can_be_continued_and_retrieved_at_once(
-    client: openai.OpenAI, backend: Backend
-) -> None:
-    """Right after response.completed arrives, the response is usable: the SDK user's
-    next call (retrieve, or previous_response_id) does not race wlm's bookkeeping."""
-    for _ in range(5):
-        with client.responses.stream(model=backend.model, input=ask(new_marker())) as stream:
-            first = stream.get_final_response()
-        assert client.responses.retrieve(first.id).output_text == backend.answer
-        with client.responses.stream(model=backend.model, input=ask(new_marker())) as stream:
-            second = stream.get_final_response()
-        third = client.responses.create(
-            model=backend.model, input="again", previous_response_id=second.id
-        )
-        assert third.previous_response_id == second.id
+def test_codex_hanging_up_after_completed_is_a_normal_end(wlm: WlmServer) -> None:
+    (body, _) = codex_bodies()
+    markers = {backend.name: new_marker() for backend in BACKENDS}
+    for backend in BACKENDS:
+        events = codex_stream(wlm, with_marker(body, backend.model, markers[backend.name]))
+        assert events[-1]["type"] == "response.completed"
+    rows = rows_with_markers(wlm, "r.provider, r.status, r.http_status, r.error_type", markers)
+    assert {name: (r["provider"], r["status"], r["http_status"]) for name, r in rows.items()} == {
+        backend.name: (backend.name, "ok", 200) for backend in BACKENDS
+    }
