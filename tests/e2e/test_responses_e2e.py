@@ -262,12 +262,6 @@ def test_retrieve_a_translated_response(client: openai.OpenAI, backend: Backend)
         client.responses.retrieve(unkept.id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wlm bug: GET /v1/responses/{id} answers only from wlm's own store of translated "
-    "responses (wlm/api/openai_routes.py get_response); a response created natively at OpenAI "
-    "is a 404 there although OpenAI kept it",
-)
 def test_retrieve_a_native_response(client: openai.OpenAI, fakes: dict[str, FakeUpstream]) -> None:
     created = client.responses.create(model="gpt-4o-mini", input=ask(new_marker()))
     assert created.id in fakes["openai"].stored_responses  # OpenAI kept it (store defaults on)

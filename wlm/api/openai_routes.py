@@ -83,18 +83,26 @@ async def get_model(request: Request[Any, Any, Any], model_id: str) -> Response[
 
 @get([f"{p}/responses/{{response_id:str}}" for p in _PREFIXES], guards=[client_guard])
 async def get_response(request: Request[Any, Any, Any], response_id: str) -> Response[Any]:
-    """A response wlm answered (translated, and not sent with ``store: false``)."""
+    """A response wlm answered by translation (not sent with ``store: false``), else one a
+    provider that serves Responses natively keeps (OpenAI)."""
     gateway: Gateway = request.app.state.gateway
     stored = gateway.responses.get(response_id)
-    if stored is None:
-        raise GatewayError(
-            f"No response '{gateway.redactor.text(response_id)}' is known to wlm.",
-            status=404,
-            type="invalid_request_error",
-            param="response_id",
-            code="not_found",
-        )
-    return json_response(stored.response)
+    if stored is not None:
+        return json_response(stored.response)
+    for adapter in gateway.adapters.values():
+        try:
+            kept = await adapter.stored_response(response_id)
+        except GatewayError:
+            continue  # that provider is down: another may have it
+        if kept is not None:
+            return Response(content=kept, media_type="application/json")
+    raise GatewayError(
+        f"No response '{gateway.redactor.text(response_id)}' is known to wlm.",
+        status=404,
+        type="invalid_request_error",
+        param="response_id",
+        code="not_found",
+    )
 
 
 @get("/health")

@@ -269,6 +269,9 @@ class AnthropicAdapter:
             query = f"limit=1000&after_id={quote(last_id, safe='')}"
         return entries
 
+    async def stored_response(self, response_id: str) -> bytes | None:
+        return None  # Anthropic keeps no Responses objects
+
     async def close(self) -> None:
         await self.transport.close()
 

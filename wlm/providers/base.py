@@ -121,6 +121,11 @@ class Adapter(Protocol):
 
     async def list_models(self) -> list[ModelEntry]: ...
 
+    async def stored_response(self, response_id: str) -> bytes | None:
+        """A Responses object the upstream keeps (``GET /responses/{id}``), when it serves
+        Responses natively and has that one; None otherwise."""
+        ...
+
     async def close(self) -> None: ...
 
 

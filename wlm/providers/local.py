@@ -170,6 +170,9 @@ class LocalAdapter:
     async def list_models(self) -> list[ModelEntry]:
         return [ModelEntry(model.id) for model in self._local.list_models()]
 
+    async def stored_response(self, response_id: str) -> bytes | None:
+        return None  # engines keep nothing between requests
+
     async def close(self) -> None:
         await self.transport.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -355,6 +356,20 @@ class OpenAICompatAdapter:
                 created = item.get("created")
                 entries.append(ModelEntry(item["id"], created if isinstance(created, int) else 0))
         return entries
+
+    async def stored_response(self, response_id: str) -> bytes | None:
+        if "responses" not in self._config.dialects:
+            return None
+        headers = {k: v for k, v in self._headers.items() if k != "content-type"}
+        url = f"{self._config.base_url}/responses/{quote(response_id, safe='')}"
+        response = await self.transport.send(
+            UpstreamRequest("GET", url, headers, timeout_s=_LIST_TIMEOUT_S)
+        )
+        try:
+            body = await response.read()
+        finally:
+            response.release()
+        return body if response.status == 200 else None
 
     async def close(self) -> None:
         await self.transport.close()

@@ -436,7 +436,11 @@ class ChatToResponsesStream:
             "incomplete" if reason else "completed", list(self._output), reason=reason
         )
         self.done = True
-        events.append(self._event("response.completed", response=self.response))
+        # As OpenAI does: a cut-off answer (max_output_tokens, content filter) ends in
+        # response.incomplete, which a client that reads event types must not take for
+        # a finished one.
+        kind = "response.incomplete" if reason else "response.completed"
+        events.append(self._event(kind, response=self.response))
         return events
 
     def _fail(self, error: dict[str, str]) -> list[dict[str, Any]]:

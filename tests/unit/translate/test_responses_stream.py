@@ -32,7 +32,7 @@ RECORDED = sorted(
         *(WIRE / "extracted").glob("openrouter_stream_*.sse"),
     ]
 )
-TERMINAL = ("response.completed", "response.failed")
+TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 USAGE = {
     "prompt_tokens": 11,
     "completion_tokens": 7,
@@ -336,11 +336,12 @@ def test_no_usage_chunk_completes_at_finish_with_null_usage() -> None:
     assert stream.error is None
 
 
-def test_length_completes_as_incomplete() -> None:
+def test_length_ends_as_incomplete() -> None:
     _, events = run([chunk({"content": "cut"}), chunk({}, finish="length"), chunk(usage=USAGE)])
     check_grammar(events)
     response = events[-1]["response"]
-    assert events[-1]["type"] == "response.completed"
+    # OpenAI's own event for a cut-off answer: a client reading event types sees it.
+    assert events[-1]["type"] == "response.incomplete"
     assert response["status"] == "incomplete"
     assert response["incomplete_details"] == {"reason": "max_output_tokens"}
     assert response["output"][0]["status"] == "incomplete"
@@ -597,9 +598,10 @@ def test_any_chat_stream_gives_a_valid_responses_stream(
     if finish is None:
         assert terminal["type"] == "response.failed"
         return
-    assert terminal["type"] == "response.completed"
+    cut = finish in ("length", "content_filter")
+    assert terminal["type"] == ("response.incomplete" if cut else "response.completed")
     response = terminal["response"]
-    assert response["status"] == ("incomplete" if finish == "length" else "completed")
+    assert response["status"] == ("incomplete" if cut else "completed")
     assert (
         response["usage"] is None
         if usage_mode == "none"
