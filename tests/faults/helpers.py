@@ -4,7 +4,8 @@ Every HTTP exchange of the suite goes through :class:`RecordingTransport`, which
 the response headers and every body byte the client read in a :class:`Ledger`; the
 leak scan at the end reads them back, with the servers' logs and telemetry files.
 The probes answer the three questions each case asks: what did the client see
-(:func:`error_of`, :func:`data_events`), what did telemetry record
+(:func:`error_of` and :func:`anthropic_error_of` for the two error shapes,
+:func:`data_events`, :func:`sse_events`), what did telemetry record
 (:func:`telemetry_row`), and what was left running (:func:`upstream_sockets`,
 :func:`all_gone`, :func:`index_of` with the fake's ``wait_closed``).
 """
@@ -28,6 +29,7 @@ from tests.conftest import WlmServer, all_gone
 from tests.fakes import FakeUpstream
 
 __all__ = [
+    "ANTHROPIC_ERROR_TYPES",
     "KEYS",
     "PROXIED_PATHS",
     "Keys",
@@ -35,6 +37,8 @@ __all__ = [
     "RecordingTransport",
     "RowChecks",
     "all_gone",
+    "anthropic_error",
+    "anthropic_error_of",
     "chat",
     "data_events",
     "error_of",
@@ -42,6 +46,7 @@ __all__ = [
     "new_request_id",
     "server_processes",
     "sql_safe",
+    "sse_events",
     "telemetry_row",
     "upstream_sockets",
     "wait_for",
@@ -50,7 +55,29 @@ __all__ = [
 PROXIED_PATHS = frozenset(
     f"{prefix}/{endpoint}"
     for prefix in ("/v1", "/api/v1")
-    for endpoint in ("chat/completions", "completions", "embeddings")
+    for endpoint in (
+        "chat/completions",
+        "completions",
+        "embeddings",
+        "messages",
+        "messages/count_tokens",
+        "responses",
+    )
+)
+# Every error type of Anthropic's error table (what a Messages client may be sent).
+ANTHROPIC_ERROR_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "billing_error",
+        "permission_error",
+        "not_found_error",
+        "request_too_large",
+        "rate_limit_error",
+        "api_error",
+        "overloaded_error",
+        "timeout_error",
+    }
 )
 
 
@@ -187,6 +214,24 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     return error
 
 
+def anthropic_error(payload: Any) -> dict[str, Any]:
+    """The ``error`` of an Anthropic error object (a body, or an ``event: error``'s data);
+    fails unless the shape is exact: ``{"type": "error", "error": {"type", "message"}}``."""
+    assert isinstance(payload, dict), payload
+    assert set(payload) == {"type", "error"} and payload["type"] == "error", payload
+    error = payload["error"]
+    assert isinstance(error, dict) and set(error) == {"type", "message"}, error
+    assert error["type"] in ANTHROPIC_ERROR_TYPES, error
+    assert isinstance(error["message"], str) and error["message"], error
+    return error
+
+
+def anthropic_error_of(response: httpx.Response) -> dict[str, Any]:
+    """The Anthropic error of a non-200 answer (a Messages client's); fails unless exact."""
+    assert response.headers.get("content-type", "").startswith("application/json"), response
+    return anthropic_error(response.json())
+
+
 def data_events(text: str) -> list[Any]:
     """The JSON payloads of an SSE body's ``data:`` lines (``[DONE]`` kept as a string)."""
     events: list[Any] = []
@@ -194,6 +239,28 @@ def data_events(text: str) -> list[Any]:
         if line.startswith("data:"):
             payload = line.removeprefix("data:").strip()
             events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return events
+
+
+def sse_events(text: str) -> list[tuple[str | None, Any]]:
+    """The ``(event name, JSON data)`` of each event of an SSE body that carries data
+    (comments and keep-alives skipped; a data line that is not JSON kept as its text)."""
+    events: list[tuple[str | None, Any]] = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        name: str | None = None
+        data: list[str] = []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line.removeprefix("event:").strip()
+            elif line.startswith("data:"):
+                data.append(line.removeprefix("data:").removeprefix(" "))
+        if not data:
+            continue
+        payload = "\n".join(data)
+        try:
+            events.append((name, json.loads(payload)))
+        except ValueError:
+            events.append((name, payload))
     return events
 
 
