@@ -61,9 +61,13 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        upstream_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        # The status the upstream itself answered, when a client of its own dialect
+        # should see it rather than wlm's mapping (Anthropic's 500 and 529).
+        self.upstream_status = upstream_status
         if status is not None:
             self.status = status
         if type is not None:
@@ -156,6 +160,7 @@ class Failure:
     param: str | None = None
     status: int = 500
     headers: tuple[tuple[str, str], ...] = ()
+    upstream_status: int | None = None  # the upstream's own status, for its own dialect
 
     @classmethod
     def of(cls, error: GatewayError, redact: Callable[[str], str]) -> Failure:
@@ -167,6 +172,7 @@ class Failure:
             error.param,
             error.status,
             tuple(error.headers.items()),
+            error.upstream_status,
         )
 
     @classmethod

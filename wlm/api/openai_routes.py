@@ -10,6 +10,7 @@ from litestar.handlers.asgi_handlers import ASGIRouteHandler
 
 from wlm.api.guards import client_guard
 from wlm.api.proxy import Receive, Scope, Send, proxy_endpoint
+from wlm.auth import presented_key
 from wlm.dialects import PROXIED_ENDPOINTS
 from wlm.errors import Failure, GatewayError, ModelNotFound, render_error
 from wlm.gateway import Gateway
@@ -27,6 +28,13 @@ PROXIED_PATHS = {
 
 def json_response(content: Any, status: int = 200) -> Response[Any]:
     return Response(content=content, status_code=status, media_type="application/json")
+
+
+def _echo(request: Request[Any, Any, Any], text: str) -> str:
+    """``text`` fit to quote back: no configured secret, nor the key this client
+    presented (it may be configured only as a sha256 hash, unknown to the redactor)."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway.redactor.with_secret(presented_key(request.scope["headers"])).text(text)
 
 
 def _client_request_id(scope: Scope) -> bytes | None:
@@ -78,7 +86,7 @@ async def get_model(request: Request[Any, Any, Any], model_id: str) -> Response[
     for entry in await gateway.catalog.entries():
         if entry["id"] == wanted:
             return json_response(entry)
-    raise ModelNotFound(gateway.redactor.text(wanted))
+    raise ModelNotFound(_echo(request, wanted))
 
 
 @get([f"{p}/responses/{{response_id:str}}" for p in _PREFIXES], guards=[client_guard])
@@ -97,7 +105,7 @@ async def get_response(request: Request[Any, Any, Any], response_id: str) -> Res
         if kept is not None:
             return Response(content=kept, media_type="application/json")
     raise GatewayError(
-        f"No response '{gateway.redactor.text(response_id)}' is known to wlm.",
+        f"No response '{_echo(request, response_id)}' is known to wlm.",
         status=404,
         type="invalid_request_error",
         param="response_id",

@@ -25,8 +25,9 @@ _encode = msgspec.json.encode
 
 
 def _status(failure: Failure) -> int:
-    # Anthropic's own "overloaded" is 529, which wlm's OpenAI surface reports as 503.
-    return 529 if failure.code == "overloaded_error" else failure.status
+    # An Anthropic upstream's own status (500 api_error, 529 overloaded_error), which
+    # wlm's OpenAI surface maps to 502 and 503, reaches a Messages client unchanged.
+    return failure.upstream_status or failure.status
 
 
 def estimate_input_tokens(body: dict[str, Any]) -> int:

@@ -137,9 +137,15 @@ class MessagesPassthroughRelay:
     def _event(self, block: bytes) -> bytes:
         event = SSEEvent(block)
         data = event.data
-        payload = decode_event_json(data) if data is not None else None
-        if payload is None:
-            return block  # a comment or an event wlm need not read: as it came
+        if data is None:
+            return block  # comments (keep-alives): as they came
+        payload = decode_event_json(data)
+        if payload is None:  # a broken event must not reach the client as if whole
+            self.done = True
+            malformed_event(self.account)
+            return messages_error_event(
+                502, "The upstream sent a malformed stream event.", "upstream_error"
+            )
         for chunk in self._translator.feed(event.event, payload):
             if self.account.add_chunk(chunk_from_dict(chunk)):
                 self.token_seen = True

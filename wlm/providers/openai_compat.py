@@ -214,9 +214,19 @@ class ResponsesPassthroughRelay:
         data = plain_data(block)
         if data is None:
             data = SSEEvent(block).data_bytes()
-        event = decode_event_json(data) if data is not None else None
-        if event is None:
-            return block
+        if data is None:
+            return block  # comments (keep-alives): as they came
+        event = decode_event_json(data)
+        if event is None:  # a broken event must not reach the client as if whole
+            self.done = True
+            malformed_event(self.account)
+            failure = Failure(
+                "The upstream sent a malformed stream event.",
+                "upstream_error",
+                "upstream_broken",
+                status=502,
+            )
+            return self.fail(failure)[0]
         kind = event.get("type")
         if isinstance(event.get("sequence_number"), int):
             self._sequence = event["sequence_number"] + 1

@@ -116,7 +116,14 @@ def anthropic_error_to_openai(
         snippet = body[:500].decode("utf-8", "replace").strip()
         message = f"Anthropic returned HTTP {status}" + (f": {snippet}" if snippet else ".")
     headers = {"retry-after": retry_after} if retry_after else {}
-    return UpstreamError(message, status=client_status, type=oa_type, code=code, headers=headers)
+    return UpstreamError(
+        message,
+        status=client_status,
+        type=oa_type,
+        code=code,
+        headers=headers,
+        upstream_status=status if 400 <= status <= 599 else None,
+    )
 
 
 def stream_error_to_openai(data: dict[str, Any]) -> dict[str, Any]:
