@@ -41,6 +41,12 @@ ALIASES = (
     "tool-anthropic=anthropic/agent-tool,tool-openai=openai/agent-tool"
 )
 UPSTREAM_PATH = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
+# The model name wlm sends upstream, where an alias changes it.
+UPSTREAM_MODEL = {
+    "claude-via-openai-haiku": "gpt-4o-mini",
+    "tool-anthropic": "agent-tool",
+    "tool-openai": "agent-tool",
+}
 
 
 def upstream_path(provider: str, upstream_endpoint: str) -> str:
@@ -104,9 +110,11 @@ def telemetry(server: WlmServer, endpoint: str, model: str, n: int) -> list[dict
     return rows
 
 
-def model_calls(fake: FakeUpstream, marker: str, path: str) -> list[Any]:
-    """The bodies of the model calls (`POST <path>`) a CLI run with `marker` made upstream."""
-    return [r.json for r in calls_with(fake, marker) if r.method == "POST" and r.path == path]
+def round_trip_calls(fake: FakeUpstream, marker: str, path: str) -> list[Any]:
+    """The bodies of the two model calls (`POST <path>`) a tool round trip made upstream."""
+    calls = [r.json for r in calls_with(fake, marker) if r.method == "POST" and r.path == path]
+    assert len(calls) == 2, calls
+    return calls
 
 
 def assert_rows(
@@ -120,6 +128,23 @@ def assert_rows(
         assert row["status"] == "ok", row
         # The fakes report 11 prompt and 7 completion tokens for every answer.
         assert (row["prompt_tokens"], row["completion_tokens"]) == (11, 7), row
+
+
+def assert_upstream_model(rows: list[dict[str, Any]], model: str) -> None:
+    """`upstream_model` is the name wlm sent upstream (what an alias made of `model`).
+
+    Called last in a test, because of a known wlm bug it may xfail on: a stream translated
+    through chat to Anthropic records the client's name (AnthropicRelay's chunks carry it
+    and ResponseAccount takes the first chunk's model), not the name sent upstream.
+    """
+    wanted = UPSTREAM_MODEL.get(model, model)
+    seen = {row["upstream_model"] for row in rows}
+    translated_to_anthropic = all(
+        (r["provider"], r["upstream_endpoint"]) == ("anthropic", "chat/completions") for r in rows
+    )
+    if seen == {model} != {wanted} and translated_to_anthropic:
+        pytest.xfail(f"wlm records upstream_model {model!r}, not {wanted!r} (streamed via chat)")
+    assert seen == {wanted}, rows
 
 
 # ---- Claude Code ---------------------------------------------------------------------------
@@ -152,6 +177,7 @@ def test_claude_code_answers_through_wlm(
     assert CLAUDE_KEY.encode() not in request.body
     rows = telemetry(wlm, "messages", model, 1)
     assert_rows(rows, "messages", upstream_endpoint, provider, "claude-code")
+    assert_upstream_model(rows, model)
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
@@ -174,11 +200,13 @@ def test_claude_code_runs_its_bash_tool_through_wlm(
     assert result["result"] == AGENT_TOOL_ANSWER + AGENT_TOOL_OUTPUT, run.explain(wlm)
     assert result["num_turns"] == 2
 
-    first, second = model_calls(fakes[provider], marker, UPSTREAM_PATH[provider])
+    first, second = round_trip_calls(fakes[provider], marker, UPSTREAM_PATH[provider])
     assert agent_tool_result(first) is None
     assert agent_tool_result(second) == AGENT_TOOL_OUTPUT  # the CLI sent the result back
     upstream = "messages" if provider == "anthropic" else "chat/completions"
-    assert_rows(telemetry(wlm, "messages", model, 2), "messages", upstream, provider, "claude-code")
+    rows = telemetry(wlm, "messages", model, 2)
+    assert_rows(rows, "messages", upstream, provider, "claude-code")
+    assert_upstream_model(rows, model)
 
 
 # ---- Codex ---------------------------------------------------------------------------------
@@ -224,6 +252,7 @@ def test_codex_answers_through_wlm(
     assert CODEX_KEY.encode() not in call.body
     rows = telemetry(server, "responses", model, 1)
     assert_rows(rows, "responses", upstream, provider, "codex")
+    assert_upstream_model(rows, model)
 
 
 @pytest.mark.parametrize("route", CODEX_TOOL_ROUTES)
@@ -243,8 +272,9 @@ def test_codex_runs_its_exec_command_tool_through_wlm(
     assert run.stdout.startswith(AGENT_TOOL_ANSWER), run.explain(server)
     assert AGENT_TOOL_OUTPUT in run.stdout, run.explain(server)
 
-    first, second = model_calls(fakes[provider], marker, upstream_path(provider, upstream))
+    first, second = round_trip_calls(fakes[provider], marker, upstream_path(provider, upstream))
     assert agent_tool_result(first) is None
     assert AGENT_TOOL_OUTPUT in (agent_tool_result(second) or "")  # Codex adds a header
     rows = telemetry(server, "responses", model, 2)
     assert_rows(rows, "responses", upstream, provider, "codex")
+    assert_upstream_model(rows, model)
