@@ -131,20 +131,10 @@ def assert_rows(
 
 
 def assert_upstream_model(rows: list[dict[str, Any]], model: str) -> None:
-    """`upstream_model` is the name wlm sent upstream (what an alias made of `model`).
-
-    Called last in a test, because of a known wlm bug it may xfail on: a stream translated
-    through chat to Anthropic records the client's name (AnthropicRelay's chunks carry it
-    and ResponseAccount takes the first chunk's model), not the name sent upstream.
-    """
+    """`upstream_model` is the name wlm sent upstream (what an alias made of `model`), also
+    for a stream translated through chat to Anthropic (whose chunks carry the client's name)."""
     wanted = UPSTREAM_MODEL.get(model, model)
-    seen = {row["upstream_model"] for row in rows}
-    translated_to_anthropic = all(
-        (r["provider"], r["upstream_endpoint"]) == ("anthropic", "chat/completions") for r in rows
-    )
-    if seen == {model} != {wanted} and translated_to_anthropic:
-        pytest.xfail(f"wlm records upstream_model {model!r}, not {wanted!r} (streamed via chat)")
-    assert seen == {wanted}, rows
+    assert {row["upstream_model"] for row in rows} == {wanted}, rows
 
 
 # ---- Claude Code ---------------------------------------------------------------------------

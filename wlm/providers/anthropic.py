@@ -92,6 +92,11 @@ class AnthropicRelay:
         if payload is None:
             self.done = True
             return malformed_event(self.account)
+        if payload.get("type") == "message_start":
+            # The chunks carry the client's model name; telemetry wants the one upstream.
+            message = payload.get("message")
+            if isinstance(message, dict) and isinstance(message.get("model"), str):
+                self.account.upstream_model = message["model"]
         return self._emit(self._translator.feed(event.event, payload))
 
     def fail(self, failure: Failure) -> list[bytes]:
