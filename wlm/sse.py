@@ -27,9 +27,16 @@ class _Fields:
 
 
 def plain_data(raw: bytes) -> bytes | None:
-    """The payload of a one-line ``data:`` event block; None for any other shape."""
-    if raw.startswith(b"data:") and raw.find(b"\n") == len(raw) - 2:
-        return raw[6:-2] if raw[5] == 0x20 else raw[5:-2]
+    """The payload of an event block of one ``data:`` line, after at most an ``event:``
+    line (how OpenAI, Anthropic and llama.cpp frame every event); None for any other
+    shape, which :class:`SSEEvent` parses line by line."""
+    start = 0
+    if raw.startswith(b"event:"):
+        start = raw.find(b"\n") + 1
+        if start == 0:
+            return None
+    if raw.startswith(b"data:", start) and raw.find(b"\n", start) == len(raw) - 2:
+        return raw[start + 6 : -2] if raw[start + 5] == 0x20 else raw[start + 5 : -2]
     return None
 
 

@@ -7,6 +7,7 @@ and tool calls. It never changes what is sent to the client.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from wlm.errors import Failure
@@ -88,6 +89,17 @@ class ResponseAccount:
         """Generated text read from another dialect's events (kept when logging content)."""
         if self.keep_content:
             self._text.append(text)
+
+    def add_reasoning(self, text: str) -> None:
+        """Reasoning read from another dialect's events (kept when logging content)."""
+        if self.keep_content:
+            self._reasoning.append(text)
+
+    def add_tool_calls(self, calls: Iterable[dict[str, Any]]) -> None:
+        """Whole tool calls (OpenAI shape) read from another dialect's events."""
+        if self.keep_content:
+            for call in calls:
+                self._tool_calls[len(self._tool_calls)] = call
 
     def _add_tool_fragments(self, fragments: list[Any]) -> None:
         for fragment in fragments:

@@ -28,15 +28,17 @@ from wlm.providers.base import (
 )
 from wlm.providers.chunks import chunk_from_dict
 from wlm.providers.openai_compat import rewrite_model
-from wlm.sse import SSEEvent, SSEParser
+from wlm.sse import SSEEvent, SSEParser, plain_data
 from wlm.translate import (
     AnthropicStreamTranslator,
     anthropic_error_to_openai,
     from_anthropic_response,
     to_anthropic_request,
 )
+from wlm.translate.anthropic_response import finish_reason_from
 from wlm.translate.messages_errors import messages_error_event
 from wlm.translate.messages_native import for_anthropic
+from wlm.translate.messages_response import chat_usage_of_messages
 from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicAdapter"]
@@ -117,16 +119,16 @@ class AnthropicRelay:
 
 class MessagesPassthroughRelay:
     """A native Messages stream, passed through event by event (only ``model`` in
-    ``message_start`` set back to the client's name), read on the way for telemetry."""
+    ``message_start`` set back to the client's name), read on the way for telemetry:
+    usage, stop reason, text, thinking and tool calls, straight from the events."""
 
-    __slots__ = ("_model", "_parser", "_translator", "account", "done", "token_seen")
+    __slots__ = ("_model", "_parser", "_tools", "_usage", "account", "done", "token_seen")
 
     def __init__(self, call: Call, account: ResponseAccount) -> None:
         self._model = call.model
         self._parser = SSEParser()
-        self._translator = AnthropicStreamTranslator(
-            model=call.model, created=0, include_usage=True
-        )
+        self._usage: dict[str, Any] = {}  # Anthropic's usage, merged as it is reported
+        self._tools: dict[int, dict[str, Any]] = {}  # block index -> tool call
         self.account = account
         self.done = False
         self.token_seen = False
@@ -140,8 +142,9 @@ class MessagesPassthroughRelay:
         return out
 
     def _event(self, block: bytes) -> bytes:
-        event = SSEEvent(block)
-        data = event.data
+        data = plain_data(block)
+        if data is None:
+            data = SSEEvent(block).data_bytes()
         if data is None:
             return block  # comments (keep-alives): as they came
         payload = decode_event_json(data)
@@ -151,20 +154,65 @@ class MessagesPassthroughRelay:
             return messages_error_event(
                 502, "The upstream sent a malformed stream event.", "upstream_error"
             )
-        for chunk in self._translator.feed(event.event, payload):
-            if self.account.add_chunk(chunk_from_dict(chunk)):
-                self.token_seen = True
-        if self._translator.usage is not None:
-            self.account.usage = self._translator.usage
         kind = payload.get("type")
-        if kind == "message_start":
+        if kind == "content_block_delta":
+            self._delta(payload)
+        elif kind == "message_start":
             message = payload.get("message")
-            if isinstance(message, dict) and message.get("model") not in (self._model, None):
-                self.account.upstream_model = str(message.get("model"))
-                return rewrite_model(block, self._model)
-        elif kind in ("message_stop", "error"):
+            if isinstance(message, dict):
+                self._add_usage(message.get("usage"))
+                if isinstance(message.get("model"), str):
+                    self.account.upstream_model = message["model"]
+                    if message["model"] != self._model:
+                        return rewrite_model(block, self._model)
+        elif kind == "content_block_start":
+            content = payload.get("content_block")
+            if isinstance(content, dict) and content.get("type") == "tool_use":
+                self._tools[payload.get("index", 0)] = {
+                    "id": content.get("id"),
+                    "type": "function",
+                    "function": {"name": content.get("name") or "", "arguments": ""},
+                }
+        elif kind == "message_delta":
+            self._add_usage(payload.get("usage"))
+            delta = payload.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                self.account.finish_reason = finish_reason_from(delta["stop_reason"])
+        elif kind == "message_stop":
             self.done = True
+            self._settle()
+        elif kind == "error":
+            self.done = True
+            self._settle()
+            self.account.error = Failure.from_event(payload.get("error"), str)
         return block
+
+    def _delta(self, payload: dict[str, Any]) -> None:
+        delta = payload.get("delta")
+        if not isinstance(delta, dict):
+            return
+        kind = delta.get("type")
+        account = self.account
+        if kind == "text_delta" and isinstance(delta.get("text"), str):
+            self.token_seen = True
+            account.add_text(delta["text"])
+        elif kind == "thinking_delta" and isinstance(delta.get("thinking"), str):
+            self.token_seen = True
+            account.add_reasoning(delta["thinking"])
+        elif kind == "input_json_delta" and isinstance(delta.get("partial_json"), str):
+            self.token_seen = True
+            call = self._tools.get(payload.get("index", 0))
+            if call is not None:
+                call["function"]["arguments"] += delta["partial_json"]
+
+    def _add_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+            self.account.usage = chat_usage_of_messages(self._usage)
+
+    def _settle(self) -> None:
+        if self._tools:
+            self.account.add_tool_calls(self._tools[i] for i in sorted(self._tools))
 
     def fail(self, failure: Failure) -> list[bytes]:
         self.done = True

@@ -164,6 +164,40 @@ class OpenAIRelay:
 _USAGE_ON_REQUEST = ("chat/completions", "completions")
 
 
+class ResponsesEvent(msgspec.Struct):
+    """What wlm reads of a Responses stream event; the response object stays raw (it is
+    decoded only on the lifecycle events that carry it)."""
+
+    type: str = ""
+    sequence_number: int | None = None
+    delta: str | None = None
+    response: msgspec.Raw | None = None
+    message: str | None = None  # an ``error`` event's
+    code: str | None = None
+
+
+_responses_event = msgspec.json.Decoder(ResponsesEvent)
+
+
+def decode_responses_event(data: bytes) -> ResponsesEvent | None:
+    """The event in ``data``; None when it is not a JSON object (a malformed event)."""
+    try:
+        return _responses_event.decode(data)
+    except msgspec.ValidationError:
+        value = decode_event_json(data)  # odd field types: read what can be read
+        if value is None:
+            return None
+        return ResponsesEvent(
+            type=str(value.get("type") or ""),
+            response=msgspec.Raw(msgspec.json.encode(value["response"]))
+            if isinstance(value.get("response"), dict)
+            else None,
+            message=str(value.get("message") or ""),
+        )
+    except msgspec.DecodeError:
+        return None
+
+
 def account_response(account: ResponseAccount, response: dict[str, Any]) -> None:
     """Learn from a Responses ``response`` object (a whole answer, or the one
     ``response.completed`` carries): usage, model, status, text."""
@@ -216,7 +250,7 @@ class ResponsesPassthroughRelay:
             data = SSEEvent(block).data_bytes()
         if data is None:
             return block  # comments (keep-alives): as they came
-        event = decode_event_json(data)
+        event = decode_responses_event(data)
         if event is None:  # a broken event must not reach the client as if whole
             self.done = True
             malformed_event(self.account)
@@ -227,20 +261,22 @@ class ResponsesPassthroughRelay:
                 status=502,
             )
             return self.fail(failure)[0]
-        kind = event.get("type")
-        if isinstance(event.get("sequence_number"), int):
-            self._sequence = event["sequence_number"] + 1
-        if kind == "response.output_text.delta" and event.get("delta"):
+        kind = event.type
+        if event.sequence_number is not None:
+            self._sequence = event.sequence_number + 1
+        if kind == "response.output_text.delta" and event.delta:
             self.token_seen = True
-            if self.account.keep_content and isinstance(event["delta"], str):
-                self.account.add_text(event["delta"])
+            self.account.add_text(event.delta)
         elif kind in (
             "response.function_call_arguments.delta",
             "response.reasoning_summary_text.delta",
         ):
             self.token_seen = True
-        response = event.get("response")
-        if isinstance(response, dict):
+        if event.response is not None:
+            # Only lifecycle events carry the response object: decoded when it matters.
+            response = decode_event_json(event.response)
+            if response is None:
+                return block
             if kind in ("response.completed", "response.incomplete", "response.failed"):
                 self.done = True
                 text_seen = self.account.text is not None
@@ -257,7 +293,9 @@ class ResponsesPassthroughRelay:
                 return rewrite_model(block, self._model)
         elif kind == "error":
             self.done = True
-            self.account.error = Failure.from_event(event, str)
+            self.account.error = Failure.from_event(
+                {"message": event.message, "code": event.code, "type": "upstream_error"}, str
+            )
         return block
 
     def fail(self, failure: Failure) -> list[bytes]:

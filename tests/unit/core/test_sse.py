@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wlm.sse import SSEParser, encode_comment, encode_event
+from wlm.sse import SSEEvent, SSEParser, encode_comment, encode_event, plain_data
 
 WIRE = Path(__file__).parents[2] / "fixtures" / "wire" / "extracted"
 RECORDED = sorted(WIRE.glob("*.sse"))
@@ -133,3 +133,15 @@ def test_data_bytes_handles_the_spec_edge_cases() -> None:
     parser = SSEParser()
     events = parser.feed(b"data:no-space\n\ndata:  two spaces\n\nevent: x\ndata: named\n\n: c\n\n")
     assert [e.data_bytes() for e in events] == [b"no-space", b" two spaces", b"named", None]
+
+
+def test_plain_data_reads_one_data_line_after_an_event_line_without_parsing() -> None:
+    assert plain_data(b'data: {"a":1}\n\n') == b'{"a":1}'
+    assert plain_data(b'event: message_start\ndata: {"a":1}\n\n') == b'{"a":1}'
+    assert plain_data(b"event: ping\ndata:{}\n\n") == b"{}"
+    # Anything else is left to the full parser: two data lines, a comment, an id.
+    assert plain_data(b"data: a\ndata: b\n\n") is None
+    assert plain_data(b"event: x\nid: 7\ndata: a\n\n") is None
+    assert plain_data(b": keep-alive\n\n") is None
+    for block in (b'event: message_start\ndata: {"a":1}\n\n', b"data: a\ndata: b\n\n"):
+        assert SSEEvent(block).data_bytes() == (SSEEvent(block).data or "").encode()
