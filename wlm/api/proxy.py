@@ -365,7 +365,9 @@ async def _serve(
             endpoint="chat/completions",
             body=translation.chat_body,
             raw=msgspec.json.encode(translation.chat_body),
-            model=request.model,
+            # The chat answer is only read by the translation, which names the client's
+            # model itself: nothing to rewrite on the way.
+            model=route.upstream_model,
             upstream_model=route.upstream_model,
             stream=request.stream,
             client_wants_usage=True,  # the translation needs the usage chunk

@@ -116,35 +116,41 @@ class OpenAIRelay:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         out: list[bytes] = []
+        event = self._event
         for block in self._parser.blocks(chunk):
-            out += self._event(block)
+            sent = event(block)
+            if sent is not None:
+                out.append(sent)
             if self.done:
                 break
         return out
 
-    def _event(self, block: bytes) -> list[bytes]:
-        data = plain_data(block)
-        if data is None:
-            data = SSEEvent(block).data_bytes()
-        if data is None:  # comments only (OpenRouter's processing lines): keep-alives
-            return [block]
+    def _event(self, block: bytes) -> bytes | None:
+        """What the client gets for one upstream event (None: nothing)."""
+        # The hot path: one `data: ` line, the shape of every OpenAI-compatible chunk.
+        if block.startswith(b"data: ") and block.find(b"\n") == len(block) - 2:
+            data = block[6:-2]
+        else:
+            parsed = SSEEvent(block).data_bytes()
+            if parsed is None:  # comments only (OpenRouter's processing lines): keep-alives
+                return block
+            data = parsed
         if data == b"[DONE]":
             self.done = True
-            return [block]
+            return block
         chunk = decode_chunk(data)
         if chunk is None:
             self.done = True
-            return malformed_event(self.account)
+            return malformed_event(self.account)[0]
         if self.account.add_chunk(chunk):
             self.token_seen = True
-        raw = block
         if chunk.error:
             self.done = True  # the stream ends at an error event
         elif self._strip_usage and not chunk.choices and chunk.usage is not None:
-            return []  # the usage chunk we asked for on the client's behalf
+            return None  # the usage chunk we asked for on the client's behalf
         if chunk.model is not None and chunk.model != self._model:
-            raw = rewrite_model(raw, self._model)
-        return [raw]
+            return rewrite_model(block, self._model)
+        return block
 
     def fail(self, failure: Failure) -> list[bytes]:
         self.done = True
@@ -154,7 +160,9 @@ class OpenAIRelay:
         out: list[bytes] = []
         for block in self._parser.finish_blocks():
             if not self.done:
-                out += self._event(block)
+                sent = self._event(block)
+                if sent is not None:
+                    out.append(sent)
         if self.done:
             return out
         self.done = True
