@@ -293,6 +293,10 @@ def _make_test_model(args: argparse.Namespace) -> int:
         problem = f"{path} does not end in .gguf, so wlm would not list it"
     elif args.seed < 0 or args.split < 0:
         problem = "--seed and --split take a number from 0 up"
+    elif args.ctx < 1:
+        problem = "--ctx takes a number from 1 up"
+    elif args.stop_after is not None and not 1 <= args.stop_after <= 32:
+        problem = "--stop-after takes a number from 1 to 32"
     elif path.is_dir():
         problem = f"{path} is a directory; give the file to write, e.g. {path / 'tiny.gguf'}"
     else:
@@ -308,16 +312,28 @@ def _make_test_model(args: argparse.Namespace) -> int:
     from wlm.local.testmodel import write_tiny_gguf
 
     try:
-        first = write_tiny_gguf(path, seed=args.seed, max_tensors_per_file=args.split)
+        first = write_tiny_gguf(
+            path,
+            seed=args.seed,
+            max_tensors_per_file=args.split,
+            context_length=args.ctx,
+            stop_after=args.stop_after,
+        )
     except OSError as exc:
         print(f"wlm make-test-model: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     files = _split_parts(path) if first != path else [path]
     size_kb = sum(f.stat().st_size for f in files) // 1024
     parts = f" and {len(files) - 1} more part(s)" if len(files) > 1 else ""
+    ends = (
+        f"end after {args.stop_after} tokens"
+        if args.stop_after is not None
+        else "run to max_tokens"
+    )
     print(
-        f"wrote {first}{parts} ({size_kb} KB): a random-weight test model whose replies "
-        "are gibberish; wlm lists it when it is under WLM_MODELS_DIR",
+        f"wrote {first}{parts} ({size_kb} KB): a random-weight test model (context "
+        f"{args.ctx}) whose replies are gibberish and {ends}; wlm lists it when it is "
+        "under WLM_MODELS_DIR",
         file=sys.stderr,
     )
     return 0
@@ -352,7 +368,8 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Write a tiny random-weight llama model (about 0.7 MB, ChatML chat template) "
             "that llama.cpp loads in a fraction of a second. Its replies are gibberish "
-            "that runs to max_tokens, but it serves every endpoint like a real model. "
+            "that runs to max_tokens (or ends after --stop-after tokens), but it serves "
+            "every endpoint like a real model. "
             "Put it under WLM_MODELS_DIR; for embeddings, turn them on for it in "
             "models.toml (docs/local-models.md)."
         ),
@@ -367,6 +384,22 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="write a split set NAME-00001-of-0000K.gguf ... of at most N tensors per file",
+    )
+    test_model.add_argument(
+        "--ctx",
+        type=int,
+        default=2048,
+        metavar="N",
+        help="trained context length in tokens; llama.cpp caps its context to it "
+        "(default 2048; agents such as Claude Code and Codex need 32768 or more)",
+    )
+    test_model.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="N",
+        help="every reply is N tokens (1 to 32) and ends by itself (finish reason stop) "
+        "instead of running to max_tokens; for agents, which treat a cut-off reply "
+        "as a failure",
     )
     test_model.add_argument("--force", action="store_true", help="overwrite existing files")
     test_model.set_defaults(func=_make_test_model)

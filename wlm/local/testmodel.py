@@ -9,6 +9,15 @@ The recipe: architecture ``llama``, 2 layers, embedding 64,
 ``<unk> <s> </s> <|im_start|> <|im_end|>``, 256 byte-fallback tokens and a few hundred
 word pieces, and a ChatML chat template. Byte and control tokens are pushed far down
 in the output head so every reply is valid UTF-8 and runs to ``max_tokens``.
+
+Two options change the recipe: ``context_length`` (the trained context llama.cpp caps
+``-c`` to; agents send prompts of 10k tokens and more) and ``stop_after`` (replies of
+exactly that many tokens that end with ``</s>``, finish reason ``stop``). For the
+latter, a few embedding dimensions mark each token's *level*: word pieces get levels
+1..N, every other token (the prompt's last, ``\n``) is the start. A word piece at level
+``k`` points its output row at level ``k + 1`` (level N at the start) and ``</s>`` at
+level 1, so each step moves one level down and ``</s>`` follows level 1, with a margin
+no sampler setting overturns; the random weights still choose among a level's pieces.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-__all__ = ["CHATML_TEMPLATE", "write_tiny_gguf"]
+__all__ = ["CHATML_TEMPLATE", "DEFAULT_CONTEXT_LENGTH", "MAX_STOP_AFTER", "write_tiny_gguf"]
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -80,12 +89,17 @@ _N_HEAD = 4
 _N_HEAD_KV = 2
 _N_FF = 128
 _N_LAYER = 2
-_N_CTX = 2048
+DEFAULT_CONTEXT_LENGTH = 2048
 # One embedding dimension carries a large constant, so after RMS norm it is always
 # strongly positive; a negative output weight on that dimension acts as a logit bias.
 _BIAS_DIM = 0
 _BIAS_VALUE = 8.0
 _SUPPRESS = -60.0
+_EOS_ID = 2
+# stop_after: the level marks (dimensions 1..N+1) and the pull towards the next level.
+_LEVEL_MARK = 4.0
+_LEVEL_PULL = 12.0
+MAX_STOP_AFTER = 32
 
 
 def _vocab() -> tuple[list[str], list[float], list[int]]:
@@ -115,16 +129,48 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, [int(t) for t in types]
 
 
-def write_tiny_gguf(path: Path, seed: int = 0, *, max_tensors_per_file: int = 0) -> Path:
+def _stop_after(embeddings: np.ndarray, output: np.ndarray, types: list[int], n: int) -> None:
+    """Rewrite the level dimensions so every reply is ``n`` word pieces, then ``</s>``."""
+    start = 1  # dimension 1 marks the start; dimension 1 + k marks level k
+    embeddings[:, start : start + n + 1] = 0.0
+    output[:, start : start + n + 1] = 0.0
+    words = [i for i, t in enumerate(types) if t == gguf.TokenType.NORMAL]
+    marked = set(words)
+    for token in range(len(types)):
+        if token not in marked:
+            embeddings[token, start] = _LEVEL_MARK
+    for rank, token in enumerate(words):
+        level = rank % n + 1
+        embeddings[token, start + level] = _LEVEL_MARK
+        output[token, start if level == n else start + level + 1] = _LEVEL_PULL
+    output[_EOS_ID, :] = 0.0
+    output[_EOS_ID, start + 1] = _LEVEL_PULL
+
+
+def write_tiny_gguf(
+    path: Path,
+    seed: int = 0,
+    *,
+    max_tensors_per_file: int = 0,
+    context_length: int = DEFAULT_CONTEXT_LENGTH,
+    stop_after: int | None = None,
+) -> Path:
     """Write the tiny model to ``path`` (deterministic for ``seed``) and return ``path``.
 
     With ``max_tensors_per_file`` (e.g. 8) the model is written as a split set
     ``<stem>-00001-of-0000N.gguf`` ... next to ``path``; the first part is returned.
+    ``context_length`` is the trained context (llama.cpp caps ``-c`` to it). With
+    ``stop_after`` (1 to ``MAX_STOP_AFTER``) every reply is that many tokens and ends
+    with end-of-sequence (finish reason ``stop``) instead of running to ``max_tokens``.
 
     Example::
 
-        model = write_tiny_gguf(tmp_path / "tiny.gguf")
+        model = write_tiny_gguf(tmp_path / "tiny.gguf", context_length=32768, stop_after=8)
     """
+    if context_length < 1:
+        raise ValueError(f"context_length must be at least 1, got {context_length}")
+    if stop_after is not None and not 1 <= stop_after <= MAX_STOP_AFTER:
+        raise ValueError(f"stop_after must be 1 to {MAX_STOP_AFTER}, got {stop_after}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -137,7 +183,7 @@ def write_tiny_gguf(path: Path, seed: int = 0, *, max_tensors_per_file: int = 0)
 
     writer = gguf.GGUFWriter(path, "llama", split_max_tensors=max_tensors_per_file)
     writer.add_name(f"wlm-tiny-{seed}")
-    writer.add_context_length(_N_CTX)
+    writer.add_context_length(context_length)
     writer.add_embedding_length(_N_EMBD)
     writer.add_block_count(_N_LAYER)
     writer.add_feed_forward_length(_N_FF)
@@ -160,12 +206,14 @@ def write_tiny_gguf(path: Path, seed: int = 0, *, max_tensors_per_file: int = 0)
 
     embeddings = weights(n_vocab, _N_EMBD, scale=0.5)
     embeddings[:, _BIAS_DIM] = _BIAS_VALUE
-    writer.add_tensor("token_embd.weight", embeddings)
-    writer.add_tensor("output_norm.weight", np.ones(_N_EMBD, dtype=np.float32))
     output = weights(n_vocab, _N_EMBD, scale=0.5)
     output[:, _BIAS_DIM] = 0.0
     suppressed = [i for i, t in enumerate(types) if t != gguf.TokenType.NORMAL]
     output[suppressed, _BIAS_DIM] = _SUPPRESS
+    if stop_after is not None:
+        _stop_after(embeddings, output, types, stop_after)
+    writer.add_tensor("token_embd.weight", embeddings)
+    writer.add_tensor("output_norm.weight", np.ones(_N_EMBD, dtype=np.float32))
     writer.add_tensor("output.weight", output)
     kv_dim = _N_HEAD_KV * head_dim
     for layer in range(_N_LAYER):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import gguf
+import pytest
 
 from wlm.local.testmodel import write_tiny_gguf
 
@@ -40,3 +41,44 @@ def test_recipe(tmp_path: Path) -> None:
     assert 300 <= len(tokens) - 261 <= 800
     assert "<|im_start|>" in str(field("tokenizer.chat_template"))
     assert {t.tensor_type for t in reader.tensors} == {gguf.GGMLQuantizationType.F32}
+
+
+def test_default_options_keep_the_default_model(tmp_path: Path) -> None:
+    default = write_tiny_gguf(tmp_path / "a.gguf").read_bytes()
+    explicit = write_tiny_gguf(tmp_path / "b.gguf", context_length=2048, stop_after=None)
+
+    assert explicit.read_bytes() == default
+
+
+def test_context_length_is_the_trained_context(tmp_path: Path) -> None:
+    reader = gguf.GGUFReader(write_tiny_gguf(tmp_path / "long.gguf", context_length=65536))
+
+    assert reader.fields["llama.context_length"].contents() == 65536
+
+
+def test_stop_after_changes_only_the_embeddings_and_output_head(tmp_path: Path) -> None:
+    plain = gguf.GGUFReader(write_tiny_gguf(tmp_path / "plain.gguf"))
+    stops = gguf.GGUFReader(write_tiny_gguf(tmp_path / "stops.gguf", stop_after=8))
+
+    changed = {
+        a.name
+        for a, b in zip(plain.tensors, stops.tensors, strict=True)
+        if (a.data != b.data).any()
+    }
+    assert changed == {"token_embd.weight", "output.weight"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"stop_after": 0}, "stop_after must be 1 to 32"),
+        ({"stop_after": 33}, "stop_after must be 1 to 32"),
+        ({"context_length": 0}, "context_length must be at least 1"),
+    ],
+)
+def test_out_of_range_options_are_refused(
+    tmp_path: Path, options: dict[str, int], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        write_tiny_gguf(tmp_path / "x.gguf", **options)
+    assert not (tmp_path / "x.gguf").exists()
