@@ -97,12 +97,9 @@ def assert_local_rows(rows: list[dict[str, Any]], endpoint: str) -> None:
         assert row["prompt_tokens"] > 4096, row
         # The model's 8 tokens and its end-of-sequence.
         assert row["completion_tokens"] == STOP_AFTER + 1, row
-    for row in rows:
-        if row["status"] == "cancelled" and endpoint == "responses":
-            # Seen in about 1 run in 5: Codex closes the connection as soon as it has
-            # response.completed; wlm then sometimes records the finished answer as a cancel.
-            pytest.xfail("known wlm bug: a Codex stream it answered in full logged as cancelled")
-        assert row["status"] == "ok", row
+    # Codex closes the connection as soon as it has response.completed, often before the
+    # engine's [DONE]: a whole answer all the same.
+    assert all(row["status"] == "ok" for row in rows), rows
 
 
 def test_claude_code_prints_the_local_models_reply(wlm: WlmServer, tmp_path: Path) -> None:

@@ -361,10 +361,11 @@ async def _serve(
             await reply.start(200, [*_JSON_HEADERS, (b"x-wlm-estimate", b"true")])
             await reply.body(translation.local_answer, False)
             return
+        chat_body = {**translation.chat_body, "model": route.upstream_model}
         call = Call(
             endpoint="chat/completions",
-            body=translation.chat_body,
-            raw=msgspec.json.encode(translation.chat_body),
+            body=chat_body,
+            raw=msgspec.json.encode(chat_body),
             # The chat answer is only read by the translation, which names the client's
             # model itself: nothing to rewrite on the way.
             model=route.upstream_model,
@@ -494,11 +495,14 @@ async def _relay_stream(
             outs = relay.feed(chunk)
             if exchange.ttft is None and relay.token_seen:
                 exchange.ttft = time.perf_counter() - exchange.started
+            # The last event is handed over: a client that hangs up as soon as it has it
+            # (Codex, after response.completed) has had its whole answer.
+            exchange.answered = relay.done
             if outs:
                 await send_body(redact(outs[0] if len(outs) == 1 else b"".join(outs)), True)
             if relay.done:
                 break
-        clean = exchange.answered = relay.done
+        clean = relay.done
         tail = relay.end()
     except GatewayError as error:
         clean = False

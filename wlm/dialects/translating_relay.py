@@ -50,7 +50,9 @@ class TranslatingRelay(Generic[E]):
 
     @property
     def done(self) -> bool:
-        return self._inner.done
+        # The translated answer may be whole before the chat terminator arrives: the
+        # Responses translation completes at the usage chunk, before [DONE].
+        return self._inner.done or self._translator.done
 
     @property
     def token_seen(self) -> bool:
@@ -75,6 +77,8 @@ class TranslatingRelay(Generic[E]):
         return self._translate(self._inner.feed(chunk))
 
     def end(self) -> list[bytes]:
+        if self._translator.done:
+            return []  # the client has its whole answer; a missing [DONE] changes nothing
         out = self._translate(self._inner.end())
         closing = self._translator.finish()
         return out + ([self._encode(closing)] if closing else [])

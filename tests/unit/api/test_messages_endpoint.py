@@ -263,3 +263,15 @@ async def test_any_other_400_from_a_chat_backend_stands() -> None:
         "message": "messages too long",
     }
     assert len(transport.requests) == 1
+
+
+async def test_a_translated_call_sends_the_routed_model_name_upstream() -> None:
+    gateway, transport, _ = make_gateway(
+        lambda request: completion("x"), {"WLM_ALIASES": "claude-*=openai/gpt-4o-mini"}
+    )
+    reply = await drive(
+        gateway, body(model="claude-haiku-4-5", max_tokens=8, messages=HI), endpoint="messages"
+    )
+    assert reply.status == 200
+    assert msgspec.json.decode(transport.requests[0].body or b"")["model"] == "gpt-4o-mini"
+    assert reply.json()["model"] == "claude-haiku-4-5"
