@@ -53,7 +53,8 @@ def wlm(
         "WLM_ROUTES": "claude-*=anthropic,gpt-*=openai",
         # A client's own model names sent anywhere (globs), and the fakes' tool scenario.
         "WLM_ALIASES": "claude-via-openai-*=openai/gpt-4o-mini,tools-anthropic=anthropic/tools,"
-        "tools-openai=openai/tools,err-429=openai/error:429,err-529=anthropic/error:529",
+        "tools-openai=openai/tools,err-429=openai/error:429,err-529=anthropic/error:529,"
+        "thinking-anthropic=anthropic/thinking",
         "WLM_API_KEYS": f"e2e:{CLIENT_KEY}",
     }
     server = WlmServer(env, workdir).start()
@@ -196,3 +197,21 @@ def test_claude_codes_warm_up_head_and_query_string(wlm: WlmServer) -> None:
         )
     assert reply.status_code == 200
     assert reply.json()["type"] == "message"
+
+
+def test_signed_thinking_passes_through_to_the_anthropic_sdk(client: anthropic.Anthropic) -> None:
+    """Native: the thinking block and its signature reach the client as Anthropic sent
+    them, whole and streamed (so the client can send them back on its next turn)."""
+    thinking: Any = {"type": "enabled", "budget_tokens": 1024}
+    message = client.messages.create(
+        model="thinking-anthropic", max_tokens=2048, thinking=thinking, messages=ask("t")
+    )
+    kinds = [b.type for b in message.content]
+    assert kinds == ["thinking", "text"]
+    assert message.content[0].signature  # type: ignore[union-attr]
+    with client.messages.stream(
+        model="thinking-anthropic", max_tokens=2048, thinking=thinking, messages=ask("t")
+    ) as stream:
+        final = stream.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "text"]
+    assert final.content[0].signature == message.content[0].signature  # type: ignore[union-attr]
