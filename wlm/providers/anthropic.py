@@ -20,15 +20,15 @@ from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import (
     Call,
     ModelEntry,
+    PassthroughRelay,
     Progress,
     StreamRelay,
-    broken_stream,
     decode_event_json,
     malformed_event,
 )
 from wlm.providers.chunks import chunk_from_dict
 from wlm.providers.openai_compat import rewrite_model
-from wlm.sse import SSEEvent, SSEParser, plain_data
+from wlm.sse import SSEEvent, SSEParser
 from wlm.translate import (
     AnthropicStreamTranslator,
     anthropic_error_to_openai,
@@ -117,43 +117,23 @@ class AnthropicRelay:
         return out
 
 
-class MessagesPassthroughRelay:
+class MessagesPassthroughRelay(PassthroughRelay):
     """A native Messages stream, passed through event by event (only ``model`` in
     ``message_start`` set back to the client's name), read on the way for telemetry:
     usage, stop reason, text, thinking and tool calls, straight from the events."""
 
-    __slots__ = ("_model", "_parser", "_tools", "_usage", "account", "done", "token_seen")
+    __slots__ = ("_model", "_tools", "_usage")
 
     def __init__(self, call: Call, account: ResponseAccount) -> None:
+        super().__init__(account)
         self._model = call.model
-        self._parser = SSEParser()
         self._usage: dict[str, Any] = {}  # Anthropic's usage, merged as it is reported
         self._tools: dict[int, dict[str, Any]] = {}  # block index -> tool call
-        self.account = account
-        self.done = False
-        self.token_seen = False
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        out: list[bytes] = []
-        for block in self._parser.blocks(chunk):
-            out.append(self._event(block))
-            if self.done:
-                break
-        return out
-
-    def _event(self, block: bytes) -> bytes:
-        data = plain_data(block)
-        if data is None:
-            data = SSEEvent(block).data_bytes()
-        if data is None:
-            return block  # comments (keep-alives): as they came
+    def _read(self, block: bytes, data: bytes) -> bytes | None:
         payload = decode_event_json(data)
-        if payload is None:  # a broken event must not reach the client as if whole
-            self.done = True
-            malformed_event(self.account)
-            return messages_error_event(
-                502, "The upstream sent a malformed stream event.", "upstream_error"
-            )
+        if payload is None:
+            return None
         kind = payload.get("type")
         if kind == "content_block_delta":
             self._delta(payload)
@@ -217,15 +197,6 @@ class MessagesPassthroughRelay:
     def fail(self, failure: Failure) -> list[bytes]:
         self.done = True
         return [messages_error_event(failure.status, failure.message, failure.type)]
-
-    def end(self) -> list[bytes]:
-        out = [self._event(block) for block in self._parser.finish_blocks()]
-        if self.done:
-            return out
-        self.done = True
-        broken_stream(self.account)
-        message = "The upstream closed the stream before it finished."
-        return [*out, messages_error_event(502, message, "upstream_error")]
 
 
 class AnthropicAdapter:

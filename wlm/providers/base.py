@@ -17,6 +17,7 @@ from attrs import frozen
 from wlm.config import ProviderConfig
 from wlm.errors import Failure, GatewayError, render_error_event
 from wlm.providers.accounting import ResponseAccount
+from wlm.sse import SSEEvent, SSEParser, plain_data
 from wlm.transport import UpstreamResponse
 
 __all__ = [
@@ -24,11 +25,13 @@ __all__ = [
     "Adapter",
     "Call",
     "ModelEntry",
+    "PassthroughRelay",
     "Progress",
     "StreamRelay",
     "broken_stream",
     "decode_event_json",
     "malformed_event",
+    "malformed_failure",
 ]
 
 # Client headers worth passing on (ASGI lowercases names); everything else (credentials, hop-by-hop, cookies) stays.
@@ -147,6 +150,62 @@ _BROKEN = Failure(
     "upstream_broken",
     status=502,
 )
+
+
+class PassthroughRelay:
+    """The frame of a relay that passes a native stream through event by event while
+    reading it for telemetry. A dialect's relay reads one event (:meth:`_read`) and says
+    how its dialect ends a stream that broke (:meth:`fail`)."""
+
+    __slots__ = ("_parser", "account", "done", "token_seen")
+
+    def __init__(self, account: ResponseAccount) -> None:
+        self._parser = SSEParser()
+        self.account = account
+        self.done = False
+        self.token_seen = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for block in self._parser.blocks(chunk):
+            out.append(self._event(block))
+            if self.done:
+                break
+        return out
+
+    def _event(self, block: bytes) -> bytes:
+        data = plain_data(block)
+        if data is None:
+            data = SSEEvent(block).data_bytes()
+            if data is None:
+                return block  # comments (keep-alives): as they came
+        sent = self._read(block, data)
+        if sent is None:  # a broken event must not reach the client as if whole
+            self.done = True
+            return self.fail(malformed_failure(self.account))[0]
+        return sent
+
+    def _read(self, block: bytes, data: bytes) -> bytes | None:
+        """What the client gets for this event (``block``, or it rewritten); None when
+        ``data`` is not a readable event."""
+        raise NotImplementedError
+
+    def fail(self, failure: Failure) -> list[bytes]:
+        raise NotImplementedError
+
+    def end(self) -> list[bytes]:
+        out = [self._event(block) for block in self._parser.finish_blocks()]
+        if self.done:
+            return out
+        self.done = True
+        broken_stream(self.account)
+        return [*out, *self.fail(_BROKEN)]
+
+
+def malformed_failure(account: ResponseAccount) -> Failure:
+    """Record a malformed upstream event; the failure to tell the client."""
+    account.error = _MALFORMED
+    return _MALFORMED
 
 
 def malformed_event(account: ResponseAccount) -> list[bytes]:

@@ -20,6 +20,7 @@ from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import (
     Call,
     ModelEntry,
+    PassthroughRelay,
     Progress,
     StreamRelay,
     broken_stream,
@@ -27,7 +28,7 @@ from wlm.providers.base import (
     malformed_event,
 )
 from wlm.providers.chunks import decode_chunk
-from wlm.sse import SSEEvent, SSEParser, plain_data
+from wlm.sse import SSEEvent, SSEParser
 from wlm.translate.responses_response import response_usage_to_chat
 from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
 
@@ -230,45 +231,21 @@ def account_response(account: ResponseAccount, response: dict[str, Any]) -> None
                         account.add_text(part["text"])
 
 
-class ResponsesPassthroughRelay:
+class ResponsesPassthroughRelay(PassthroughRelay):
     """A native Responses stream, passed through event by event (``model`` set back to
     the client's name where the response object carries it), read for telemetry."""
 
-    __slots__ = ("_model", "_parser", "_sequence", "account", "done", "token_seen")
+    __slots__ = ("_model", "_sequence")
 
     def __init__(self, model: str, account: ResponseAccount) -> None:
+        super().__init__(account)
         self._model = model
-        self._parser = SSEParser()
         self._sequence = 0
-        self.account = account
-        self.done = False
-        self.token_seen = False
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        out: list[bytes] = []
-        for block in self._parser.blocks(chunk):
-            out.append(self._event(block))
-            if self.done:
-                break
-        return out
-
-    def _event(self, block: bytes) -> bytes:
-        data = plain_data(block)
-        if data is None:
-            data = SSEEvent(block).data_bytes()
-        if data is None:
-            return block  # comments (keep-alives): as they came
+    def _read(self, block: bytes, data: bytes) -> bytes | None:
         event = decode_responses_event(data)
-        if event is None:  # a broken event must not reach the client as if whole
-            self.done = True
-            malformed_event(self.account)
-            failure = Failure(
-                "The upstream sent a malformed stream event.",
-                "upstream_error",
-                "upstream_broken",
-                status=502,
-            )
-            return self.fail(failure)[0]
+        if event is None:
+            return None
         kind = event.type
         if event.sequence_number is not None:
             self._sequence = event.sequence_number + 1
@@ -316,14 +293,6 @@ class ResponsesPassthroughRelay:
             "sequence_number": self._sequence,
         }
         return [b"event: error\ndata: " + _encode(event) + b"\n\n"]
-
-    def end(self) -> list[bytes]:
-        out = [self._event(block) for block in self._parser.finish_blocks()]
-        if self.done:
-            return out
-        broken_stream(self.account)
-        message = "The upstream closed the stream before it finished."
-        return [*out, *self.fail(Failure(message, "upstream_error", "upstream_broken", status=502))]
 
 
 class OpenAICompatAdapter:
