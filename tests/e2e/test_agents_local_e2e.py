@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
 
@@ -34,6 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.local]
 MODEL = "tiny-agent"
 CLAUDE_KEY = "sk-client-claude-code-local-e2e"
 CODEX_KEY = "sk-client-codex-local-e2e"
+SDK_KEY = "sk-client-sdk-local-e2e"
 STOP_AFTER = 8
 CONTEXT = 65536
 
@@ -61,7 +63,7 @@ def wlm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WlmServer]:
     assert made.returncode == 0, made.stderr
     env = {
         "WLM_ALIASES": f"claude-*=local/{MODEL},gpt-*=local/{MODEL}",
-        "WLM_API_KEYS": f"claude-code:{CLAUDE_KEY},codex:{CODEX_KEY}",
+        "WLM_API_KEYS": f"claude-code:{CLAUDE_KEY},codex:{CODEX_KEY},sdk:{SDK_KEY}",
         # One slot with the whole trained context; one thread (a busy 2-core machine).
         "WLM_LOCAL_THREADS": "1",
         "WLM_LOCAL_PARALLEL": "1",
@@ -147,3 +149,20 @@ def test_the_model_stops_by_itself_at_any_temperature(wlm: WlmServer, temperatur
     assert body["choices"][0]["finish_reason"] == "stop", body
     assert body["choices"][0]["message"]["content"].strip(), body
     assert body["usage"]["completion_tokens"] == STOP_AFTER + 1, body
+
+
+def test_count_tokens_for_a_local_model_is_the_engines_exact_count(wlm: WlmServer) -> None:
+    """Not an estimate: the engine applies its chat template and tokenizes, and the
+    count is what the same request then reports as its input."""
+    client = anthropic.Anthropic(base_url=wlm.base_url, api_key=SDK_KEY, max_retries=0)
+    body: Any = {
+        "model": "claude-haiku-4-5",
+        "system": "You are terse.",
+        "messages": [{"role": "user", "content": "count these words, please"}],
+    }
+    raw = client.messages.with_raw_response.count_tokens(**body)
+    assert "x-wlm-estimate" not in raw.headers
+    counted = raw.parse().input_tokens
+    message = client.messages.create(max_tokens=4, **body)
+    usage = message.usage
+    assert counted == usage.input_tokens + (usage.cache_read_input_tokens or 0)

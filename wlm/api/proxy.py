@@ -38,6 +38,7 @@ from wlm.errors import (
 from wlm.limits import ClientBusy
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import FORWARDED_HEADERS, Adapter, Call, StreamRelay
+from wlm.routing.resolve import Route
 from wlm.sse import encode_comment
 from wlm.transport import UpstreamResponse
 
@@ -358,8 +359,7 @@ async def _serve(
         for note in translation.notes:
             log.info("%s via chat to %s: %s", exchange.endpoint, route.provider, note)
         if translation.local_answer is not None:
-            await reply.start(200, [*_JSON_HEADERS, (b"x-wlm-estimate", b"true")])
-            await reply.body(translation.local_answer, False)
+            await _answer_locally(gateway, reply, adapter, route, translation)
             return
         chat_body = {**translation.chat_body, "model": route.upstream_model}
         call = Call(
@@ -380,6 +380,28 @@ async def _serve(
     if translation is not None and response.status == 400 and _OPTIONAL in call.body:
         response, call = await _without_optional(adapter, call, reply, response)
     await _answer(gateway, reply, adapter, call, response, translation)
+
+
+async def _answer_locally(
+    gateway: Gateway, reply: _Reply, adapter: Adapter, route: Route, translation: Translation
+) -> None:
+    """count_tokens where the backend has no such endpoint: its exact count when it can
+    give one (a local engine), else wlm's estimate, marked as such."""
+    counted = None
+    if translation.counts_tokens:
+        chat = {**translation.chat_body, "model": route.upstream_model}
+        call = Call(
+            "chat/completions", chat, b"", route.upstream_model, route.upstream_model, False, False
+        )
+        counted = await adapter.count_tokens(call, reply)
+        reply.exchange.upstream_endpoint = "tokenize" if counted is not None else None
+    if counted is not None:
+        await reply.start(200, _JSON_HEADERS)
+        await reply.body(msgspec.json.encode({"input_tokens": counted}), False)
+        return
+    assert translation.local_answer is not None
+    await reply.start(200, [*_JSON_HEADERS, (b"x-wlm-estimate", b"true")])
+    await reply.body(translation.local_answer, False)
 
 
 # What a translation adds that some chat models refuse: Claude Code and Codex always ask

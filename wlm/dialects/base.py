@@ -38,6 +38,9 @@ class Translation:
     # An answer wlm gives itself, calling no upstream (count_tokens where no backend
     # can count): the JSON body.
     local_answer: bytes | None = None
+    # count_tokens: ask the backend for an exact count of ``chat_body`` first (a local
+    # engine can); ``local_answer`` is the estimate when it cannot.
+    counts_tokens: bool = False
 
 
 class Dialect(Protocol):

@@ -62,7 +62,13 @@ class MessagesDialect:
     def translate(self, request: ParsedRequest) -> Translation:
         if request.endpoint == "messages/count_tokens":
             estimate = {"input_tokens": estimate_input_tokens(request.body)}
-            return Translation({}, _no_relay, _no_response, local_answer=_encode(estimate))
+            return Translation(
+                messages_to_chat_request(request.body),
+                _no_relay,
+                _no_response,
+                local_answer=_encode(estimate),
+                counts_tokens=True,
+            )
         chat_body = messages_to_chat_request(request.body)
         model = request.model
         message_id = f"msg_{uuid.uuid4().hex[:24]}"

@@ -299,6 +299,9 @@ class AnthropicAdapter:
             query = f"limit=1000&after_id={quote(last_id, safe='')}"
         return entries
 
+    async def count_tokens(self, call: Call, progress: Progress) -> int | None:
+        return None  # Messages clients reach Anthropic's own count_tokens natively
+
     async def stored_response(self, response_id: str) -> bytes | None:
         return None  # Anthropic keeps no Responses objects
 

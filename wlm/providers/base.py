@@ -124,6 +124,11 @@ class Adapter(Protocol):
 
     async def list_models(self) -> list[ModelEntry]: ...
 
+    async def count_tokens(self, call: Call, progress: Progress) -> int | None:
+        """The exact input tokens of a chat call, when the upstream can count them
+        without generating (a local engine); None otherwise."""
+        ...
+
     async def stored_response(self, response_id: str) -> bytes | None:
         """A Responses object the upstream keeps (``GET /responses/{id}``), when it serves
         Responses natively and has that one; None otherwise."""

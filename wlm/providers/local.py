@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
 
 from wlm.config import LOCAL, ProviderConfig
 from wlm.errors import BadRequest, GatewayError, UpstreamBroken, UpstreamError, UpstreamUnreachable
@@ -20,7 +23,7 @@ from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import Call, ModelEntry, Progress, StreamRelay
 from wlm.providers.openai_compat import OpenAICompatAdapter
 from wlm.translate.openai_fields import check_field_types
-from wlm.transport import Transport, UpstreamResponse
+from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
 
 __all__ = ["LOCAL", "LocalAdapter", "local_provider_config"]
 
@@ -169,6 +172,33 @@ class LocalAdapter:
 
     async def list_models(self) -> list[ModelEntry]:
         return [ModelEntry(model.id) for model in self._local.list_models()]
+
+    async def count_tokens(self, call: Call, progress: Progress) -> int | None:
+        """The engine's own count: the chat template applied, then tokenized."""
+        lease = await self._acquire(call.upstream_model, progress)
+        try:
+            template: dict[str, Any] = {
+                k: call.body[k] for k in ("messages", "tools") if k in call.body
+            }
+            applied = await read_json(self.transport, self._post(lease, "apply-template", template))
+            prompt = applied.get("prompt") if isinstance(applied, dict) else None
+            if not isinstance(prompt, str):
+                return None
+            tokenize = {"content": prompt, "add_special": True, "parse_special": True}
+            counted = await read_json(self.transport, self._post(lease, "tokenize", tokenize))
+        except GatewayError:
+            return None  # the engine cannot count: the caller estimates
+        finally:
+            lease.release()
+        tokens = counted.get("tokens") if isinstance(counted, dict) else None
+        return len(tokens) if isinstance(tokens, list) else None
+
+    @staticmethod
+    def _post(lease: EngineLease, path: str, body: dict[str, Any]) -> UpstreamRequest:
+        headers = {"content-type": "application/json"}
+        return UpstreamRequest(
+            "POST", f"{lease.base_url}/{path}", headers, msgspec.json.encode(body), timeout_s=60.0
+        )
 
     async def stored_response(self, response_id: str) -> bytes | None:
         return None  # engines keep nothing between requests

@@ -382,6 +382,9 @@ class OpenAICompatAdapter:
                 entries.append(ModelEntry(item["id"], created if isinstance(created, int) else 0))
         return entries
 
+    async def count_tokens(self, call: Call, progress: Progress) -> int | None:
+        return None  # the OpenAI API has no counting endpoint for chat
+
     async def stored_response(self, response_id: str) -> bytes | None:
         if "responses" not in self._config.dialects:
             return None
