@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import msgspec
 from attrs import frozen
 
-from wlm.errors import Failure
+from wlm.errors import Failure, UpstreamBroken
 from wlm.providers.base import StreamRelay
 
-__all__ = ["Dialect", "ParsedRequest", "Translation"]
+__all__ = ["Dialect", "ParsedRequest", "Translation", "chat_answer"]
 
 
 @frozen
@@ -41,6 +42,17 @@ class Translation:
     # count_tokens: ask the backend for an exact count of ``chat_body`` first (a local
     # engine can); ``local_answer`` is the estimate when it cannot.
     counts_tokens: bool = False
+
+
+def chat_answer(body: bytes) -> dict[str, Any]:
+    """A whole chat answer as the translations read it; UpstreamBroken if not an object."""
+    try:
+        parsed = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise UpstreamBroken("The upstream's answer is not a JSON object.")
+    return parsed
 
 
 class Dialect(Protocol):

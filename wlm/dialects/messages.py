@@ -9,10 +9,10 @@ from typing import Any
 
 import msgspec
 
-from wlm.dialects.base import ParsedRequest, Translation
+from wlm.dialects.base import ParsedRequest, Translation, chat_answer
 from wlm.dialects.chat import decode_object, optional_stream, required_model
 from wlm.dialects.translating_relay import TranslatingRelay
-from wlm.errors import BadRequest, Failure, UpstreamBroken
+from wlm.errors import BadRequest, Failure
 from wlm.providers.base import StreamRelay
 from wlm.translate.messages_errors import messages_error, messages_error_event
 from wlm.translate.messages_request import messages_to_chat_request
@@ -78,13 +78,10 @@ class MessagesDialect:
             return TranslatingRelay(inner, stream, encode_sse)
 
         def response(body: bytes) -> bytes:
-            try:
-                parsed = msgspec.json.decode(body)
-            except msgspec.DecodeError:
-                parsed = None
-            if not isinstance(parsed, dict):
-                raise UpstreamBroken("The upstream's answer is not a JSON object.")
-            return _encode(chat_to_messages_response(parsed, model=model, message_id=message_id))
+            answer = chat_to_messages_response(
+                chat_answer(body), model=model, message_id=message_id
+            )
+            return _encode(answer)
 
         return Translation(chat_body, relay, response)
 

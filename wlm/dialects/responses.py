@@ -11,15 +11,15 @@ from typing import Any
 
 import msgspec
 
-from wlm.dialects.base import ParsedRequest, Translation
+from wlm.dialects.base import ParsedRequest, Translation, chat_answer
 from wlm.dialects.chat import decode_object, optional_stream, required_model
 from wlm.dialects.response_store import ResponseStore
 from wlm.dialects.translating_relay import TranslatingRelay
-from wlm.errors import BadRequest, Failure, UpstreamBroken, render_error
+from wlm.errors import BadRequest, Failure, render_error
 from wlm.providers.base import StreamRelay
 from wlm.translate.responses_request import responses_to_chat_request
 from wlm.translate.responses_response import chat_to_response
-from wlm.translate.responses_stream import ChatToResponsesStream, encode_sse
+from wlm.translate.responses_stream import ChatToResponsesStream, encode_sse, error_event
 
 __all__ = ["ResponsesDialect", "input_items"]
 
@@ -132,14 +132,8 @@ class ResponsesDialect:
             return _RememberingRelay(inner, stream, remember)
 
         def response(chat: bytes) -> bytes:
-            try:
-                parsed = msgspec.json.decode(chat)
-            except msgspec.DecodeError:
-                parsed = None
-            if not isinstance(parsed, dict):
-                raise UpstreamBroken("The upstream's answer is not a JSON object.")
             answer = chat_to_response(
-                parsed,
+                chat_answer(chat),
                 model=model,
                 response_id=response_id,
                 created_at=created_at,
@@ -156,11 +150,5 @@ class ResponsesDialect:
         return failure.status, render_error(failure)
 
     def error_event(self, failure: Failure) -> bytes:
-        event = {
-            "type": "error",
-            "code": failure.code or failure.type,
-            "message": failure.message,
-            "param": failure.param,
-            "sequence_number": 0,
-        }
-        return b"event: error\ndata: " + _encode(event) + b"\n\n"
+        # Nothing of the stream was relayed yet (it broke while an engine loaded).
+        return error_event(failure.code or failure.type, failure.message, failure.param, 0)

@@ -28,8 +28,9 @@ from wlm.providers.base import (
     malformed_event,
 )
 from wlm.providers.chunks import decode_chunk
-from wlm.sse import SSEEvent, SSEParser
+from wlm.sse import SSEEvent, SSEParser, plain_data
 from wlm.translate.responses_response import response_usage_to_chat
+from wlm.translate.responses_stream import error_event as responses_error_event
 from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
 
 __all__ = ["OpenAICompatAdapter", "openai_error", "rewrite_model"]
@@ -128,14 +129,11 @@ class OpenAIRelay:
 
     def _event(self, block: bytes) -> bytes | None:
         """What the client gets for one upstream event (None: nothing)."""
-        # The hot path: one `data: ` line, the shape of every OpenAI-compatible chunk.
-        if block.startswith(b"data: ") and block.find(b"\n") == len(block) - 2:
-            data = block[6:-2]
-        else:
-            parsed = SSEEvent(block).data_bytes()
-            if parsed is None:  # comments only (OpenRouter's processing lines): keep-alives
+        data = plain_data(block)  # the hot path: one data: line, no line parsing
+        if data is None:
+            data = SSEEvent(block).data_bytes()
+            if data is None:  # comments only (OpenRouter's processing lines): keep-alives
                 return block
-            data = parsed
         if data == b"[DONE]":
             self.done = True
             return block
@@ -285,14 +283,8 @@ class ResponsesPassthroughRelay(PassthroughRelay):
 
     def fail(self, failure: Failure) -> list[bytes]:
         self.done = True
-        event = {
-            "type": "error",
-            "code": failure.code or failure.type,
-            "message": failure.message,
-            "param": failure.param,
-            "sequence_number": self._sequence,
-        }
-        return [b"event: error\ndata: " + _encode(event) + b"\n\n"]
+        code = failure.code or failure.type
+        return [responses_error_event(code, failure.message, failure.param, self._sequence)]
 
 
 class OpenAICompatAdapter:

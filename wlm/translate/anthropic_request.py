@@ -14,6 +14,7 @@ from typing import Any
 
 from wlm.errors import BadRequest, UnsupportedParameter
 from wlm.translate.anthropic_messages import convert_messages
+from wlm.translate.json_values import is_int, is_number
 
 __all__ = ["ANSWER_ROOM", "REASONING_BUDGETS", "to_anthropic_request"]
 
@@ -165,21 +166,13 @@ def _same(value: Any, neutral: Any) -> bool:
     return value == neutral and isinstance(value, bool) == isinstance(neutral, bool)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _max_tokens(body: dict[str, Any]) -> tuple[str | None, int | None]:
     """(field name, value) of the client's output limit, if it set one."""
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if value is None:
             continue
-        if not _is_int(value) or value < 1:
+        if not is_int(value) or value < 1:
             raise BadRequest(f"'{name}' must be a positive integer.", param=name)
         return name, value
     return None, None
@@ -197,7 +190,7 @@ def _thinking(body: dict[str, Any], out: dict[str, Any], max_name: str | None) -
         if not isinstance(thinking, dict) or not isinstance(thinking.get("type"), str):
             raise BadRequest("'thinking' must be an object with a 'type'.", param="thinking")
         budget = thinking.get("budget_tokens")
-        if thinking["type"] == "enabled" and isinstance(budget, int) and _is_int(budget):
+        if thinking["type"] == "enabled" and is_int(budget):
             if max_name is not None and out["max_tokens"] <= budget:
                 raise BadRequest(
                     f"'{max_name}' must be greater than thinking.budget_tokens ({budget}).",
@@ -233,7 +226,7 @@ def _thinking(body: dict[str, Any], out: dict[str, Any], max_name: str | None) -
 def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
     temperature = body.get("temperature")
     if temperature is not None:
-        if not _is_number(temperature) or temperature < 0:
+        if not is_number(temperature) or temperature < 0:
             raise BadRequest("'temperature' must be a number from 0 to 2.", param="temperature")
         if temperature > 1:
             raise UnsupportedParameter(
@@ -242,12 +235,12 @@ def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
         out["temperature"] = temperature
     top_p = body.get("top_p")
     if top_p is not None:
-        if not _is_number(top_p) or not 0 <= top_p <= 1:
+        if not is_number(top_p) or not 0 <= top_p <= 1:
             raise BadRequest("'top_p' must be a number from 0 to 1.", param="top_p")
         out["top_p"] = top_p
     top_k = body.get("top_k")
     if top_k is not None:
-        if not _is_int(top_k) or top_k < 0:
+        if not is_int(top_k) or top_k < 0:
             raise BadRequest("'top_k' must be a non-negative integer.", param="top_k")
         out["top_k"] = top_k
     stop = body.get("stop")

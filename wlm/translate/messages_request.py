@@ -35,6 +35,7 @@ from typing import Any
 
 from wlm.errors import BadRequest, UnsupportedParameter
 from wlm.translate.anthropic_response import tool_arguments
+from wlm.translate.json_values import is_int, is_number
 
 __all__ = ["BILLING_HEADER_PREFIX", "effort_for_budget", "messages_to_chat_request"]
 
@@ -88,7 +89,7 @@ def messages_to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
     out["messages"] = messages
     max_tokens = body.get("max_tokens")
     if max_tokens is not None:
-        if not _is_int(max_tokens) or max_tokens < 1:
+        if not is_int(max_tokens) or max_tokens < 1:
             raise BadRequest("'max_tokens' must be a positive integer.", param="max_tokens")
         out["max_tokens"] = max_tokens
     _sampling(body, out)
@@ -108,14 +109,6 @@ def messages_to_chat_request(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- helpers ------------------------------------------------------------------------
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _block_type(block: Any, param: str) -> str:
@@ -363,7 +356,7 @@ def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
         value = body.get(name)
         if value is None:
             continue
-        if not _is_number(value) or value < 0:
+        if not is_number(value) or value < 0:
             raise BadRequest(f"'{name}' must be a non-negative number.", param=name)
         out[name] = value
     stop = body.get("stop_sequences")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from wlm.errors import BadRequest
+from wlm.translate.json_values import is_int, is_number
 
 __all__ = ["check_field_types"]
 
@@ -27,14 +28,6 @@ _BOOLS = ("logprobs", "parallel_tool_calls", "echo")
 _OBJECTS = ("stream_options", "response_format")  # logit_bias: llama.cpp takes a list too
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def check_field_types(body: dict[str, Any]) -> None:
     """Raise :class:`BadRequest` naming the first wrongly typed well-known field.
 
@@ -48,17 +41,17 @@ def check_field_types(body: dict[str, Any]) -> None:
     """
     for name in _POSITIVE_INTS:
         value = body.get(name)
-        if value is not None and not (_is_int(value) and value >= 0):
+        if value is not None and not (is_int(value) and value >= 0):
             raise BadRequest(
                 f"'{name}' must be an integer of at least 0.", param=name, code="invalid_type"
             )
     for name in _NUMBERS:
         value = body.get(name)
-        if value is not None and not _is_number(value):
+        if value is not None and not is_number(value):
             raise BadRequest(f"'{name}' must be a number.", param=name, code="invalid_type")
     for name in _INTS:
         value = body.get(name)
-        if value is not None and not _is_int(value):
+        if value is not None and not is_int(value):
             raise BadRequest(f"'{name}' must be an integer.", param=name, code="invalid_type")
     for name in _BOOLS:
         value = body.get(name)

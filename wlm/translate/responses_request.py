@@ -22,6 +22,7 @@ from typing import Any, Literal
 from attrs import frozen
 
 from wlm.errors import BadRequest
+from wlm.translate.json_values import is_number
 
 __all__ = ["NAMESPACE_SEPARATOR", "ToolKind", "ToolNames", "responses_to_chat_request"]
 
@@ -564,10 +565,6 @@ def _tool_choice(
 # -- scalars -------------------------------------------------------------------------
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
     limit = body.get("max_output_tokens")
     if limit is not None:
@@ -579,7 +576,7 @@ def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
     for key in ("temperature", "top_p"):
         value = body.get(key)
         if value is not None:
-            if not _is_number(value):
+            if not is_number(value):
                 raise BadRequest(f"'{key}' must be a number.", param=key)
             out[key] = value
 

@@ -27,10 +27,11 @@ lacks ``sequence_number`` and ``output_index``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeGuard
+from typing import Any
 
 import msgspec
 
+from wlm.translate.json_values import is_int
 from wlm.translate.responses_request import ToolNames
 from wlm.translate.responses_response import (
     INCOMPLETE_REASONS,
@@ -41,7 +42,13 @@ from wlm.translate.responses_response import (
     response_object,
 )
 
-__all__ = ["ChatToResponsesStream", "MendResponsesStream", "encode_sse", "stream_error"]
+__all__ = [
+    "ChatToResponsesStream",
+    "MendResponsesStream",
+    "encode_sse",
+    "error_event",
+    "stream_error",
+]
 
 _LIFECYCLE = frozenset(
     {
@@ -507,7 +514,7 @@ class MendResponsesStream:
         """The event with ``sequence_number`` and ``output_index`` filled in."""
         fixes: dict[str, Any] = {}
         sequence = event.get("sequence_number")
-        if _is_int(sequence) and sequence > self._sequence:
+        if is_int(sequence) and sequence > self._sequence:
             self._sequence = sequence
         else:
             self._sequence += 1
@@ -517,14 +524,14 @@ class MendResponsesStream:
         item: dict[str, Any] = raw_item if isinstance(raw_item, dict) else {}
         raw_index = event.get("output_index")
         if kind == "response.output_item.added":
-            index = raw_index if _is_int(raw_index) else self._next_index
+            index = raw_index if is_int(raw_index) else self._next_index
             if index != raw_index:
                 fixes["output_index"] = index
             self._next_index = max(self._next_index, index + 1)
             self._last_index = index
             if isinstance(item.get("id"), str):
                 self._by_item[item["id"]] = index
-        elif kind not in _LIFECYCLE and not _is_int(raw_index):
+        elif kind not in _LIFECYCLE and not is_int(raw_index):
             item_id = event.get("item_id", item.get("id"))
             found = self._by_item.get(item_id) if isinstance(item_id, str) else None
             if found is None:
@@ -534,12 +541,21 @@ class MendResponsesStream:
         return {**event, **fixes} if fixes else event
 
 
-def _is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _text_of(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def error_event(code: str, message: str, param: str | None, sequence_number: int) -> bytes:
+    """An ``error`` event ending a Responses stream (what OpenAI sends when a stream
+    breaks outside a response object)."""
+    event = {
+        "type": "error",
+        "code": code,
+        "message": message,
+        "param": param,
+        "sequence_number": sequence_number,
+    }
+    return b"event: error\ndata: " + msgspec.json.encode(event) + b"\n\n"
 
 
 def encode_sse(events: list[dict[str, Any]]) -> bytes:
