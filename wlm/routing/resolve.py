@@ -21,12 +21,9 @@ from attrs import frozen
 
 from wlm.config import LOCAL, ProviderConfig, Settings
 from wlm.errors import ModelNotFound, ProviderNotConfigured
+from wlm.routing.patterns import PatternTable
 
 __all__ = ["LOCAL", "Route", "Router"]
-
-
-def _is_glob(name: str) -> bool:
-    return any(c in name for c in "*?[")
 
 
 @frozen
@@ -46,8 +43,7 @@ class Router:
     ) -> None:
         # Exact aliases win; then aliases with a shell glob on the left, in the order written
         # (so that a client's own model names, e.g. claude-haiku-*, can go anywhere).
-        self._aliases = {a: t for a, t in settings.aliases if not _is_glob(a)}
-        self._alias_globs = tuple((a, t) for a, t in settings.aliases if _is_glob(a))
+        self._aliases = PatternTable(settings.aliases)
         self._routes = settings.routes
         self._default = settings.default_provider
         self._providers: dict[str, ProviderConfig] = {p.name: p for p in settings.providers}
@@ -57,7 +53,7 @@ class Router:
 
     def resolve(self, model: str) -> Route:
         """The route for ``model``; raises ModelNotFound or ProviderNotConfigured."""
-        name = self._alias(model)
+        name = self.alias(model)
         route = self._match(name)
         if route is None:
             raise ModelNotFound(model, self._hint(name))
@@ -74,18 +70,13 @@ class Router:
 
     def routes_to(self, model: str, provider: str) -> bool:
         """Whether ``model`` as written resolves to ``provider`` (used to list ids)."""
-        route = self._match(self._alias(model))
+        route = self._match(self.alias(model))
         return route is not None and route.provider == provider
 
-    def _alias(self, model: str) -> str:
+    def alias(self, model: str) -> str:
         """``model`` after ``WLM_ALIASES`` (applied once): exact first, then globs in order."""
-        exact = self._aliases.get(model)
-        if exact is not None:
-            return exact
-        for pattern, target in self._alias_globs:
-            if fnmatchcase(model, pattern):
-                return target
-        return model
+        target = self._aliases.get(model)
+        return model if target is None else target
 
     def _match(self, name: str) -> Route | None:
         local_ids = self._local_ids()
