@@ -9,8 +9,10 @@ naming the variable and the problem.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ __all__ = [
     "LOCAL",
     "ClientKey",
     "ConfigError",
+    "KeyLimit",
+    "PriceEntry",
     "ProviderConfig",
     "RoutePattern",
     "Settings",
@@ -98,6 +102,37 @@ class ClientKey:
 
 
 @frozen
+class KeyLimit:
+    """One entry of ``WLM_KEY_LIMITS``: the limits of a client key name (``*``: everyone).
+
+    None means "not limited by this entry".
+    """
+
+    key: str
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+    usd_per_day: float | None = None
+    usd_per_month: float | None = None
+
+
+@frozen
+class PriceEntry:
+    """One model's price from the ``WLM_PRICES`` file, in USD per million tokens.
+
+    ``pattern`` is ``provider/upstream-model`` (a shell glob allowed). Cached reads and
+    writes cost ``input_mtok`` and reasoning ``output_mtok`` unless priced apart.
+    """
+
+    pattern: str
+    input_mtok: float
+    output_mtok: float
+    cache_read_mtok: float | None = None
+    cache_write_mtok: float | None = None
+    reasoning_mtok: float | None = None
+
+
+@frozen
 class Settings:
     """Everything wlm is configured with. Build with :func:`load_settings`."""
 
@@ -132,6 +167,15 @@ class Settings:
     body_timeout_s: float = 30.0
     max_concurrency_per_client: int | None = None
     log_level: str = "INFO"
+    retries: int = 2
+    retry_max_wait_s: float = 10.0
+    fallbacks: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    cooldown_failures: int = 3
+    cooldown_s: float = 30.0
+    local_max_wait_s: float | None = None  # None: wait for a local engine as long as it takes
+    key_limits: tuple[KeyLimit, ...] = ()
+    prices_file: Path | None = None
+    prices: tuple[PriceEntry, ...] = ()  # read from prices_file at start
 
     @property
     def telemetry_file(self) -> Path:
@@ -277,12 +321,26 @@ _SIMPLE: dict[str, str] = {
     "WLM_BODY_TIMEOUT_S": "body_timeout_s",
     "WLM_MAX_CONCURRENCY_PER_CLIENT": "max_concurrency_per_client",
     "WLM_LOG_LEVEL": "log_level",
+    "WLM_RETRIES": "retries",
+    "WLM_RETRY_MAX_WAIT_S": "retry_max_wait_s",
+    "WLM_COOLDOWN_FAILURES": "cooldown_failures",
+    "WLM_COOLDOWN_S": "cooldown_s",
+    "WLM_LOCAL_MAX_WAIT_S": "local_max_wait_s",
+    "WLM_PRICES": "prices_file",
 }
 # A size DuckDB's memory_limit accepts, kept to the unambiguous forms.
 _MEMORY_SIZE = re.compile(
     r"^[1-9][0-9]*(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE
 )
-_POSITIVE = {"port", "workers", "max_loaded_models", "local_ctx_size", "local_parallel"}
+_POSITIVE = {
+    "port",
+    "workers",
+    "max_loaded_models",
+    "local_ctx_size",
+    "local_parallel",
+    "cooldown_failures",
+}
+_NON_NEGATIVE = {"retries", "retry_max_wait_s", "cooldown_s", "local_max_wait_s"}
 
 
 def _provider(env: Mapping[str, str], name: str) -> ProviderConfig:
@@ -409,6 +467,8 @@ def load_settings(
             raise ConfigError(variable, str(cause)) from None
         if field in _POSITIVE and values[field] < 1:
             raise ConfigError(variable, f"must be at least 1, got {values[field]}")
+        if field in _NON_NEGATIVE and not 0 <= values[field] < math.inf:
+            raise ConfigError(variable, f"must be 0 or more, got {value!r}")
         if field == "local_rescan_s" and not 0 <= values[field] < float("inf"):
             raise ConfigError(variable, f"must be 0 (off) or a number of seconds, got {value!r}")
         if field == "port" and values[field] > 65535:
@@ -460,4 +520,117 @@ def load_settings(
         variable = "WLM_ALIASES" if "alias" in str(exc) else "WLM_API_KEYS"
         raise ConfigError(variable, str(exc)) from None
     values["api_keys"] = tuple(ClientKey(name, key) for name, key in keys)
+    values["fallbacks"] = _parse_fallbacks(env.get("WLM_FALLBACKS", ""))
+    key_names = {k.name for k in values["api_keys"]} | (
+        {"admin"} if values.get("admin_key") else set()
+    )
+    values["key_limits"] = _parse_key_limits(env.get("WLM_KEY_LIMITS", ""), key_names)
+    if values.get("prices_file") is not None:
+        values["prices"] = _read_prices(values["prices_file"])
     return Settings(**values)
+
+
+def _parse_fallbacks(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``model=alt|alt,glob=alt``: entries by ``,``, alternatives by ``|``."""
+    rules = []
+    for item in _split_list(value):
+        pattern, found, right = item.partition("=")
+        alternatives = tuple(a.strip() for a in right.split("|") if a.strip())
+        if not found or not pattern.strip() or not alternatives:
+            raise ConfigError(
+                "WLM_FALLBACKS", f"expected model=alternative|alternative, got {item!r}"
+            )
+        for alternative in alternatives:
+            if any(c in alternative for c in "*?["):
+                raise ConfigError(
+                    "WLM_FALLBACKS",
+                    f"alternative {alternative!r} is a glob; alternatives are model names",
+                )
+        rules.append((pattern.strip(), alternatives))
+    return tuple(rules)
+
+
+_RATE_LIMITS = ("rpm", "tpm", "concurrency")
+_BUDGETS = ("usd_per_day", "usd_per_month")
+
+
+def _parse_key_limits(value: str, key_names: set[str]) -> tuple[KeyLimit, ...]:
+    """``name:rpm=60;tpm=200000;usd_per_day=5,*:concurrency=8``."""
+    variable = "WLM_KEY_LIMITS"
+    entries: dict[str, KeyLimit] = {}
+    for item in _split_list(value):
+        key, found, settings = item.partition(":")
+        key = key.strip()
+        if not found or not key or not settings.strip():
+            raise ConfigError(variable, f"expected name:limit=value;limit=value, got {item!r}")
+        if key != "*" and key not in key_names:
+            known = ", ".join(sorted(key_names)) or "none: set WLM_API_KEYS"
+            raise ConfigError(
+                variable, f"{key!r} is not a key name from WLM_API_KEYS (known: {known}) nor *"
+            )
+        if key in entries:
+            raise ConfigError(variable, f"{key!r} has two entries; put its limits in one")
+        limits: dict[str, Any] = {}
+        for part in settings.split(";"):
+            if not part.strip():
+                continue
+            name, found, number = (s.strip() for s in part.partition("="))
+            if name not in _RATE_LIMITS + _BUDGETS or not found:
+                raise ConfigError(
+                    variable,
+                    f"{key}: expected limit=value with a limit among "
+                    f"{', '.join(_RATE_LIMITS + _BUDGETS)}, got {part.strip()!r}",
+                )
+            try:
+                parsed: float = _parse_int(number) if name in _RATE_LIMITS else _parse_float(number)
+            except ValueError as exc:
+                raise ConfigError(variable, f"{key}: {name}: {exc}") from None
+            if not 0 < parsed < math.inf:
+                raise ConfigError(variable, f"{key}: {name} must be more than 0, got {number!r}")
+            limits[name] = parsed
+        entries[key] = KeyLimit(key, **limits)
+    return tuple(entries.values())
+
+
+_PRICE_FIELDS = {f.name for f in attrs.fields(PriceEntry)} - {"pattern"}
+
+
+def _read_prices(path: Path) -> tuple[PriceEntry, ...]:
+    """The ``WLM_PRICES`` TOML file: a table per ``provider/model`` (glob) of USD per MTok."""
+    variable = "WLM_PRICES"
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(variable, f"cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(variable, f"{path} is not valid TOML: {exc}") from None
+    entries = []
+    for pattern, table in document.items():
+        where = f"{path}: [{pattern!r}]"
+        provider, slash, model = pattern.partition("/")
+        if not isinstance(table, dict) or not slash or not provider or not model:
+            raise ConfigError(
+                variable,
+                f'{where}: expected a table named provider/model, e.g. ["groq/llama-3.3-70b"]',
+            )
+        unknown = sorted(set(table) - _PRICE_FIELDS)
+        if unknown:
+            raise ConfigError(
+                variable,
+                f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(_PRICE_FIELDS))})",
+            )
+        for field in ("input_mtok", "output_mtok"):
+            if field not in table:
+                raise ConfigError(variable, f"{where}: {field} is missing")
+        for field, number in table.items():
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, int | float)
+                or not 0 <= number < math.inf
+            ):
+                raise ConfigError(
+                    variable, f"{where}: {field} must be a number of dollars, 0 or more"
+                )
+        entries.append(PriceEntry(pattern, **{k: float(v) for k, v in table.items()}))
+    return tuple(entries)

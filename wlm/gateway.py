@@ -17,7 +17,7 @@ from wlm.auth import KeyRing
 from wlm.catalog import ModelCatalog
 from wlm.config import ClientKey, Settings
 from wlm.dialects import ResponseStore, build_dialects
-from wlm.limits import ClientSlots
+from wlm.limits import client_slots
 from wlm.local.protocol import LocalModels
 from wlm.metrics import Metrics
 from wlm.providers.base import Adapter
@@ -56,7 +56,7 @@ class Gateway:
         self.responses = ResponseStore(enabled=settings.log_content)
         self.dialects = build_dialects(self.responses)
         self.metrics = Metrics()
-        self.client_slots = ClientSlots(settings.max_concurrency_per_client)
+        self.client_slots = client_slots(settings)
         self._request_prefix = uuid.uuid4().hex[:12]
         self._request_counter = itertools.count(1)
         self.catalog = ModelCatalog(
