@@ -1,15 +1,19 @@
-"""A Messages request made fit for a native Anthropic upstream (pure, no I/O).
+"""Native Messages, made fit both ways (pure, no I/O).
 
-Clients send what Anthropic's API may refuse: Claude Code puts a ``role: "system"``
-message inside ``messages`` for a model it does not know. Such messages move to the
-top-level ``system`` (after what was there), in order; nothing else changes.
+On the way to Anthropic: clients send what Anthropic's API may refuse. Claude Code
+puts a ``role: "system"`` message inside ``messages`` for a model it does not know.
+Such messages move to the top-level ``system`` (after what was there), in order;
+nothing else changes (:func:`for_anthropic`).
+
+On the way back from a llama.cpp engine: its stream keeps several content blocks
+open at once and numbers them in advance (:class:`MendMessagesStream`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["for_anthropic"]
+__all__ = ["MendMessagesStream", "for_anthropic"]
 
 
 def _blocks(system: Any) -> list[Any]:
@@ -48,3 +52,104 @@ def for_anthropic(body: dict[str, Any], upstream_model: str) -> dict[str, Any] |
             m for m in messages if not (isinstance(m, dict) and m.get("role") == "system")
         ]
     return out
+
+
+class MendMessagesStream:
+    """llama.cpp's Messages stream with one content block open at a time.
+
+    The engine numbers blocks in advance (thinking 0, text next, tool calls after) and
+    stops them all at the end, so a text block stays open while a tool call streams,
+    and text after a tool call would reuse an index. Anthropic's clients read a
+    block by its index in the message's content. Here each ``content_block_start``
+    closes the open block first and gets the next index; the engine's later stop of
+    a block closed early is dropped (so is a late ``signature_delta``: a thinking
+    block closed early got its empty signature then, as the engine gives one); a
+    delta for a block closed early opens a new block of its kind.
+
+    ``feed`` returns None when the event goes as it came, else the events to send.
+    """
+
+    __slots__ = ("_blocks", "_closed", "_kinds", "_next", "_open", "_signed")
+
+    def __init__(self) -> None:
+        self._blocks: dict[int, int] = {}  # the engine's index -> the client's index
+        self._kinds: dict[int, str] = {}  # the engine's index -> block type
+        self._closed: set[int] = set()  # the engine's indexes closed early
+        self._signed: set[int] = set()  # thinking blocks whose signature came
+        self._open: int | None = None  # the engine's index of the open block
+        self._next = 0
+
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]] | None:
+        kind = event.get("type")
+        index = event.get("index")
+        if kind == "content_block_start" and isinstance(index, int):
+            block = event.get("content_block")
+            out = self._close()
+            self._start(index, block.get("type") if isinstance(block, dict) else None)
+            if not out and self._blocks[index] == index:
+                return None
+            return [*out, {**event, "index": self._blocks[index]}]
+        if kind == "content_block_delta" and isinstance(index, int):
+            return self._delta(event, index)
+        if kind == "content_block_stop" and isinstance(index, int):
+            if index in self._closed or index not in self._blocks:
+                return []
+            if index == self._open:
+                self._open = None
+            self._closed.add(index)
+            if self._blocks[index] == index:
+                return None
+            return [{**event, "index": self._blocks[index]}]
+        if kind in ("message_delta", "message_stop"):
+            out = self._close()
+            return [*out, event] if out else None
+        return None
+
+    def _start(self, index: int, kind: Any) -> None:
+        self._blocks[index] = self._next
+        self._kinds[index] = kind if isinstance(kind, str) else "text"
+        self._closed.discard(index)
+        self._open = index
+        self._next += 1
+
+    def _delta(self, event: dict[str, Any], index: int) -> list[dict[str, Any]] | None:
+        delta = event.get("delta")
+        delta_type = delta.get("type") if isinstance(delta, dict) else None
+        if index in self._closed or index not in self._blocks:
+            if delta_type == "signature_delta":
+                return []  # given when the block closed early
+            # More of a block closed early (or never started): a new block of its kind.
+            kind = {"thinking_delta": "thinking", "input_json_delta": "tool_use"}.get(
+                str(delta_type), "text"
+            )
+            if kind == "tool_use":
+                return []  # a tool call cannot be reopened without its id and name
+            out = self._close()
+            self._start(index, kind)
+            start = {"type": "content_block_start", "index": self._blocks[index]}
+            start["content_block"] = {"type": kind, kind: ""}
+            return [*out, start, {**event, "index": self._blocks[index]}]
+        if delta_type == "signature_delta":
+            self._signed.add(index)
+        if self._blocks[index] == index:
+            return None
+        return [{**event, "index": self._blocks[index]}]
+
+    def _close(self) -> list[dict[str, Any]]:
+        """The events that close the open block, if any."""
+        index = self._open
+        if index is None:
+            return []
+        self._open = None
+        self._closed.add(index)
+        ours = self._blocks[index]
+        out: list[dict[str, Any]] = []
+        if self._kinds.get(index) == "thinking" and index not in self._signed:
+            out.append(
+                {
+                    "type": "content_block_delta",
+                    "index": ours,
+                    "delta": {"type": "signature_delta", "signature": ""},
+                }
+            )
+        return [*out, {"type": "content_block_stop", "index": ours}]

@@ -14,7 +14,14 @@ from wlm.translate.json_values import is_int, is_number
 
 __all__ = ["check_field_types"]
 
-_POSITIVE_INTS = ("max_tokens", "max_completion_tokens", "n", "top_logprobs", "top_k")
+_POSITIVE_INTS = (
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",  # Responses
+    "n",
+    "top_logprobs",
+    "top_k",
+)
 _NUMBERS = (
     "temperature",
     "top_p",

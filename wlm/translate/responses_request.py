@@ -24,7 +24,13 @@ from attrs import frozen
 from wlm.errors import BadRequest
 from wlm.translate.json_values import is_number
 
-__all__ = ["NAMESPACE_SEPARATOR", "ToolKind", "ToolNames", "responses_to_chat_request"]
+__all__ = [
+    "NAMESPACE_SEPARATOR",
+    "ToolKind",
+    "ToolNames",
+    "chat_response_format",
+    "responses_to_chat_request",
+]
 
 ToolKind = Literal["function", "custom"]
 
@@ -582,13 +588,24 @@ def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 def _text(text: Any, out: dict[str, Any]) -> None:
+    response_format = chat_response_format(text)
+    if response_format is not None:
+        out["response_format"] = response_format
+
+
+def chat_response_format(text: Any) -> dict[str, Any] | None:
+    """The chat ``response_format`` for a Responses ``text`` field (None: plain text).
+
+    >>> chat_response_format({"format": {"type": "json_object"}})
+    {'type': 'json_object'}
+    """
     if text is None:
-        return
+        return None
     if not isinstance(text, dict):
         raise BadRequest("'text' must be an object.", param="text")
     fmt = text.get("format")
     if fmt is None:
-        return
+        return None
     if not isinstance(fmt, dict):
         raise BadRequest("'text.format' must be an object.", param="text.format")
     kind = fmt.get("type")
@@ -601,14 +618,15 @@ def _text(text: Any, out: dict[str, Any]) -> None:
             spec["description"] = fmt["description"]
         if isinstance(fmt.get("strict"), bool):
             spec["strict"] = fmt["strict"]
-        out["response_format"] = {"type": "json_schema", "json_schema": spec}
-    elif kind == "json_object":
-        out["response_format"] = {"type": "json_object"}
-    elif kind != "text":
+        return {"type": "json_schema", "json_schema": spec}
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind != "text":
         raise BadRequest(
             "'text.format.type' must be text, json_object or json_schema.",
             param="text.format.type",
         )
+    return None
 
 
 def _reasoning(reasoning: Any, out: dict[str, Any]) -> None:

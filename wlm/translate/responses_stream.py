@@ -20,8 +20,7 @@ openai SDK check:
 * A stream that ends without ``finish_reason``, or an ``{"error": ...}`` chunk,
   ends in ``response.failed``, never in silence that looks like success.
 
-:class:`MendResponsesStream` repairs a native Responses stream (llama.cpp's) that
-lacks ``sequence_number`` and ``output_index``.
+A native llama.cpp Responses stream is mended instead (:mod:`wlm.translate.responses_llama`).
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from typing import Any
 
 import msgspec
 
-from wlm.translate.json_values import is_int
 from wlm.translate.responses_request import ToolNames
 from wlm.translate.responses_response import (
     INCOMPLETE_REASONS,
@@ -44,23 +42,11 @@ from wlm.translate.responses_response import (
 
 __all__ = [
     "ChatToResponsesStream",
-    "MendResponsesStream",
     "encode_sse",
     "error_event",
     "stream_error",
 ]
 
-_LIFECYCLE = frozenset(
-    {
-        "response.created",
-        "response.queued",
-        "response.in_progress",
-        "response.completed",
-        "response.failed",
-        "response.incomplete",
-        "error",
-    }
-)
 _ERROR_CODES = {429: "rate_limit_exceeded"}
 
 
@@ -494,51 +480,6 @@ class ChatToResponsesStream:
 
 def _part(kind: str, text: str) -> dict[str, Any]:
     return output_text(text) if kind == "text" else {"type": "refusal", "refusal": text}
-
-
-class MendResponsesStream:
-    """Add what llama.cpp's native Responses stream leaves out.
-
-    Gives every event a strictly increasing ``sequence_number`` and every item event
-    the ``output_index`` of its item (found by item id from ``output_item.added``);
-    events that already have correct values pass unchanged (the same object).
-    """
-
-    def __init__(self) -> None:
-        self._sequence = -1
-        self._next_index = 0
-        self._by_item: dict[str, int] = {}
-        self._last_index: int | None = None
-
-    def feed(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The event with ``sequence_number`` and ``output_index`` filled in."""
-        fixes: dict[str, Any] = {}
-        sequence = event.get("sequence_number")
-        if is_int(sequence) and sequence > self._sequence:
-            self._sequence = sequence
-        else:
-            self._sequence += 1
-            fixes["sequence_number"] = self._sequence
-        kind = event.get("type")
-        raw_item = event.get("item")
-        item: dict[str, Any] = raw_item if isinstance(raw_item, dict) else {}
-        raw_index = event.get("output_index")
-        if kind == "response.output_item.added":
-            index = raw_index if is_int(raw_index) else self._next_index
-            if index != raw_index:
-                fixes["output_index"] = index
-            self._next_index = max(self._next_index, index + 1)
-            self._last_index = index
-            if isinstance(item.get("id"), str):
-                self._by_item[item["id"]] = index
-        elif kind not in _LIFECYCLE and not is_int(raw_index):
-            item_id = event.get("item_id", item.get("id"))
-            found = self._by_item.get(item_id) if isinstance(item_id, str) else None
-            if found is None:
-                found = self._last_index
-            if found is not None:
-                fixes["output_index"] = found
-        return {**event, **fixes} if fixes else event
 
 
 def _text_of(value: Any) -> str:

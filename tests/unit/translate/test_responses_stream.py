@@ -1,4 +1,4 @@
-"""ChatToResponsesStream, MendResponsesStream and encode_sse: the Responses stream a
+"""ChatToResponsesStream and encode_sse: the Responses stream a
 client such as Codex or the openai SDK reads when the backend speaks chat."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import msgspec
 import openai
 import pytest
 from hypothesis import given, settings
@@ -20,7 +19,6 @@ from wlm.sse import SSEParser
 from wlm.translate.responses_request import ToolNames, responses_to_chat_request
 from wlm.translate.responses_stream import (
     ChatToResponsesStream,
-    MendResponsesStream,
     encode_sse,
     stream_error,
 )
@@ -626,68 +624,3 @@ def test_any_chat_stream_gives_a_valid_responses_stream(
     assert got == [(kind, text or "{}" if kind == "call" else text) for kind, text in expected]
     calls = [item for item in done if item["type"] == "function_call"]
     assert [c["call_id"] for c in calls] == [f"call_{i}" for i in range(len(calls))]
-
-
-# -- MendResponsesStream --------------------------------------------------------------------
-
-
-def _strip(event: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in event.items() if k not in ("sequence_number", "output_index")}
-
-
-@settings(max_examples=100, deadline=None)
-@given(stream=chat_streams())
-def test_mend_restores_what_a_native_stream_left_out(
-    stream: tuple[list[dict[str, Any]], list[tuple[str, str]], str | None, str],
-) -> None:
-    _, events = run(stream[0], ToolNames((("ns__g", "g", "ns", "function"),)))
-    mend = MendResponsesStream()
-    mended = [mend.feed(_strip(event)) for event in events]
-    for original, repaired in zip(events, mended, strict=True):
-        expected = dict(original)
-        if original["type"] in ("response.created", "response.in_progress", *TERMINAL):
-            expected.pop("output_index", None)
-        assert repaired == expected
-
-
-def test_mend_leaves_correct_events_unchanged() -> None:
-    _, events = run([chunk({"content": "hi"}), chunk({}, finish="stop")])
-    mend = MendResponsesStream()
-    assert all(mend.feed(event) is event for event in events)
-
-
-def test_mend_numbers_after_the_highest_sequence_seen() -> None:
-    mend = MendResponsesStream()
-    assert mend.feed({"type": "response.created", "sequence_number": 5})["sequence_number"] == 5
-    assert mend.feed({"type": "response.in_progress", "sequence_number": 2})["sequence_number"] == 6
-    added = mend.feed(
-        {"type": "response.output_item.added", "item": {"id": "m1", "type": "message"}}
-    )
-    assert (added["sequence_number"], added["output_index"]) == (7, 0)
-    second = mend.feed({"type": "response.output_item.added", "item": {"id": "m2"}})
-    assert second["output_index"] == 1
-    assert (
-        mend.feed({"type": "response.output_text.delta", "item_id": "m1", "delta": "x"})[
-            "output_index"
-        ]
-        == 0
-    )
-
-
-def test_sdk_reads_a_mended_llama_cpp_style_stream() -> None:
-    _, events = run(
-        [
-            chunk({"content": "Hello"}),
-            chunk({"tool_calls": [call_delta(0, "{}", "c1", "f")]}),
-            chunk({}, finish="tool_calls"),
-        ]
-    )
-    mend = MendResponsesStream()
-    final = sdk_final_response([mend.feed(_strip(event)) for event in events])
-    assert final.output_text == "Hello"
-    assert final.output[1].call_id == "c1"
-
-
-def test_mended_events_encode_compactly() -> None:
-    event = MendResponsesStream().feed({"type": "response.created", "response": {"id": "r"}})
-    assert msgspec.json.decode(encode_sse([event]).split(b"data: ")[1]) == event
