@@ -110,6 +110,7 @@ def create_app(
             log_content=settings.log_content,
             retention_days=settings.retention_days,
             memory_limit=settings.telemetry_memory_limit,
+            threads=settings.telemetry_threads,
         )
     gateway = Gateway(settings, local=local, telemetry=telemetry, transports=transports)
 

@@ -161,6 +161,7 @@ class Settings:
     log_content: bool = True
     retention_days: int | None = None
     telemetry_memory_limit: str = "512MB"
+    telemetry_threads: int | None = None  # DuckDB threads; None: half the CPUs, at least 1
     anthropic_max_tokens: int = 4096
     models_cache_s: float = 300.0
     max_body_bytes: int = 20 * 1024 * 1024
@@ -315,6 +316,7 @@ _SIMPLE: dict[str, str] = {
     "WLM_LOG_CONTENT": "log_content",
     "WLM_RETENTION_DAYS": "retention_days",
     "WLM_TELEMETRY_MEMORY_LIMIT": "telemetry_memory_limit",
+    "WLM_TELEMETRY_THREADS": "telemetry_threads",
     "WLM_ANTHROPIC_MAX_TOKENS": "anthropic_max_tokens",
     "WLM_MODELS_CACHE_S": "models_cache_s",
     "WLM_MAX_BODY_BYTES": "max_body_bytes",
@@ -339,6 +341,7 @@ _POSITIVE = {
     "local_ctx_size",
     "local_parallel",
     "cooldown_failures",
+    "telemetry_threads",
 }
 _NON_NEGATIVE = {"retries", "retry_max_wait_s", "cooldown_s", "local_max_wait_s"}
 
