@@ -24,6 +24,7 @@ from wlm.providers.base import Adapter
 from wlm.providers.registry import build_adapters
 from wlm.redaction import Redactor
 from wlm.routing.resolve import Router
+from wlm.telemetry.pricing import Prices
 from wlm.telemetry.sink import TelemetrySink
 from wlm.transport import PooledTransport, TransportFactory
 
@@ -57,6 +58,7 @@ class Gateway:
         self.dialects = build_dialects(self.responses)
         self.metrics = Metrics()
         self.client_slots = client_slots(settings)
+        self.prices = Prices.from_settings(settings)
         self._request_prefix = uuid.uuid4().hex[:12]
         self._request_counter = itertools.count(1)
         self.catalog = ModelCatalog(

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from wlm.api.exchange import Exchange
 from wlm.metrics import Metrics
 from wlm.redaction import Redactor
+from wlm.telemetry.pricing import Prices
 from wlm.telemetry.sink import TelemetrySink
 
 __all__ = ["record_exchange"]
@@ -25,14 +27,23 @@ def record_exchange(
     telemetry: TelemetrySink | None,
     redactor: Redactor,
     log_content: bool,
-) -> None:
-    """Observe ``exchange`` in ``metrics`` and submit its records to ``telemetry``."""
+    prices: Prices | None = None,
+) -> dict[str, Any] | None:
+    """Observe ``exchange`` in ``metrics`` and submit its records to ``telemetry``.
+
+    With ``prices``, a request whose provider reported no cost is priced from its
+    usage. Returns the token counts and ``cost_usd`` recorded (None if recording
+    failed), for the per-key limits to count.
+    """
     try:
         # One reading of the clock and the usage for both metrics and telemetry.
         elapsed = time.perf_counter() - exchange.started
         counts = exchange.token_counts()
         redactor = exchange.redactor(redactor)
         route = exchange.route
+        if prices is not None and route is not None and counts["cost_usd"] is None:
+            model = exchange.account.upstream_model or route.upstream_model
+            counts["cost_usd"] = prices.cost_of(route.provider, model, counts, exchange.started_at)
         metrics.observe(
             route.provider if route is not None else "none",
             redactor.text(exchange.model) if route is not None else "(unrouted)",
@@ -47,5 +58,7 @@ def record_exchange(
                 redactor, log_content=log_content, counts=counts, elapsed=elapsed
             )
             telemetry.submit(record, conversation)
+        return counts
     except Exception:
         log.exception("could not record request %s", exchange.request_id)
+        return None
