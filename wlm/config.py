@@ -65,6 +65,12 @@ class ProviderConfig:
     # Client dialects the upstream serves natively (chat, messages, responses); a
     # request in another dialect is translated through chat.
     dialects: tuple[str, ...] = ("chat",)
+    # How its /responses differs from OpenAI's. OpenAI keeps the responses it answers
+    # (previous_response_id, GET /responses/{id}) and reads every tool and input item
+    # type. A llama.cpp engine keeps none (wlm keeps them and resends the history) and
+    # reads only some types: a request with another goes translated through chat.
+    keeps_responses: bool = True
+    responses_types: tuple[str, ...] | None = None  # None: every type
 
     @property
     def configured(self) -> bool:
@@ -151,6 +157,8 @@ class Settings:
     local_load_timeout_s: float = 120.0
     local_options_file: Path | None = None
     local_rescan_s: float = 3.0
+    # What local engines serve natively (WLM_LOCAL_DIALECTS); chat is always among them.
+    local_dialects: tuple[str, ...] = ("chat", "messages", "responses")
     providers: tuple[ProviderConfig, ...] = ()
     routes: tuple[RoutePattern, ...] = ()
     default_provider: str | None = None
@@ -380,7 +388,7 @@ def _provider(env: Mapping[str, str], name: str) -> ProviderConfig:
         referer = env.get("OPENROUTER_REFERER", "").strip() or "https://github.com/wlm-gateway/wlm"
         title = env.get("OPENROUTER_TITLE", "").strip() or "wlm"
         headers = [("HTTP-Referer", referer), ("X-Title", title)]
-    timeouts = {}
+    timeouts: dict[str, Any] = {}  # seconds, by ProviderConfig field
     for field, suffix in (
         ("connect_timeout_s", "CONNECT_TIMEOUT_S"),
         ("read_timeout_s", "TIMEOUT_S"),
@@ -395,12 +403,7 @@ def _provider(env: Mapping[str, str], name: str) -> ProviderConfig:
                 raise ConfigError(variable, "must be greater than 0")
     dialects_var = f"WLM_{prefix}_DIALECTS"
     if env.get(dialects_var, "").strip():
-        dialects = tuple(_split_list(env[dialects_var]))
-        unknown = [d for d in dialects if d not in DIALECT_NAMES]
-        if unknown:
-            raise ConfigError(
-                dialects_var, f"expected a list of chat, messages, responses; got {unknown[0]!r}"
-            )
+        dialects = _dialects(dialects_var, env[dialects_var])
         if kind == "anthropic":
             dialects = tuple(dict.fromkeys(("chat", "messages", *dialects)))
     else:
@@ -416,6 +419,16 @@ def _provider(env: Mapping[str, str], name: str) -> ProviderConfig:
         dialects=dialects,
         **timeouts,
     )
+
+
+def _dialects(variable: str, value: str) -> tuple[str, ...]:
+    dialects = tuple(_split_list(value))
+    unknown = [d for d in dialects if d not in DIALECT_NAMES]
+    if unknown:
+        raise ConfigError(
+            variable, f"expected a list of chat, messages, responses; got {unknown[0]!r}"
+        )
+    return dialects
 
 
 def _read_env(environ: Mapping[str, str], env_file: Path | None) -> dict[str, str]:
@@ -478,6 +491,11 @@ def load_settings(
             raise ConfigError(variable, f"must be at most 65535, got {values[field]}")
         if field == "telemetry_memory_limit" and not _MEMORY_SIZE.match(values[field]):
             raise ConfigError(variable, f"expected a size such as 512MB or 2GB, got {value!r}")
+
+    if env.get("WLM_LOCAL_DIALECTS", "").strip():
+        # Chat is the hub every local engine serves; the rest go translated through it.
+        local = _dialects("WLM_LOCAL_DIALECTS", env["WLM_LOCAL_DIALECTS"])
+        values["local_dialects"] = tuple(dict.fromkeys(("chat", *local)))
 
     names = list(BUILTIN_PROVIDERS)
     for name in _split_list(env.get("WLM_PROVIDERS", "")):

@@ -28,7 +28,7 @@ import msgspec
 from wlm.api.exchange import Exchange
 from wlm.api.recording import record_exchange
 from wlm.auth import presented_key
-from wlm.dialects import Dialect, Translation
+from wlm.dialects import AS_SENT, Dialect, Passage, Translation
 from wlm.errors import (
     AuthenticationFailed,
     Failure,
@@ -355,11 +355,15 @@ async def _serve(
         if name in FORWARDED_HEADERS
     )
     translation = None
-    if dialect.name == "chat" or dialect.name in adapter.config.dialects:
+    # The backend speaks the client's dialect: the request goes as it came (or as the
+    # dialect fitted it), else it is translated.
+    passage = AS_SENT if dialect.name == "chat" else dialect.pass_through(request, adapter.config)
+    if passage is not None:
+        sent = passage.body
         call = Call(
             endpoint=exchange.endpoint,
-            body=request.body,
-            raw=raw,
+            body=request.body if sent is None else sent,
+            raw=raw if sent is None else msgspec.json.encode(sent),
             model=request.model,
             upstream_model=route.upstream_model,
             stream=request.stream,
@@ -394,7 +398,7 @@ async def _serve(
     response = await adapter.open(call, reply)
     if translation is not None and response.status == 400 and _OPTIONAL in call.body:
         response, call = await _without_optional(adapter, call, reply, response)
-    await _answer(gateway, reply, adapter, call, response, translation)
+    await _answer(gateway, reply, adapter, call, response, translation or passage)
 
 
 async def _answer_locally(
@@ -471,9 +475,10 @@ async def _answer(
     adapter: Adapter,
     call: Call,
     response: UpstreamResponse,
-    translation: Translation | None,
+    wrap: Translation | Passage | None,
 ) -> None:
-    """Relay the upstream's answer (error status, stream or whole body) to the client."""
+    """Relay the upstream's answer (error status, stream or whole body) to the client,
+    through the translation or the watchers of a passage (``wrap``)."""
     completed = False
     try:
         if response.status >= 400:
@@ -491,8 +496,8 @@ async def _answer(
         if call.stream:
             # A stream that broke off leaves its connection unusable: drop it, never pool it.
             relay = adapter.relay(call, reply.exchange.account)
-            if translation is not None:
-                relay = translation.relay(relay)
+            if wrap is not None and wrap.relay is not None:
+                relay = wrap.relay(relay)
             completed = await _relay_stream(gateway, reply, relay, response)
             return
         payload = await response.read()
@@ -500,8 +505,8 @@ async def _answer(
         exchange = reply.exchange
         redact = exchange.redactor(gateway.redactor).bytes
         out = adapter.finish_response(call, payload, exchange.account)
-        if translation is not None:
-            out = translation.response(out)
+        if wrap is not None and wrap.response is not None:
+            out = wrap.response(out)
         out = redact(out)
         await reply.start(response.status, _JSON_HEADERS)
         exchange.ttft = time.perf_counter() - exchange.started

@@ -8,10 +8,11 @@ from typing import Any, Protocol
 import msgspec
 from attrs import frozen
 
+from wlm.config import ProviderConfig
 from wlm.errors import Failure, UpstreamBroken
 from wlm.providers.base import StreamRelay
 
-__all__ = ["Dialect", "ParsedRequest", "Translation", "chat_answer"]
+__all__ = ["AS_SENT", "Dialect", "ParsedRequest", "Passage", "Translation", "chat_answer"]
 
 
 @frozen
@@ -44,6 +45,19 @@ class Translation:
     counts_tokens: bool = False
 
 
+@frozen
+class Passage:
+    """A request sent in its own dialect to a provider that serves it (pass-through):
+    as it came, or with a body wlm changed, and what watches the answer on its way."""
+
+    body: dict[str, Any] | None = None  # None: the client's bytes as they came
+    relay: Callable[[StreamRelay], StreamRelay] | None = None
+    response: Callable[[bytes], bytes] | None = None
+
+
+AS_SENT = Passage()
+
+
 def chat_answer(body: bytes) -> dict[str, Any]:
     """A whole chat answer as the translations read it; UpstreamBroken if not an object."""
     try:
@@ -63,6 +77,11 @@ class Dialect(Protocol):
 
     def parse(self, raw: bytes, endpoint: str) -> ParsedRequest:
         """Decode and check a request body; raises GatewayError values."""
+        ...
+
+    def pass_through(self, request: ParsedRequest, config: ProviderConfig) -> Passage | None:
+        """How the request goes to the provider ``config`` in this dialect; None when the
+        provider does not serve it so (it is translated through chat)."""
         ...
 
     def translate(self, request: ParsedRequest) -> Translation:

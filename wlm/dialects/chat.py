@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from wlm.dialects.base import ParsedRequest, Translation
+from wlm.config import ProviderConfig
+from wlm.dialects.base import AS_SENT, ParsedRequest, Passage, Translation
 from wlm.errors import BadRequest, Failure, render_error, render_error_event
 
 __all__ = ["ChatDialect", "decode_object", "required_model"]
@@ -78,6 +79,9 @@ class ChatDialect:
         options = body.get("stream_options")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         return ParsedRequest(endpoint, body, raw, model, stream, wants_usage, required)
+
+    def pass_through(self, request: ParsedRequest, config: ProviderConfig) -> Passage | None:
+        return AS_SENT  # every adapter speaks chat
 
     def translate(self, request: ParsedRequest) -> Translation:
         raise AssertionError("chat is the hub: it is never translated")  # pragma: no cover

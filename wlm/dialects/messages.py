@@ -9,7 +9,8 @@ from typing import Any
 
 import msgspec
 
-from wlm.dialects.base import ParsedRequest, Translation, chat_answer
+from wlm.config import ProviderConfig
+from wlm.dialects.base import AS_SENT, ParsedRequest, Passage, Translation, chat_answer
 from wlm.dialects.chat import decode_object, optional_stream, required_model
 from wlm.dialects.translating_relay import TranslatingRelay
 from wlm.errors import BadRequest, Failure
@@ -58,6 +59,9 @@ class MessagesDialect:
             raise BadRequest("'messages' must be an array.", param="messages", code="invalid_type")
         stream = optional_stream(body) and endpoint == "messages"
         return ParsedRequest(endpoint, body, raw, model, stream, False, "messages")
+
+    def pass_through(self, request: ParsedRequest, config: ProviderConfig) -> Passage | None:
+        return AS_SENT if self.name in config.dialects else None
 
     def translate(self, request: ParsedRequest) -> Translation:
         if request.endpoint == "messages/count_tokens":

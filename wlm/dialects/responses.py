@@ -1,7 +1,8 @@
 """OpenAI Responses (``POST /v1/responses``): what Codex and ``client.responses`` send.
-Native to OpenAI; translated through chat to every other backend
-(wlm/translate/responses_*.py), with ``previous_response_id`` rebuilt from the
-responses wlm kept (:mod:`wlm.dialects.response_store`)."""
+Native to OpenAI and to local engines; translated through chat to every other backend
+(wlm/translate/responses_*.py). Where the backend keeps no responses (a translation,
+a local engine), wlm keeps them (:mod:`wlm.dialects.response_store`) and rebuilds
+``previous_response_id`` from them."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from typing import Any
 
 import msgspec
 
-from wlm.dialects.base import ParsedRequest, Translation, chat_answer
+from wlm.config import ProviderConfig
+from wlm.dialects.base import AS_SENT, ParsedRequest, Passage, Translation, chat_answer
 from wlm.dialects.chat import decode_object, optional_stream, required_model
 from wlm.dialects.response_store import ResponseStore
 from wlm.dialects.translating_relay import TranslatingRelay
 from wlm.errors import BadRequest, Failure, render_error
+from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import StreamRelay
+from wlm.sse import SSEParser
+from wlm.translate.responses_llama import unsupported_type
 from wlm.translate.responses_request import responses_to_chat_request
 from wlm.translate.responses_response import chat_to_response
 from wlm.translate.responses_stream import ChatToResponsesStream, encode_sse, error_event
@@ -58,6 +63,65 @@ class _RememberingRelay(TranslatingRelay[dict[str, Any]]):
         if self._stream.response is not None and self._stream.error is None:
             self._remember(self._stream.response)
         return out
+
+
+_FINAL = (b"event: response.completed", b"event: response.incomplete")
+
+
+def _final_response(out: bytes) -> dict[str, Any] | None:
+    """The response object of a ``response.completed`` (or ``incomplete``) event in
+    ``out``, a relay's output; None when it holds none."""
+    if not any(marker in out for marker in _FINAL):
+        return None
+    parser = SSEParser()
+    for event in [*parser.feed(out), *parser.finish()]:
+        if event.event in ("response.completed", "response.incomplete") and event.data:
+            try:
+                value = msgspec.json.decode(event.data)
+            except msgspec.DecodeError:
+                return None
+            response = value.get("response") if isinstance(value, dict) else None
+            return response if isinstance(response, dict) else None
+    return None
+
+
+class _KeepingRelay:
+    """A native Responses stream passed on as its relay sends it; the finished response
+    is kept (for previous_response_id and GET) once it went by."""
+
+    __slots__ = ("_inner", "_remember")
+
+    def __init__(self, inner: StreamRelay, remember: Any) -> None:
+        self._inner = inner
+        self._remember = remember
+
+    @property
+    def account(self) -> ResponseAccount:
+        return self._inner.account
+
+    @property
+    def done(self) -> bool:
+        return self._inner.done
+
+    @property
+    def token_seen(self) -> bool:
+        return self._inner.token_seen
+
+    def _keep(self, outs: list[bytes]) -> list[bytes]:
+        for out in outs:
+            response = _final_response(out)
+            if response is not None:
+                self._remember(response)
+        return outs
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return self._keep(self._inner.feed(chunk))
+
+    def end(self) -> list[bytes]:
+        return self._keep(self._inner.end())
+
+    def fail(self, failure: Failure) -> list[bytes]:
+        return self._inner.fail(failure)
 
 
 class ResponsesDialect:
@@ -105,6 +169,39 @@ class ResponsesDialect:
                 code="previous_response_not_found",
             )
         return stored.history()
+
+    def pass_through(self, request: ParsedRequest, config: ProviderConfig) -> Passage | None:
+        if self.name not in config.dialects:
+            return None
+        body = request.body
+        # A provider that keeps nothing gets the history from wlm.
+        history = [] if config.keeps_responses else self._history(body)
+        types = config.responses_types
+        if types is not None and unsupported_type(body, types, history) is not None:
+            return None  # the provider would skip or refuse it: chat carries it
+        if config.keeps_responses:
+            return AS_SENT
+        # wlm keeps what the provider answers, and sends it the history in ``input``
+        # (``previous_response_id`` stays for the answer to echo; such a provider
+        # takes the conversation from ``input`` alone).
+        inputs = [*history, *input_items(body)]
+        keep = body.get("store") is not False
+
+        def remember(response: dict[str, Any]) -> None:
+            if keep and response.get("status") in ("completed", "incomplete"):
+                self.store.put(response, inputs)
+
+        def relay(inner: StreamRelay) -> StreamRelay:
+            return _KeepingRelay(inner, remember)
+
+        def response(out: bytes) -> bytes:
+            answer = msgspec.json.decode(out)
+            if isinstance(answer, dict):
+                remember(answer)
+            return out
+
+        sent = {**body, "input": inputs} if history else None
+        return Passage(sent, relay if keep else None, response if keep else None)
 
     def translate(self, request: ParsedRequest) -> Translation:
         body = request.body

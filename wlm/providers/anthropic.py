@@ -134,6 +134,10 @@ class MessagesPassthroughRelay(PassthroughRelay):
         payload = decode_event_json(data)
         if payload is None:
             return None
+        return self._take(block, payload)
+
+    def _take(self, block: bytes, payload: dict[str, Any]) -> bytes:
+        """Account for one event (``payload``, decoded from ``block``); what the client gets."""
         kind = payload.get("type")
         if kind == "content_block_delta":
             self._delta(payload)

@@ -173,7 +173,9 @@ class PassthroughRelay:
     def feed(self, chunk: bytes) -> list[bytes]:
         out: list[bytes] = []
         for block in self._parser.blocks(chunk):
-            out.append(self._event(block))
+            sent = self._event(block)
+            if sent:  # a mended stream may drop an event
+                out.append(sent)
             if self.done:
                 break
         return out

@@ -1,28 +1,61 @@
-"""Local GGUF models as one more upstream: a llama.cpp engine speaking the OpenAI API.
+"""Local GGUF models as one more upstream: a llama.cpp engine.
 
 The adapter acquires the model's engine (starting it if needed, with loading
 progress reported every few seconds), sends the call through the shared transport,
 and holds the engine until the response is closed or released. An engine that died
 after it was last seen ready gets one retry, which restarts it: nothing has reached
 the client yet. Engine errors that read badly (llama.cpp's own texts) become wlm's.
+
+The engine serves three dialects itself: Chat Completions (and the other OpenAI
+endpoints), Anthropic Messages (``/v1/messages``, ``/v1/messages/count_tokens``) and
+OpenAI Responses (``/v1/responses``). What its Messages and Responses answers leave
+out is mended on the way (:mod:`wlm.translate.messages_native`,
+:mod:`wlm.translate.responses_llama`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 import msgspec
 
 from wlm.config import LOCAL, ProviderConfig
-from wlm.errors import BadRequest, GatewayError, UpstreamBroken, UpstreamError, UpstreamUnreachable
+from wlm.errors import (
+    BadRequest,
+    Failure,
+    GatewayError,
+    UpstreamBroken,
+    UpstreamError,
+    UpstreamUnreachable,
+)
 from wlm.local.protocol import EngineLease, LocalModels
 from wlm.providers.accounting import ResponseAccount
-from wlm.providers.base import Call, ModelEntry, Progress, StreamRelay
-from wlm.providers.openai_compat import OpenAICompatAdapter
+from wlm.providers.anthropic import MessagesPassthroughRelay
+from wlm.providers.base import (
+    Call,
+    ModelEntry,
+    PassthroughRelay,
+    Progress,
+    StreamRelay,
+    decode_event_json,
+)
+from wlm.providers.openai_compat import OpenAICompatAdapter, account_response, rewrite_model
+from wlm.translate import from_anthropic_response
+from wlm.translate.messages_native import MendMessagesStream
 from wlm.translate.openai_fields import check_field_types
+from wlm.translate.responses_llama import (
+    LLAMA_CPP_TYPES,
+    MendResponsesStream,
+    for_llama_cpp,
+    mend_response,
+)
+from wlm.translate.responses_stream import encode_sse
+from wlm.translate.responses_stream import error_event as responses_error_event
 from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
 
 __all__ = ["LOCAL", "LocalAdapter", "local_provider_config"]
@@ -31,8 +64,14 @@ _LOADING_EVERY_S = 2.0
 _CRASH_NOTICE_S = 2.0
 
 
-def local_provider_config(load_timeout_s: float) -> ProviderConfig:
-    """The provider entry of local engines (addresses come per request from the lease)."""
+def local_provider_config(
+    load_timeout_s: float, dialects: tuple[str, ...] = ("chat", "messages", "responses")
+) -> ProviderConfig:
+    """The provider entry of local engines (addresses come per request from the lease).
+
+    llama.cpp's server answers /v1/messages and /v1/responses itself; its Responses
+    keep nothing between requests and read only some tool and item types.
+    """
     return ProviderConfig(
         name=LOCAL,
         kind="local",
@@ -41,6 +80,9 @@ def local_provider_config(load_timeout_s: float) -> ProviderConfig:
         connect_timeout_s=10.0,
         # A local engine may take long over a long prompt on a CPU.
         read_timeout_s=max(600.0, load_timeout_s),
+        dialects=dialects,
+        keeps_responses=False,
+        responses_types=LLAMA_CPP_TYPES,
     )
 
 
@@ -79,6 +121,110 @@ class LeasedResponse:
             self._lease.release()
 
 
+_encode = msgspec.json.encode
+_ENDS = ("response.completed", "response.incomplete", "response.failed")
+_THINKING = ("response.reasoning_text.delta", "response.reasoning_summary_text.delta")
+
+
+def _tool_calls(response: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Responses answer's function calls, in OpenAI chat shape (for telemetry)."""
+    return [
+        {
+            "id": item.get("call_id"),
+            "type": "function",
+            "function": {"name": item.get("name") or "", "arguments": item.get("arguments") or ""},
+        }
+        for item in response.get("output") or ()
+        if isinstance(item, dict) and item.get("type") == "function_call"
+    ]
+
+
+def _account_answer(account: ResponseAccount, response: dict[str, Any], engine: Any) -> None:
+    """Learn from a mended Responses answer; ``engine`` is the engine's own model name."""
+    account_response(account, response)
+    account.upstream_model = engine if isinstance(engine, str) else None
+    calls = _tool_calls(response)
+    if calls:
+        account.add_tool_calls(calls)
+
+
+class LocalMessagesRelay(MessagesPassthroughRelay):
+    """The engine's Messages stream, one content block open at a time."""
+
+    __slots__ = ("_mend",)
+
+    def __init__(self, call: Call, account: ResponseAccount) -> None:
+        super().__init__(call, account)
+        self._mend = MendMessagesStream()
+
+    def _read(self, block: bytes, data: bytes) -> bytes | None:
+        payload = decode_event_json(data)
+        if payload is None:
+            return None
+        events = self._mend.feed(payload)
+        if events is None:
+            return self._take(block, payload)
+        return b"".join(
+            self._take(b"event: %s\ndata: %s\n\n" % (str(e["type"]).encode(), _encode(e)), e)
+            for e in events
+        )
+
+
+class LocalResponsesRelay(PassthroughRelay):
+    """The engine's Responses stream, mended event by event and read for telemetry."""
+
+    __slots__ = ("_mend",)
+
+    def __init__(self, call: Call, account: ResponseAccount) -> None:
+        super().__init__(account)
+        self._mend = MendResponsesStream(
+            model=call.model, request=call.body, created_at=int(time.time())
+        )
+
+    def _read(self, block: bytes, data: bytes) -> bytes | None:
+        event = decode_event_json(data)
+        if event is None:
+            return None
+        engine = event.get("response")
+        engine_model = engine.get("model") if isinstance(engine, dict) else None
+        timings = event.get("timings")
+        mended = self._mend.feed(event)
+        for one in mended:
+            self._take(one, engine_model)
+        if isinstance(timings, dict):
+            self.account.timings = timings
+        return encode_sse(mended)
+
+    def _take(self, event: dict[str, Any], engine_model: Any) -> None:
+        kind = event.get("type")
+        delta = event.get("delta")
+        if kind == "response.output_text.delta" and isinstance(delta, str) and delta:
+            self.token_seen = True
+            self.account.add_text(delta)
+        elif kind in _THINKING and isinstance(delta, str) and delta:
+            self.token_seen = True
+            self.account.add_reasoning(delta)
+        elif kind == "response.function_call_arguments.delta":
+            self.token_seen = True
+        elif kind in _ENDS:
+            self.done = True
+            response = event.get("response")
+            if isinstance(response, dict):
+                _account_answer(self.account, response, engine_model)
+                if kind == "response.failed":
+                    self.account.error = Failure.from_event(response.get("error") or "failed", str)
+        elif kind == "error":
+            self.done = True
+            self.account.error = Failure.from_event(
+                {"message": event.get("message"), "code": event.get("code")}, str
+            )
+
+    def fail(self, failure: Failure) -> list[bytes]:
+        self.done = True
+        code = failure.code or failure.type
+        return [responses_error_event(code, failure.message, failure.param, self._mend.sequence)]
+
+
 class LocalAdapter:
     """Adapter for the local llama.cpp engines behind :class:`LocalModels`."""
 
@@ -105,8 +251,7 @@ class LocalAdapter:
             progress.attempt(attempt)
             lease = await self._acquire(call.upstream_model, progress)
             try:
-                request = self._openai.prepare(call, f"{lease.base_url}/v1")
-                response = await self.transport.send(request)
+                response = await self.transport.send(self._prepare(call, lease.base_url))
             except (UpstreamUnreachable, UpstreamBroken):
                 lease.release()
                 if attempt == 2:
@@ -124,6 +269,16 @@ class LocalAdapter:
                     call.upstream_model, "failed", "stopped", timeout=_CRASH_NOTICE_S
                 )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _prepare(self, call: Call, base_url: str) -> UpstreamRequest:
+        if call.endpoint == "responses":
+            fitted = for_llama_cpp(call.body, call.upstream_model)
+            if fitted is not None:
+                # The body is whole now: nothing left for the OpenAI adapter to rewrite.
+                call = attrs.evolve(
+                    call, body=fitted, raw=_encode(fitted), model=call.upstream_model
+                )
+        return self._openai.prepare(call, f"{base_url}/v1")
 
     async def _acquire(self, model_id: str, progress: Progress) -> EngineLease:
         """The engine's lease; ``progress.loading`` every few seconds while it loads."""
@@ -143,10 +298,36 @@ class LocalAdapter:
             raise
 
     def relay(self, call: Call, account: ResponseAccount) -> StreamRelay:
+        if call.endpoint == "messages":
+            return LocalMessagesRelay(call, account)
+        if call.endpoint == "responses":
+            return LocalResponsesRelay(call, account)
         return self._openai.relay(call, account)
 
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
-        return self._openai.finish_response(call, body, account)
+        if call.endpoint not in ("messages", "messages/count_tokens", "responses"):
+            return self._openai.finish_response(call, body, account)
+        try:
+            parsed = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise UpstreamBroken("The local engine sent an answer that is not a JSON object.")
+        engine_model = parsed.get("model")
+        if call.endpoint == "responses":
+            mended = mend_response(
+                parsed, model=call.model, request=call.body, created_at=int(time.time())
+            )
+            _account_answer(account, mended, engine_model)
+            return _encode(mended)
+        if call.endpoint == "messages":
+            account.add_response(
+                from_anthropic_response(parsed, model=call.model, created=int(time.time()))
+            )
+            account.upstream_model = engine_model if isinstance(engine_model, str) else None
+            if engine_model not in (call.model, None):
+                return rewrite_model(body, call.model)
+        return body
 
     def upstream_error(self, status: int, body: bytes, retry_after: str | None) -> GatewayError:
         error = self._openai.upstream_error(status, body, retry_after)
@@ -167,6 +348,15 @@ class LocalAdapter:
                 "The local engine could not read the request: a field has the wrong type "
                 f"({error.message.strip()}).",
                 code="invalid_type",
+            )
+        if error.type == "exceed_context_size_error":
+            return BadRequest(_too_long(body), code="context_length_exceeded")
+        if "image input is not supported" in error.message:
+            # llama.cpp says 500; the request asks what this model cannot do.
+            return BadRequest(
+                "This local model cannot read images: it has no multimodal projector "
+                "(an mmproj GGUF next to it; docs/local-models.md).",
+                code="image_input_unsupported",
             )
         return error
 
@@ -205,6 +395,22 @@ class LocalAdapter:
 
     async def close(self) -> None:
         await self.transport.close()
+
+
+def _too_long(body: bytes) -> str:
+    """wlm's words for llama.cpp's exceed_context_size_error (which names its flags)."""
+    try:
+        error = msgspec.json.decode(body).get("error")
+        prompt, context = int(error["n_prompt_tokens"]), int(error["n_ctx"])
+    except (msgspec.DecodeError, AttributeError, KeyError, TypeError, ValueError):
+        sizes = ""
+    else:
+        sizes = f" ({prompt} tokens; the context of one slot is {context})"
+    return (
+        f"The request is longer than this local model's context{sizes}: shorten it, or "
+        "give the model more context (WLM_LOCAL_CTX_SIZE, shared by WLM_LOCAL_PARALLEL "
+        "slots, or ctx_size for it in WLM_LOCAL_OPTIONS; docs/local-models.md)."
+    )
 
 
 def _release_granted(acquiring: asyncio.Future[EngineLease]) -> None:

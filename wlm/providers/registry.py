@@ -49,7 +49,9 @@ def build_adapters(
     """One adapter per usable provider, by provider name (``local`` when local models are on)."""
     configs = [p for p in settings.providers if p.configured]
     if local is not None:
-        configs.append(local_provider_config(settings.local_load_timeout_s))
+        configs.append(
+            local_provider_config(settings.local_load_timeout_s, settings.local_dialects)
+        )
     return {
         config.name: ADAPTERS[config.kind](
             config,
