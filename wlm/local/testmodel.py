@@ -7,8 +7,9 @@ API as a real model (usage, timings, streaming, chat template).
 The recipe: architecture ``llama``, 2 layers, embedding 64,
 4 heads / 2 KV heads, feed forward 128, F32, context 2048, an SPM tokenizer with
 ``<unk> <s> </s> <|im_start|> <|im_end|>``, 256 byte-fallback tokens and a few hundred
-word pieces, and a ChatML chat template. Byte and control tokens are pushed far down
-in the output head so every reply is valid UTF-8 and runs to ``max_tokens``.
+word pieces, and a ChatML chat template (which names the request's tools). Byte and
+control tokens are pushed far down in the output head so every reply is valid UTF-8
+and runs to ``max_tokens``.
 
 Two options change the recipe: ``context_length`` (the trained context llama.cpp caps
 ``-c`` to; agents send prompts of 10k tokens and more) and ``stop_after`` (replies of
@@ -29,7 +30,13 @@ import numpy as np
 
 __all__ = ["CHATML_TEMPLATE", "DEFAULT_CONTEXT_LENGTH", "MAX_STOP_AFTER", "write_tiny_gguf"]
 
+# ChatML; a request's tools are named in a system turn of their own (names only, and no
+# tool-call syntax, so llama.cpp parses replies as plain text), which lets a test see
+# that tool definitions reached the engine: the prompt grows by them.
 CHATML_TEMPLATE = (
+    "{% if tools %}{{ '<|im_start|>system\\nTools:' }}"
+    "{% for tool in tools %}{{ ' ' + tool.function.name }}{% endfor %}"
+    "{{ '<|im_end|>\\n' }}{% endif %}"
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
     "{% endfor %}"
