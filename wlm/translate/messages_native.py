@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from wlm.translate.messages_errors import messages_error_of_chat
+
 __all__ = ["MendMessagesStream", "for_anthropic"]
 
 
@@ -64,7 +66,8 @@ class MendMessagesStream:
     closes the open block first and gets the next index; the engine's later stop of
     a block closed early is dropped (so is a late ``signature_delta``: a thinking
     block closed early got its empty signature then, as the engine gives one); a
-    delta for a block closed early opens a new block of its kind.
+    delta for a block closed early opens a new block of its kind. An engine error in
+    chat's shape (``{"error": {...}}``) becomes Anthropic's ``error`` event.
 
     ``feed`` returns None when the event goes as it came, else the events to send.
     """
@@ -81,6 +84,9 @@ class MendMessagesStream:
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]] | None:
         kind = event.get("type")
+        if kind is None and "error" in event:
+            # An engine error mid-stream, as its chat streams send it.
+            return [*self._close(), messages_error_of_chat(event["error"])]
         index = event.get("index")
         if kind == "content_block_start" and isinstance(index, int):
             block = event.get("content_block")

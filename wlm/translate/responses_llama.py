@@ -33,6 +33,7 @@ from wlm.translate.responses_response import (
     response_object,
     response_usage_to_chat,
 )
+from wlm.translate.responses_stream import stream_error
 
 __all__ = [
     "LLAMA_CPP_TYPES",
@@ -220,20 +221,8 @@ class MendResponsesStream:
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("type")
         if not isinstance(kind, str):
-            error = event.get("error")
-            if isinstance(error, dict):  # an engine error mid-stream, as chat sends it
-                message = error.get("message")
-                code = error.get("code")
-                return self._out(
-                    [
-                        {
-                            "type": "error",
-                            "code": code if isinstance(code, str) else "server_error",
-                            "message": message if isinstance(message, str) else "Engine error.",
-                            "param": None,
-                        }
-                    ]
-                )
+            if "error" in event:  # an engine error mid-stream, as its chat streams send it
+                return self._out([{"type": "error", **stream_error(event["error"]), "param": None}])
             return self._out([event])
         if kind in _STARTS or kind in _ENDS:
             return self._out([self._lifecycle(kind, event)])

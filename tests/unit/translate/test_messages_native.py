@@ -162,3 +162,18 @@ def test_blocks_left_open_close_before_the_message_ends() -> None:
     events = mended(engine)
     assert check_blocks(events) == ["text"]
     assert anthropic_sdk_message(sse(events)).content[0].text == "Hi"
+
+
+def test_an_engine_error_mid_stream_becomes_anthropics_error_event() -> None:
+    engine = [
+        MESSAGE_START,
+        start(0, {"type": "text", "text": ""}),
+        delta(0, type="text_delta", text="Hi"),
+        {"error": {"code": 500, "message": "slot failed", "type": "server_error"}},
+    ]
+    events = mended(engine)
+    assert events[-2] == stop(0)
+    assert events[-1] == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "slot failed"},
+    }
