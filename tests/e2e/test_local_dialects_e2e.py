@@ -160,6 +160,23 @@ def test_messages_tools_reach_the_engine_and_count_tokens_is_exact(
     assert usage.input_tokens + (usage.cache_read_input_tokens or 0) == with_tools
 
 
+def test_a_text_document_reaches_the_engine(claude: anthropic.Anthropic) -> None:
+    """The engine drops document blocks; wlm sends a plain-text one as text."""
+    notes = "the meeting moved to thursday at noon"
+    document: Any = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": notes},
+    }
+    as_document = claude.messages.count_tokens(
+        model="claude-local", messages=[{"role": "user", "content": [document]}]
+    )
+    as_text = claude.messages.count_tokens(
+        model="claude-local",
+        messages=[{"role": "user", "content": [{"type": "text", "text": notes}]}],
+    )
+    assert as_document.input_tokens == as_text.input_tokens
+
+
 def test_messages_errors_are_anthropic_errors(claude: anthropic.Anthropic) -> None:
     long = [{"role": "user", "content": "hello " * 3000}]
     for stream in (False, True):

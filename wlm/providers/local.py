@@ -47,13 +47,14 @@ from wlm.providers.base import (
 from wlm.providers.openai_compat import OpenAICompatAdapter, account_response, rewrite_model
 from wlm.translate import from_anthropic_response
 from wlm.translate.messages_native import MendMessagesStream
+from wlm.translate.messages_native import for_llama_cpp as messages_for_llama_cpp
 from wlm.translate.openai_fields import check_field_types
 from wlm.translate.responses_llama import (
     LLAMA_CPP_TYPES,
     MendResponsesStream,
-    for_llama_cpp,
     mend_response,
 )
+from wlm.translate.responses_llama import for_llama_cpp as responses_for_llama_cpp
 from wlm.translate.responses_stream import encode_sse
 from wlm.translate.responses_stream import error_event as responses_error_event
 from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
@@ -271,13 +272,16 @@ class LocalAdapter:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _prepare(self, call: Call, base_url: str) -> UpstreamRequest:
+        fitted = None
         if call.endpoint == "responses":
-            fitted = for_llama_cpp(call.body, call.upstream_model)
+            fitted = responses_for_llama_cpp(call.body, call.upstream_model)
+        elif call.endpoint in ("messages", "messages/count_tokens"):
+            fitted = messages_for_llama_cpp(call.body)
             if fitted is not None:
-                # The body is whole now: nothing left for the OpenAI adapter to rewrite.
-                call = attrs.evolve(
-                    call, body=fitted, raw=_encode(fitted), model=call.upstream_model
-                )
+                fitted["model"] = call.upstream_model
+        if fitted is not None:
+            # The body is whole now: nothing left for the OpenAI adapter to rewrite.
+            call = attrs.evolve(call, body=fitted, raw=_encode(fitted), model=call.upstream_model)
         return self._openai.prepare(call, f"{base_url}/v1")
 
     async def _acquire(self, model_id: str, progress: Progress) -> EngineLease:

@@ -5,8 +5,9 @@ puts a ``role: "system"`` message inside ``messages`` for a model it does not kn
 Such messages move to the top-level ``system`` (after what was there), in order;
 nothing else changes (:func:`for_anthropic`).
 
-On the way back from a llama.cpp engine: its stream keeps several content blocks
-open at once and numbers them in advance (:class:`MendMessagesStream`).
+On the way to a llama.cpp engine: it drops ``document`` blocks, so plain-text ones go
+as text (:func:`for_llama_cpp`). On the way back: its stream keeps several content
+blocks open at once and numbers them in advance (:class:`MendMessagesStream`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from wlm.translate.messages_errors import messages_error_of_chat
 
-__all__ = ["MendMessagesStream", "for_anthropic"]
+__all__ = ["MendMessagesStream", "for_anthropic", "for_llama_cpp"]
 
 
 def _blocks(system: Any) -> list[Any]:
@@ -54,6 +55,52 @@ def for_anthropic(body: dict[str, Any], upstream_model: str) -> dict[str, Any] |
             m for m in messages if not (isinstance(m, dict) and m.get("role") == "system")
         ]
     return out
+
+
+def _text_documents(content: Any) -> list[Any] | None:
+    """``content`` with its plain-text ``document`` blocks (tool results' too) as
+    ``text`` blocks; None when it has none."""
+    if not isinstance(content, list):
+        return None
+    out: list[Any] | None = None
+    for index, block in enumerate(content):
+        if not isinstance(block, dict):
+            continue
+        fixed: Any = None
+        if block.get("type") == "document":
+            source = block.get("source")
+            if isinstance(source, dict) and source.get("type") == "text":
+                data = source.get("data")
+                if isinstance(data, str):
+                    fixed = {"type": "text", "text": data}
+        elif block.get("type") == "tool_result":
+            inner = _text_documents(block.get("content"))
+            if inner is not None:
+                fixed = {**block, "content": inner}
+        if fixed is not None:
+            out = out if out is not None else list(content)
+            out[index] = fixed
+    return out
+
+
+def for_llama_cpp(body: dict[str, Any]) -> dict[str, Any] | None:
+    """``body`` with its plain-text documents as text blocks, which the engine reads (it
+    drops ``document`` blocks); None when it has none.
+
+    >>> for_llama_cpp({"messages": [{"role": "user", "content": [{"type": "document",
+    ...     "source": {"type": "text", "media_type": "text/plain", "data": "notes"}}]}]})
+    {'messages': [{'role': 'user', 'content': [{'type': 'text', 'text': 'notes'}]}]}
+    """
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return None
+    out: list[Any] | None = None
+    for index, message in enumerate(messages):
+        content = _text_documents(message.get("content")) if isinstance(message, dict) else None
+        if content is not None:
+            out = out if out is not None else list(messages)
+            out[index] = {**message, "content": content}
+    return {**body, "messages": out} if out is not None else None
 
 
 class MendMessagesStream:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from wlm.translate.messages_native import MendMessagesStream
+from wlm.translate.messages_native import MendMessagesStream, for_llama_cpp
 
 from ._helpers import anthropic_sdk_message, events_of
 
@@ -177,3 +177,39 @@ def test_an_engine_error_mid_stream_becomes_anthropics_error_event() -> None:
         "type": "error",
         "error": {"type": "api_error", "message": "slot failed"},
     }
+
+
+def test_plain_text_documents_reach_the_engine_as_text() -> None:
+    text_doc = {
+        "type": "document",
+        "source": {"type": "text", "data": "notes", "media_type": "text/plain"},
+    }
+    pdf = {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"},
+    }
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": [text_doc, pdf, {"type": "text", "text": "read"}]},
+            {"role": "assistant", "content": "ok"},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "t", "content": [text_doc]}],
+            },
+        ],
+    }
+
+    fitted = for_llama_cpp(body)
+
+    assert fitted is not None
+    first, second, third = fitted["messages"]
+    assert first["content"] == [
+        {"type": "text", "text": "notes"},
+        pdf,
+        {"type": "text", "text": "read"},
+    ]
+    assert second is body["messages"][1]
+    assert third["content"][0]["content"] == [{"type": "text", "text": "notes"}]
+    assert body["messages"][0]["content"][0] is text_doc  # the client's body stays as it was
+    assert for_llama_cpp({"model": "m", "messages": [{"role": "user", "content": "hi"}]}) is None
