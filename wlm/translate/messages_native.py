@@ -6,7 +6,8 @@ Such messages move to the top-level ``system`` (after what was there), in order;
 nothing else changes (:func:`for_anthropic`).
 
 On the way to a llama.cpp engine: it drops ``document`` blocks, so plain-text ones go
-as text (:func:`for_llama_cpp`). On the way back: its stream keeps several content
+as text, and Claude Code's per-request billing line leaves the system prompt
+(:func:`for_llama_cpp`). On the way back: its stream keeps several content
 blocks open at once and numbers them in advance (:class:`MendMessagesStream`).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from wlm.translate.messages_errors import messages_error_of_chat
+from wlm.translate.messages_request import BILLING_HEADER_PREFIX
 
 __all__ = ["MendMessagesStream", "for_anthropic", "for_llama_cpp"]
 
@@ -83,24 +85,51 @@ def _text_documents(content: Any) -> list[Any] | None:
     return out
 
 
+def _without_billing_line(system: Any) -> Any:
+    """``system`` without Claude Code's billing line; the same object when it has none."""
+    if isinstance(system, str):
+        if not system.startswith(BILLING_HEADER_PREFIX):
+            return system
+        return system.partition("\n")[2]
+    if not isinstance(system, list) or not system:
+        return system
+    first = system[0]
+    text = first.get("text") if isinstance(first, dict) else None
+    if not isinstance(text, str) or not text.startswith(BILLING_HEADER_PREFIX):
+        return system
+    rest = text.partition("\n")[2]
+    return [{**first, "text": rest}, *system[1:]] if rest else system[1:]
+
+
 def for_llama_cpp(body: dict[str, Any]) -> dict[str, Any] | None:
-    """``body`` with its plain-text documents as text blocks, which the engine reads (it
-    drops ``document`` blocks); None when it has none.
+    """``body`` as the engine should get it; None when it can go as it came.
+
+    Plain-text documents become text blocks, which the engine reads (it drops
+    ``document`` blocks). Claude Code's ``x-anthropic-billing-header`` line goes from
+    the system prompt: its hash changes per request, which would defeat the engine's
+    prompt cache (the translation drops it too).
 
     >>> for_llama_cpp({"messages": [{"role": "user", "content": [{"type": "document",
     ...     "source": {"type": "text", "media_type": "text/plain", "data": "notes"}}]}]})
     {'messages': [{'role': 'user', 'content': [{'type': 'text', 'text': 'notes'}]}]}
     """
+    out: dict[str, Any] | None = None
+    system = body.get("system")
+    kept = _without_billing_line(system)
+    if kept is not system:
+        out = {**body, "system": kept}
     messages = body.get("messages")
     if not isinstance(messages, list):
-        return None
-    out: list[Any] | None = None
+        return out
+    fixed: list[Any] | None = None
     for index, message in enumerate(messages):
         content = _text_documents(message.get("content")) if isinstance(message, dict) else None
         if content is not None:
-            out = out if out is not None else list(messages)
-            out[index] = {**message, "content": content}
-    return {**body, "messages": out} if out is not None else None
+            fixed = fixed if fixed is not None else list(messages)
+            fixed[index] = {**message, "content": content}
+    if fixed is not None:
+        out = {**(out or body), "messages": fixed}
+    return out
 
 
 class MendMessagesStream:

@@ -1,13 +1,16 @@
-"""llama.cpp's Messages stream with one content block open at a time: a stream recorded
-from the embedded engine (tests/fixtures/wire/llama_cpp/), and the block layouts its
-formatter gives thinking and tool calls (which the tiny test model cannot produce),
-read by the anthropic SDK's own stream accumulator."""
+"""Native Messages to and from a llama.cpp engine. Its stream with one content block
+open at a time: a stream recorded from the embedded engine
+(tests/fixtures/wire/llama_cpp/), and the block layouts its formatter gives thinking
+and tool calls (which the tiny test model cannot produce), read by the anthropic SDK's
+own stream accumulator. The request: text documents as text, no billing line."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from wlm.translate.messages_native import MendMessagesStream, for_llama_cpp
 
@@ -213,3 +216,36 @@ def test_plain_text_documents_reach_the_engine_as_text() -> None:
     assert third["content"][0]["content"] == [{"type": "text", "text": "notes"}]
     assert body["messages"][0]["content"][0] is text_doc  # the client's body stays as it was
     assert for_llama_cpp({"model": "m", "messages": [{"role": "user", "content": "hi"}]}) is None
+
+
+@pytest.mark.parametrize(
+    ("system", "kept"),
+    [
+        (
+            [
+                {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1; cch=a1b2;"},
+                {
+                    "type": "text",
+                    "text": "You are Claude Code.",
+                    "cache_control": {"type": "ephemeral"},
+                },
+            ],
+            [
+                {
+                    "type": "text",
+                    "text": "You are Claude Code.",
+                    "cache_control": {"type": "ephemeral"},
+                }
+            ],
+        ),
+        (
+            "x-anthropic-billing-header: cc_version=2.1; cch=a1b2;\nYou are Claude Code.",
+            "You are Claude Code.",
+        ),
+    ],
+)
+def test_claude_codes_billing_line_never_reaches_the_engine(system: Any, kept: Any) -> None:
+    """Its hash changes per request: left in, the engine's prompt cache misses every turn."""
+    fitted = for_llama_cpp({"model": "m", "system": system, "messages": []})
+    assert fitted is not None and fitted["system"] == kept
+    assert for_llama_cpp({"model": "m", "system": kept, "messages": []}) is None
