@@ -142,6 +142,26 @@ def test_provider_dialects_default_by_provider_and_can_be_set() -> None:
     assert dialects["vllm"] == ("chat", "responses")
 
 
+@pytest.mark.parametrize(
+    ("value", "dialects"),
+    [
+        (None, ("chat", "messages", "responses")),
+        ("chat", ("chat",)),
+        ("messages", ("chat", "messages")),  # chat, the hub, is always served
+        (" responses , chat ", ("chat", "responses")),
+    ],
+)
+def test_local_dialects_default_to_all_three(value: str | None, dialects: tuple[str, ...]) -> None:
+    env = {} if value is None else {"WLM_LOCAL_DIALECTS": value}
+    assert load_settings(env).local_dialects == dialects
+
+
+def test_an_unknown_local_dialect_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"WLM_LOCAL_DIALECTS": "chat,completions"})
+    assert str(caught.value).startswith("WLM_LOCAL_DIALECTS:")
+
+
 def test_an_unknown_dialect_names_the_variable() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"OPENAI_API_KEY": "k", "WLM_OPENAI_DIALECTS": "chat,grpc"})
