@@ -21,3 +21,19 @@ SELECT
     c.tool_calls_json
 FROM requests AS r
 LEFT JOIN conversations AS c ON c.request_id = r.id;
+
+-- One row per upstream try. A request that took several tries (retries, fallbacks,
+-- cooldown skips, spillover) keeps each in attempt_rows; every other request had one
+-- try, read from its own row (stored once, so the common case costs one row).
+CREATE OR REPLACE VIEW attempts AS
+SELECT request_id, number, provider, upstream_model, started_at, latency_ms,
+       http_status, error_type, moved_on
+FROM attempt_rows
+UNION ALL
+SELECT r.id AS request_id, 1 AS number, r.provider, r.upstream_model, r.started_at,
+       r.latency_ms, r.http_status, r.error_type, NULL AS moved_on
+FROM requests AS r
+WHERE r.upstream_endpoint IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM attempt_rows AS a WHERE a.request_key = r.id_key AND a.request_id = r.id
+  );

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from attrs import frozen
 
-__all__ = ["ConversationRecord", "RequestRecord"]
+__all__ = ["AttemptRecord", "ConversationRecord", "RequestRecord"]
 
 
 @frozen
@@ -56,6 +56,7 @@ class RequestRecord:
     # dialect, "chat/completions" when wlm translated (None when nothing was called).
     upstream_endpoint: str | None = None
     cache_write_tokens: int | None = None  # prompt tokens written to a cache, when reported
+    fallback_from: str | None = None  # the first target's model, when another one answered
 
 
 @frozen
@@ -73,3 +74,24 @@ class ConversationRecord:
     response_text: str | None
     reasoning_text: str | None = None
     tool_calls_json: str | None = None
+
+
+@frozen
+class AttemptRecord:
+    """One upstream try of a request that took more than one (a row of ``attempt_rows``).
+
+    A request answered by its first try stores none: the ``attempts`` view derives that
+    try from the ``requests`` row, so the common case writes one row, not two.
+    """
+
+    request_id: str  # the requests row's id
+    number: int  # 1, 2, ... in the order tried
+    provider: str | None
+    upstream_model: str | None
+    started_at: datetime  # UTC
+    latency_ms: float | None  # until the answer's status, or the failure
+    http_status: int | None  # the upstream's status; None when none came (refused, timeout)
+    error_type: str | None
+    # Why the request went on past this try: "retry", "fallback", "cooldown_skip",
+    # "spillover"; None for the try that answered, or the last one when all failed.
+    moved_on: str | None = None

@@ -21,9 +21,11 @@ import attrs
 import duckdb
 from attrs import frozen
 
-from wlm.telemetry.records import ConversationRecord, RequestRecord
+from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
 
 __all__ = [
+    "ATTEMPT_COLUMNS",
+    "ATTEMPT_STAGING",
     "CONVERSATION_COLUMNS",
     "CONVERSATION_STAGING",
     "HISTOGRAM_HOURLY_DAYS",
@@ -187,6 +189,7 @@ def rollup_statements(source: str) -> tuple[str, str]:
 
 REQUEST_STAGING = "_wlm_batch"
 CONVERSATION_STAGING = "_wlm_batch_conversations"
+ATTEMPT_STAGING = "_wlm_batch_attempts"
 _STAGED_ROWS = "_wlm_batch_rows"
 
 
@@ -206,14 +209,16 @@ def staging_statements() -> tuple[str, ...]:
         f"md5_number_lower(id) AS id_key FROM {REQUEST_STAGING}",
         f"CREATE OR REPLACE TEMP TABLE {CONVERSATION_STAGING} AS SELECT * EXCLUDE (request_key) "
         "REPLACE (started_at::TIMESTAMPTZ AS started_at) FROM conversations LIMIT 0",
+        f"CREATE OR REPLACE TEMP TABLE {ATTEMPT_STAGING} AS SELECT * EXCLUDE (request_key) "
+        "REPLACE (started_at::TIMESTAMPTZ AS started_at) FROM attempt_rows LIMIT 0",
     )
 
 
-def move_statements(*, conversations: bool) -> tuple[str, ...]:
+def move_statements(*, conversations: bool, attempts: bool = False) -> tuple[str, ...]:
     """Move a staged batch into the tables and the rollups, then empty the staging tables.
 
-    The caller runs them in one transaction. ``conversations``: whether the
-    conversation staging table holds rows.
+    The caller runs them in one transaction. ``conversations``, ``attempts``: whether
+    those staging tables hold rows.
     """
     statements = [
         f"INSERT INTO requests BY NAME SELECT * FROM {_STAGED_ROWS}",
@@ -226,6 +231,13 @@ def move_statements(*, conversations: bool) -> tuple[str, ...]:
             "SELECT * REPLACE (started_at::TIMESTAMP AS started_at), "
             f"md5_number_lower(request_id) AS request_key FROM {CONVERSATION_STAGING}",
             f"DELETE FROM {CONVERSATION_STAGING}",
+        ]
+    if attempts:
+        statements += [
+            "INSERT INTO attempt_rows BY NAME "
+            "SELECT * REPLACE (started_at::TIMESTAMP AS started_at), "
+            f"md5_number_lower(request_id) AS request_key FROM {ATTEMPT_STAGING}",
+            f"DELETE FROM {ATTEMPT_STAGING}",
         ]
     return tuple(statements)
 
@@ -274,6 +286,7 @@ def retention_statements() -> tuple[str, ...]:
     return (
         "DELETE FROM requests WHERE started_at < $cutoff",
         "DELETE FROM conversations WHERE started_at < $cutoff",
+        "DELETE FROM attempt_rows WHERE started_at < $cutoff",
         f"DELETE FROM {HOURLY_TABLE} WHERE hour < date_trunc('hour', $cutoff)",
         f"DELETE FROM {HISTOGRAM_TABLE} WHERE hour < date_trunc('hour', $cutoff)",
     )
@@ -367,11 +380,37 @@ _V5 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+# Version 6: retries and fallbacks (issue 12). A request that took more than one try
+# keeps each in attempt_rows; the attempts view (analytics/_views.sql) adds the one try
+# of every other request from its requests row.
+_V6 = Migration(
+    6,
+    "fallback_from; attempt_rows, one per upstream try of requests that took several",
+    (
+        "ALTER TABLE requests ADD COLUMN fallback_from VARCHAR",
+        """
+        CREATE TABLE attempt_rows (
+            request_id VARCHAR NOT NULL,
+            request_key UBIGINT NOT NULL,
+            number INTEGER NOT NULL,
+            provider VARCHAR,
+            upstream_model VARCHAR,
+            started_at TIMESTAMP NOT NULL,
+            latency_ms DOUBLE,
+            http_status INTEGER,
+            error_type VARCHAR,
+            moved_on VARCHAR
+        )
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 # Insert order used by the writer; names match the record fields one to one.
 REQUEST_COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(RequestRecord))
+ATTEMPT_COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(AttemptRecord))
 # request_id and the text fields come from ConversationRecord; started_at from its request.
 CONVERSATION_COLUMNS: tuple[str, ...] = (
     *(f.name for f in attrs.fields(ConversationRecord)),
@@ -383,9 +422,11 @@ def write_batch(
     con: duckdb.DuckDBPyConnection,
     requests: Sequence[tuple[Any, ...]],
     conversations: Sequence[tuple[Any, ...]],
+    attempts: Sequence[tuple[Any, ...]] = (),
 ) -> None:
-    """Append rows (in :data:`REQUEST_COLUMNS` / :data:`CONVERSATION_COLUMNS` order) in one
-    transaction, rollups included. ``con`` must have run :func:`staging_statements`.
+    """Append rows (in :data:`REQUEST_COLUMNS` / :data:`CONVERSATION_COLUMNS` /
+    :data:`ATTEMPT_COLUMNS` order) in one transaction, rollups included. ``con`` must
+    have run :func:`staging_statements`.
 
     DuckDB's appender fills the staging tables (tens of thousands of rows a
     second, where ``executemany`` of an INSERT manages a few hundred); SQL moves
@@ -396,7 +437,11 @@ def write_batch(
         _append(con, REQUEST_STAGING, REQUEST_COLUMNS, requests)
         if conversations:
             _append(con, CONVERSATION_STAGING, CONVERSATION_COLUMNS, conversations)
-        for statement in move_statements(conversations=bool(conversations)):
+        if attempts:
+            _append(con, ATTEMPT_STAGING, ATTEMPT_COLUMNS, attempts)
+        for statement in move_statements(
+            conversations=bool(conversations), attempts=bool(attempts)
+        ):
             con.execute(statement)
         con.execute("COMMIT")
     except BaseException:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from wlm.telemetry.query import QueryResult
-    from wlm.telemetry.records import ConversationRecord, RequestRecord
+    from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
     from wlm.telemetry.writer import WriterStats
 
 __all__ = ["TelemetrySink"]
@@ -28,8 +28,14 @@ class TelemetrySink(Protocol):
 
     async def aclose(self, timeout_s: float = 10.0) -> None: ...
 
-    def submit(self, record: RequestRecord, conversation: ConversationRecord | None = None) -> bool:
-        """Queue one request's records; never blocks. False when refused (counted)."""
+    def submit(
+        self,
+        record: RequestRecord,
+        conversation: ConversationRecord | None = None,
+        attempts: Sequence[AttemptRecord] = (),
+    ) -> bool:
+        """Queue one request's records (``attempts``: each try, only when there were
+        several); never blocks. False when refused (counted)."""
         ...
 
     def flush(self, timeout_s: float = 10.0) -> bool: ...

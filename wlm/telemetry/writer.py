@@ -42,14 +42,14 @@ from attrs import frozen
 from wlm.telemetry import schema
 from wlm.telemetry.analytics import apply_views
 from wlm.telemetry.query import QueryResult, TelemetryUnavailable, execute_limited, lock_down
-from wlm.telemetry.records import ConversationRecord, RequestRecord
+from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
 
 __all__ = ["TelemetryWriter", "WriterStats", "export_dir_for"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_Item = tuple[RequestRecord, ConversationRecord | None]
+_Item = tuple[RequestRecord, ConversationRecord | None, Sequence[AttemptRecord]]
 
 _DROP_LOG_EVERY_S = 10.0
 _HOUSEKEEPING_EVERY_S = 3600.0
@@ -69,6 +69,7 @@ _DATA_ERRORS = (
 )
 _request_row = operator.attrgetter(*schema.REQUEST_COLUMNS)
 _conversation_row = operator.attrgetter(*schema.CONVERSATION_COLUMNS[:-1])
+_attempt_row = operator.attrgetter(*schema.ATTEMPT_COLUMNS)
 
 
 @frozen
@@ -215,13 +216,18 @@ class TelemetryWriter:
 
     # -- the request path ------------------------------------------------------
 
-    def submit(self, record: RequestRecord, conversation: ConversationRecord | None = None) -> bool:
-        """Queue one request's record; never blocks. False (and counted) when full or closed."""
+    def submit(
+        self,
+        record: RequestRecord,
+        conversation: ConversationRecord | None = None,
+        attempts: Sequence[AttemptRecord] = (),
+    ) -> bool:
+        """Queue one request's records; never blocks. False (and counted) when full or closed."""
         queue = self._queue
         if len(queue) >= self._queue_max or self._closed:
             self._count_drop(1)
             return False
-        queue.append((record, conversation))
+        queue.append((record, conversation, attempts))
         if len(queue) == self._batch_size:
             self._wake.set()
         return True
@@ -377,14 +383,15 @@ class TelemetryWriter:
     def _write_batch(self, batch: Sequence[_Item]) -> None:
         con = self._con
         assert con is not None
-        rows = [_request_row(record) for record, _ in batch]
+        rows = [_request_row(record) for record, _, _ in batch]
         conversations = (
-            [(*_conversation_row(c), r.started_at) for r, c in batch if c is not None]
+            [(*_conversation_row(c), r.started_at) for r, c, _ in batch if c is not None]
             if self.log_content
             else []
         )
-        schema.write_batch(con, rows, conversations)
-        hour = _oldest_hour(record.started_at for record, _ in batch)
+        attempts = [_attempt_row(a) for _, _, tries in batch for a in tries]
+        schema.write_batch(con, rows, conversations, attempts)
+        hour = _oldest_hour(record.started_at for record, _, _ in batch)
         self._dirty_since = hour if self._dirty_since is None else min(self._dirty_since, hour)
 
     def _succeeded(self, n: int) -> None:

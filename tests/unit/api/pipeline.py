@@ -4,7 +4,7 @@ through the proxy's ASGI entry point with no server, no socket and no subprocess
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -14,7 +14,7 @@ from wlm.api.proxy import Message, proxy_endpoint
 from wlm.config import load_settings
 from wlm.gateway import Gateway
 from wlm.local.protocol import EngineLease
-from wlm.telemetry.records import ConversationRecord, RequestRecord
+from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
 from wlm.transport import MockResponse, MockTransport, UpstreamRequest
 
 ENV = {
@@ -29,13 +29,20 @@ class ListSink:
 
     def __init__(self) -> None:
         self.rows: list[tuple[RequestRecord, ConversationRecord | None]] = []
+        self.attempts: list[AttemptRecord] = []
 
     def start(self) -> None: ...
 
     async def aclose(self, timeout_s: float = 10.0) -> None: ...
 
-    def submit(self, record: RequestRecord, conversation: ConversationRecord | None = None) -> bool:
+    def submit(
+        self,
+        record: RequestRecord,
+        conversation: ConversationRecord | None = None,
+        attempts: Sequence[AttemptRecord] = (),
+    ) -> bool:
         self.rows.append((record, conversation))
+        self.attempts.extend(attempts)
         return True
 
     def flush(self, timeout_s: float = 10.0) -> bool:
