@@ -12,12 +12,13 @@ import asyncio
 import itertools
 import logging
 import uuid
+from datetime import UTC, datetime
 
 from wlm.auth import KeyRing
 from wlm.catalog import ModelCatalog
 from wlm.config import ClientKey, Settings
 from wlm.dialects import ResponseStore, build_dialects
-from wlm.limits import client_slots
+from wlm.limits import KeyLimiter, client_slots
 from wlm.local.protocol import LocalModels
 from wlm.metrics import Metrics
 from wlm.providers.base import Adapter
@@ -26,6 +27,7 @@ from wlm.redaction import Redactor
 from wlm.routing.resolve import Router
 from wlm.telemetry.pricing import Prices
 from wlm.telemetry.sink import TelemetrySink
+from wlm.telemetry.spend import read_spend
 from wlm.transport import PooledTransport, TransportFactory
 
 __all__ = ["Gateway"]
@@ -59,6 +61,7 @@ class Gateway:
         self.metrics = Metrics()
         self.client_slots = client_slots(settings)
         self.prices = Prices.from_settings(settings)
+        self.key_limits = KeyLimiter(settings.key_limits)
         self._request_prefix = uuid.uuid4().hex[:12]
         self._request_counter = itertools.count(1)
         self.catalog = ModelCatalog(
@@ -77,10 +80,24 @@ class Gateway:
     async def start(self) -> None:
         if self.telemetry is not None:
             self.telemetry.start()
+            if self.key_limits.enabled:
+                await self._seed_spend(self.telemetry)
         if self.local is not None:
             await self.local.start()
         self.catalog.refresh_in_background()
         self.started.set()
+
+    async def _seed_spend(self, telemetry: TelemetrySink) -> None:
+        """Budgets count what was spent before a restart: today's and this month's spend
+        per key, read back from telemetry (a file that cannot be read counts nothing)."""
+        now = datetime.now(UTC)
+        try:
+            spent = await telemetry.read(lambda con: read_spend(con, now))
+        except Exception as exc:
+            log.warning("budgets start from zero: telemetry could not be read (%s)", exc)
+            return
+        for row in spent:
+            self.key_limits.seed_spend(row.client, row.day_usd, row.month_usd)
 
     async def close(self) -> None:
         await self.catalog.close()

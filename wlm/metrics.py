@@ -9,8 +9,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-__all__ = ["Metrics"]
+from attrs import frozen
+
+__all__ = ["LabelledCounter", "Metrics"]
 
 # Distinct model labels kept; beyond this, new names are counted as "(other)" so a
 # client inventing model names cannot grow the series (and memory) without bound.
@@ -79,19 +82,24 @@ class Metrics:
         if completion_tokens:
             self.tokens[(provider, model, "completion")] += completion_tokens
 
-    def render(self, gauges: Iterable[tuple[str, str, float]] = ()) -> str:
-        """Prometheus text exposition format (version 0.0.4)."""
+    def render(
+        self,
+        gauges: Iterable[tuple[str, str, float]] = (),
+        counters: Iterable[LabelledCounter] = (),
+    ) -> str:
+        """Prometheus text exposition format (version 0.0.4); ``counters`` are kept by
+        other parts (per-key limits, cooldowns)."""
         out: list[str] = []
 
         def counter(
             name: str,
             help_: str,
             labels: tuple[str, ...],
-            data: Mapping[tuple[str, str, str], int] | Mapping[tuple[str], int],
+            data: Iterable[tuple[tuple[str, ...], int]],
         ) -> None:
             out.append(f"# HELP {name} {help_}")
             out.append(f"# TYPE {name} counter")
-            for key, value in sorted(data.items()):
+            for key, value in sorted(data):
                 out.append(f"{name}{{{_labels(labels, key)}}} {value}")
 
         def histogram(name: str, help_: str, data: dict[tuple[str, str], _Histogram]) -> None:
@@ -111,20 +119,22 @@ class Metrics:
             "wlm_requests_total",
             "Requests finished, by provider, model and status (ok, error, cancelled).",
             ("provider", "model", "status"),
-            self.requests,
+            self.requests.items(),
         )
         counter(
             "wlm_tokens_total",
             "Tokens reported by providers, by kind (prompt, completion).",
             ("provider", "model", "kind"),
-            self.tokens,
+            self.tokens.items(),
         )
         counter(
             "wlm_rejected_total",
             "Requests refused before routing (auth, limits), by reason.",
             ("reason",),
-            {(k,): v for k, v in self.rejected.items()},
+            [((k,), v) for k, v in self.rejected.items()],
         )
+        for extra in counters:
+            counter(extra.name, extra.help, extra.labels, extra.values.items())
         histogram("wlm_request_duration_seconds", "Total request latency.", self.latency)
         histogram("wlm_ttft_seconds", "Time to the first generated token.", self.ttft)
         out.append("# HELP wlm_in_flight Requests being served now.")
@@ -135,6 +145,16 @@ class Metrics:
             out.append(f"# TYPE {name} gauge")
             out.append(f"{name} {value}")
         return "\n".join(out) + "\n"
+
+
+@frozen
+class LabelledCounter:
+    """A counter kept outside :class:`Metrics`, rendered with it."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    values: Mapping[Any, int]  # label values (a tuple) -> count
 
 
 GaugeSource = Callable[[], Iterable[tuple[str, str, float]]]

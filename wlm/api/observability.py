@@ -8,13 +8,21 @@ from litestar import Request, Response, get
 
 from wlm.api.guards import admin_guard
 from wlm.gateway import Gateway
+from wlm.metrics import LabelledCounter
 
-__all__ = ["OBSERVABILITY_ROUTES"]
+__all__ = ["OBSERVABILITY_ROUTES", "metrics_text"]
 
 
 @get("/metrics", guards=[admin_guard])
 async def metrics(request: Request[Any, Any, Any]) -> Response[str]:
-    gateway: Gateway = request.app.state.gateway
+    return Response(
+        metrics_text(request.app.state.gateway),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+    )
+
+
+def metrics_text(gateway: Gateway) -> str:
+    """The gateway's counters and gauges as Prometheus text."""
     gauges: list[tuple[str, str, float]] = []
     if gateway.telemetry is not None:
         stats = gateway.telemetry.stats()
@@ -51,9 +59,16 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[str]:
                 sum(i.in_flight for i in instances),
             ),
         ]
-    return Response(
-        gateway.metrics.render(gauges), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+    counters = [
+        LabelledCounter(
+            "wlm_key_limit_refusals_total",
+            "Requests refused by WLM_KEY_LIMITS, by client key name and limit "
+            "(rpm, tpm, usd_per_day, usd_per_month).",
+            ("key", "reason"),
+            dict(gateway.key_limits.refusals),
+        )
+    ]
+    return gateway.metrics.render(gauges, counters)
 
 
 OBSERVABILITY_ROUTES = [metrics]

@@ -149,17 +149,18 @@ class _Reply:
     """The response to the client: headers once, then body parts; also the adapter's
     :class:`~wlm.providers.base.Progress` (loading comments, attempt count)."""
 
-    __slots__ = ("dialect", "exchange", "headers_sent", "send")
+    __slots__ = ("dialect", "exchange", "extra_headers", "headers_sent", "send")
 
     def __init__(self, send: Send, exchange: Exchange, dialect: Dialect) -> None:
         self.send = send
         self.exchange = exchange
         self.dialect = dialect
         self.headers_sent = False
+        self.extra_headers: list[tuple[bytes, bytes]] = []  # e.g. a key's x-ratelimit-*
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         request_id = self.exchange.request_id.encode()
-        headers = [*headers, (b"x-request-id", request_id)]
+        headers = [*headers, (b"x-request-id", request_id), *self.extra_headers]
         if self.dialect.name == "messages":
             headers.append((b"request-id", request_id))  # what Anthropic's clients read
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
@@ -271,6 +272,9 @@ async def proxy_endpoint(
             body_pending = False  # not worth reading: the connection closes after the 413
             raise _too_large(settings.max_body_bytes)
         _identify(gateway, exchange, scope)
+        if gateway.key_limits.enabled:
+            admitted = gateway.key_limits.admit(exchange.client)  # or a 429 that says why
+            reply.extra_headers = [(k.encode(), v.encode()) for k, v in admitted]
         with gateway.client_slots.hold(exchange.client or _address(scope)):
             body_pending = False
             raw = await _read_body(receive, settings.max_body_bytes, settings.body_timeout_s)
@@ -299,13 +303,18 @@ async def proxy_endpoint(
         if watch is not None:
             watch.stop()
         gateway.metrics.in_flight -= 1
-        record_exchange(
+        counts = record_exchange(
             exchange,
             metrics=gateway.metrics,
             telemetry=gateway.telemetry,
             redactor=gateway.redactor,
             log_content=settings.log_content,
+            prices=gateway.prices,
         )
+        if gateway.key_limits.enabled and counts is not None:
+            gateway.key_limits.finished(
+                exchange.client, tokens=counts["total_tokens"], cost_usd=counts["cost_usd"]
+            )
 
 
 def _address(scope: Scope) -> str:

@@ -11,6 +11,14 @@
 No I/O: clocks are passed in; spend is seeded at start from telemetry by the caller.
 """
 
+from wlm.limits.key_limits import BudgetExceeded, KeyLimiter, RateLimited
 from wlm.limits.slots import ClientBusy, ClientSlots, client_slots
 
-__all__ = ["ClientBusy", "ClientSlots", "client_slots"]
+__all__ = [
+    "BudgetExceeded",
+    "ClientBusy",
+    "ClientSlots",
+    "KeyLimiter",
+    "RateLimited",
+    "client_slots",
+]
