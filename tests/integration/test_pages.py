@@ -689,3 +689,27 @@ async def test_a_request_whose_messages_are_not_objects_still_shows(client: Clie
     page = await client.get("/requests/req-odd")
     assert page.status_code == 200
     assert "just text" in page.text and "hi" in page.text
+
+
+async def test_settings_show_each_keys_use_against_its_limits(
+    make_client: Callable[..., Client],
+) -> None:
+    env = {
+        "WLM_API_KEYS": "alice:sk-alice-0123456789,bob:sk-bob-0123456789",
+        "WLM_KEY_LIMITS": "alice:rpm=1;usd_per_day=5,*:concurrency=4",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",  # nothing listens: the try fails fast
+    }
+    async with make_client(**env) as c:
+        alice = {"authorization": "Bearer sk-alice-0123456789"}
+        chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        first = await c.post("/v1/chat/completions", json=chat, headers=alice)
+        refused = await c.post("/v1/chat/completions", json=chat, headers=alice)
+        limits = (await c.get("/settings.json")).json()["limits"]
+        html = (await c.get("/settings")).text
+    assert first.status_code != 429 and refused.status_code == 429
+    rows = {row["client"]: row for row in limits}
+    assert set(rows) == {"alice", "bob", "anonymous"}
+    assert rows["alice"]["requests_used"] == 1 and rows["alice"]["rpm"] == 1
+    assert rows["alice"]["refused"] == 1 and rows["alice"]["usd_per_day"] == 5
+    assert rows["bob"]["rpm"] is None and rows["bob"]["concurrency"] == 4
+    assert "<h2>Limits" in html and "1 of 1" in html

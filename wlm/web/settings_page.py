@@ -17,7 +17,7 @@ __all__ = ["SETTINGS_ROUTES", "settings_view"]
 
 # Shown in their own sections (providers, routing, keys), not in the general table.
 _SECTIONED = frozenset(
-    {"providers", "routes", "aliases", "api_keys", "admin_key", "default_provider"}
+    {"providers", "routes", "aliases", "api_keys", "admin_key", "default_provider", "key_limits"}
 )
 
 
@@ -82,7 +82,39 @@ def settings_view(settings: Settings, gateway: Gateway) -> dict[str, Any]:
             "admin_key": _set(settings.admin_key),
             "client_keys": [{"name": k.name, "key": _set(k.key)} for k in settings.api_keys],
         },
+        "limits": _limits(settings, gateway),
     }
+
+
+def _limits(settings: Settings, gateway: Gateway) -> list[dict[str, Any]]:
+    """Each client key's use against its WLM_KEY_LIMITS (empty when none are set)."""
+    if not settings.key_limits:
+        return []
+    clients: list[str | None] = [k.name for k in settings.api_keys]
+    if any(e.key == "*" for e in settings.key_limits):
+        clients.append(None)  # anonymous clients share one set of counters
+    slots = gateway.client_slots
+    rows = []
+    for use in gateway.key_limits.usage(clients):
+        limits = use.limits
+        rows.append(
+            {
+                "client": use.client,
+                "rpm": limits.rpm,
+                "requests_used": use.requests_used,
+                "tpm": limits.tpm,
+                "tokens_used": use.tokens_used,
+                "concurrency": slots.limit_for(use.client) if use.client else limits.concurrency,
+                "usd_per_day": limits.usd_per_day,
+                "usd_today": round(use.usd_today, 6),
+                "usd_per_month": limits.usd_per_month,
+                "usd_this_month": round(use.usd_this_month, 6),
+                "refused": sum(
+                    n for (key, _), n in gateway.key_limits.refusals.items() if key == use.client
+                ),
+            }
+        )
+    return rows
 
 
 @get(["/settings", "/settings.json"])
