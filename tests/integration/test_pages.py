@@ -19,7 +19,7 @@ from tests.integration.local.localhelpers import write_unloadable_gguf
 from wlm.app import create_app
 from wlm.config import load_settings
 from wlm.local.testmodel import write_tiny_gguf
-from wlm.telemetry.records import ConversationRecord, RequestRecord
+from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
 from wlm.web.charts import line_chart, nice_ticks, stacked_bars
 from wlm.web.conversation import conversation_view
 from wlm.web.session import Session, SessionSigner
@@ -713,3 +713,48 @@ async def test_settings_show_each_keys_use_against_its_limits(
     assert rows["alice"]["refused"] == 1 and rows["alice"]["usd_per_day"] == 5
     assert rows["bob"]["rpm"] is None and rows["bob"]["concurrency"] == 4
     assert "<h2>Limits" in html and "1 of 1" in html
+
+
+async def test_analytics_shows_retries_fallbacks_and_spillovers_per_provider(
+    client: Client,
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    rescued = attrs.evolve(
+        record("f1", provider="openrouter"),
+        attempts=3,
+        fallback_from="gpt-4o-mini",
+        upstream_endpoint="chat/completions",
+    )
+    spilled = attrs.evolve(
+        record("s1", provider="openai"),
+        attempts=2,
+        fallback_from="qwen",
+        upstream_endpoint="chat/completions",
+    )
+
+    def tried(request_id: str, number: int, provider: str, moved_on: str | None) -> AttemptRecord:
+        status = 429 if moved_on in ("retry", "fallback") else None
+        return AttemptRecord(request_id, number, provider, "m", now, 5.0, status, None, moved_on)
+
+    telemetry = client.app.state.gateway.telemetry
+    assert telemetry.submit(
+        rescued,
+        None,
+        (
+            tried("f1", 1, "openai", "retry"),
+            tried("f1", 2, "openai", "fallback"),
+            tried("f1", 3, "openrouter", None),
+        ),
+    )
+    assert telemetry.submit(
+        spilled, None, (tried("s1", 1, "local", "spillover"), tried("s1", 2, "openai", None))
+    )
+    await store(client, attrs.evolve(record("plain"), upstream_endpoint="chat/completions"))
+    rows = {r["provider"]: r for r in (await client.get("/analytics.json")).json()["resilience"]}
+    assert set(rows) == {"openai", "openrouter", "local"}  # the plain request moved nothing
+    assert (rows["openai"]["retries"], rows["openai"]["fallbacks"]) == (1, 1)
+    assert rows["openai"]["rescued"] == 1  # it answered for the local model
+    assert rows["openrouter"]["rescued"] == 1 and rows["openrouter"]["ok_after_more_tries"] == 1
+    assert rows["local"]["spillovers"] == 1
+    html = (await client.get("/analytics")).text
+    assert "<h2>Retries and fallbacks</h2>" in html and 'data-provider="local"' in html

@@ -155,10 +155,11 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
         by_model = await telemetry.named("summary_by_model", hours=hours)
         found = await telemetry.named("outcomes_by_status", hours=hours)
         by_endpoint = await telemetry.named("by_endpoint", hours=hours)
+        resilience = await telemetry.named("resilience_by_provider", hours=hours)
         latency = await _latency(telemetry, chosen)
     except NoTelemetry as exc:
         context["telemetry_error"] = str(exc)
-        by_provider, by_model, found, by_endpoint, latency = [], [], [], [], []
+        by_provider, by_model, found, by_endpoint, resilience, latency = [], [], [], [], [], []
     for row in (*by_provider, *by_model):
         row["provider"] = row["provider"] or UNROUTED
     outcomes, model_outcomes = _outcomes(found)
@@ -166,6 +167,7 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
         providers=by_provider,
         models=by_model,
         endpoints=by_endpoint,
+        resilience=resilience,
         outcome_columns=_outcome_columns(outcomes),
         outcomes=outcomes,
         model_outcome_columns=_outcome_columns(model_outcomes),

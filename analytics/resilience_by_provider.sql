@@ -1,0 +1,40 @@
+-- Per provider over the last `hours` whole clock hours (default 24): how often a try
+-- there did not give the answer and the request moved on (retried on the same target,
+-- fell back to the next model, skipped it while it cooled down, or spilled over from
+-- a busy local engine), how many requests it answered after another target failed
+-- (rescued), and the refusals wlm made itself (per-key limits and budgets).
+-- Variables: hours.  Reads the attempts view and the requests table.
+WITH tries AS (
+    SELECT
+        coalesce(provider, '(unrouted)') AS provider,
+        count(*) FILTER (WHERE moved_on = 'retry') AS retries,
+        count(*) FILTER (WHERE moved_on = 'fallback') AS fallbacks,
+        count(*) FILTER (WHERE moved_on = 'cooldown_skip') AS cooldown_skips,
+        count(*) FILTER (WHERE moved_on = 'spillover') AS spillovers
+    FROM attempts
+    WHERE started_at >= wlm_window_start(coalesce(getvariable('hours'), 24))
+    GROUP BY ALL
+),
+answered AS (
+    SELECT
+        provider,
+        count(*) FILTER (WHERE fallback_from IS NOT NULL AND status = 'ok') AS rescued,
+        count(*) FILTER (WHERE attempts > 1 AND status = 'ok') AS ok_after_retry
+    FROM requests
+    WHERE started_at >= wlm_window_start(coalesce(getvariable('hours'), 24))
+      AND provider IS NOT NULL
+    GROUP BY ALL
+)
+SELECT
+    coalesce(t.provider, a.provider) AS provider,
+    coalesce(t.retries, 0) AS retries,
+    coalesce(t.fallbacks, 0) AS fallbacks,
+    coalesce(t.cooldown_skips, 0) AS cooldown_skips,
+    coalesce(t.spillovers, 0) AS spillovers,
+    coalesce(a.rescued, 0) AS rescued,
+    coalesce(a.ok_after_retry, 0) AS ok_after_more_tries
+FROM tries AS t
+FULL OUTER JOIN answered AS a ON a.provider = t.provider
+WHERE coalesce(t.retries, 0) + coalesce(t.fallbacks, 0) + coalesce(t.cooldown_skips, 0)
+    + coalesce(t.spillovers, 0) + coalesce(a.rescued, 0) + coalesce(a.ok_after_retry, 0) > 0
+ORDER BY retries + fallbacks + cooldown_skips + spillovers DESC, provider;
