@@ -422,6 +422,8 @@ def report(results: dict[str, dict], paced_label: str) -> dict[str, list[dict[st
         )
     if "messages-native" in results:
         dialect_report(results)
+    if "wlm-resilience" in results:
+        resilience_report(results)
     if "yardstick" not in results:
         return {}
     compared = {
@@ -449,6 +451,47 @@ def report(results: dict[str, dict], paced_label: str) -> dict[str, list[dict[st
         ]
         print(f"  {name}: " + "; ".join(parts))
     return compared
+
+
+def resilience_report(results: dict[str, dict]) -> None:
+    """Issue 12's bound: with a client key, WLM_KEY_LIMITS and WLM_FALLBACKS set, the
+    happy path's overhead within 1.05x of wlm without them."""
+    direct, base, guarded = results["direct"], results["wlm"], results["wlm-resilience"]
+    figures = [
+        (
+            "added p50 ms, c=1",
+            base["c1"]["p50_ms"] - direct["c1"]["p50_ms"],
+            guarded["c1"]["p50_ms"] - direct["c1"]["p50_ms"],
+            False,
+        ),
+        ("req/s, c=32", base["c32"]["rps"], guarded["c32"]["rps"], True),
+        (
+            "CPU µs/request, c=32",
+            base["c32"]["cpu_us_per_req"],
+            guarded["c32"]["cpu_us_per_req"],
+            False,
+        ),
+        ("streams/s, c=32", base["s32"]["streams_per_s"], guarded["s32"]["streams_per_s"], True),
+        (
+            "CPU µs/stream, c=32",
+            base["s32"]["cpu_us_per_req"],
+            guarded["s32"]["cpu_us_per_req"],
+            False,
+        ),
+    ]
+    print()
+    print("| wlm with key limits and fallbacks vs without | without | with | overhead | bound |")
+    print("| --- " * 5 + "|")
+    for figure, without, with_, higher_is_better in figures:
+        # Overhead as "how many times the cost": a rate's inverse, a cost as is.
+        ratio = (
+            (without / with_ if higher_is_better else with_ / without)
+            if without and with_
+            else None
+        )
+        shown = "n/a" if ratio is None else f"{ratio:.2f}×"
+        verdict = "–" if ratio is None else ("met" if ratio <= 1.05 else "missed")
+        print(f"| {figure} | {without:,.3f} | {with_:,.3f} | {shown} | ≤ 1.05×: {verdict} |")
 
 
 def dialect_report(results: dict[str, dict]) -> None:
@@ -532,6 +575,12 @@ def main() -> None:
         "--yardstick", action="store_true", help="also measure a featureless proxy of wlm's stack"
     )
     parser.add_argument("--vs-litellm", action="store_true", help="also measure LiteLLM's proxy")
+    parser.add_argument(
+        "--resilience",
+        action="store_true",
+        help="also measure wlm with a client key, WLM_KEY_LIMITS and WLM_FALLBACKS set "
+        "(issue 12: happy-path overhead within 1.05x of without)",
+    )
     parser.add_argument(
         "--dialects",
         action="store_true",
@@ -635,6 +684,35 @@ def main() -> None:
                     dialect="responses",
                 ),
             ]
+        if args.resilience:
+            # The same wlm with issue 12's features set up but not triggered: a client key
+            # with limits it never reaches, and a fallback chain for every model.
+            port = free_port()
+            guarded = start(
+                [sys.executable, "-m", "wlm.cli", "serve"],
+                env=env
+                | {
+                    "WLM_PORT": str(port),
+                    "WLM_DATA_DIR": str(workdir / "data-resilience"),
+                    "WLM_API_KEYS": "bench:sk-client",
+                    "WLM_KEY_LIMITS": (
+                        "bench:rpm=100000000;tpm=100000000000;usd_per_day=1000000;"
+                        "usd_per_month=1000000,*:concurrency=10000"
+                    ),
+                    "WLM_FALLBACKS": "gpt-*=openai/gpt-4o|openai/gpt-4.1,paced:*=openai/gpt-4o",
+                },
+                cwd=workdir,
+            )
+            processes.append(guarded)
+            wait_healthy(f"http://127.0.0.1:{port}/health")
+            targets.append(
+                Target(
+                    "wlm-resilience",
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    guarded,
+                    paced_model=paced_model,
+                )
+            )
         if args.yardstick:
             port = free_port()
             yardstick = start(

@@ -33,17 +33,22 @@ class Spend:
 
 @attrs.define
 class _Account:
-    day: datetime
-    month: datetime
+    day_end: datetime  # the next UTC midnight: the day's spend resets then
+    month_end: datetime
     day_usd: float = 0.0
     month_usd: float = 0.0
 
+    @classmethod
+    def starting(cls, now: datetime) -> _Account:
+        return cls(next_day(now), next_month(now))
+
     def roll(self, now: datetime) -> None:
-        day, month = day_start(now), month_start(now)
-        if day != self.day:
-            self.day, self.day_usd = day, 0.0
-        if month != self.month:
-            self.month, self.month_usd = month, 0.0
+        # One comparison per request; the calendar only when a day has ended.
+        if now < self.day_end:
+            return
+        self.day_end, self.day_usd = next_day(now), 0.0
+        if now >= self.month_end:
+            self.month_end, self.month_usd = next_month(now), 0.0
 
 
 class SpendLedger:
@@ -76,7 +81,7 @@ class SpendLedger:
     def _account(self, client: str | None, now: datetime) -> _Account:
         account = self._accounts.get(client)
         if account is None:
-            account = self._accounts[client] = _Account(day_start(now), month_start(now))
+            account = self._accounts[client] = _Account.starting(now)
         else:
             account.roll(now)
         return account

@@ -25,6 +25,7 @@ counts them by key and reason for ``/metrics``.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import Counter
@@ -124,16 +125,24 @@ class KeyLimiter:
         """
         if not self.enabled:
             return ()
-        limits = self.limits_for(client)
+        limits = self._effective.get(client) or self.limits_for(client)
         if limits.usd_per_day or limits.usd_per_month:
             self._check_budgets(client, limits)
         now = self._clock()
-        requests = self._window(self._requests, client, limits.rpm, 0.0)
-        tokens = self._window(self._tokens, client, limits.tpm, 1.0)
+        requests = self._requests.get(client) if limits.rpm else None
+        if requests is None and limits.rpm:
+            requests = self._window(self._requests, client, limits.rpm, 0.0)
+        tokens = self._tokens.get(client) if limits.tpm else None
+        if tokens is None and limits.tpm:
+            tokens = self._window(self._tokens, client, limits.tpm, 1.0)
+        tokens_full = tokens is not None and not tokens.has_room(now)
+        # The common case in one step: room for the tokens, and a request slot taken.
+        if not tokens_full and (requests is None or requests.take(now)):
+            return _headers(requests, tokens, now)
         waits: list[tuple[float, str]] = []
         if requests is not None and not requests.has_room(now):
             waits.append((requests.wait_s(now), "rpm"))
-        if tokens is not None and not tokens.has_room(now):
+        if tokens_full and tokens is not None:
             waits.append((tokens.wait_s(now), "tpm"))
         if waits:
             wait, reason = max(waits)
@@ -151,9 +160,7 @@ class KeyLimiter:
                     )
                 ),
             )
-        if requests is not None:
-            requests.add(now)
-        return _headers(requests, tokens, now)
+        raise AssertionError("not reached: a full window gives a wait")
 
     def finished(self, client: str | None, *, tokens: int | None, cost_usd: float | None) -> None:
         """A request of ``client`` ended having used ``tokens`` and cost ``cost_usd``."""
@@ -199,12 +206,13 @@ class KeyLimiter:
     def _check_budgets(self, client: str | None, limits: KeyLimit) -> None:
         wall = self._wall()
         spent = self.spend.spent(client, wall)
-        for reason, limit, used, resets in (
-            ("usd_per_day", limits.usd_per_day, spent.day_usd, next_day(wall)),
-            ("usd_per_month", limits.usd_per_month, spent.month_usd, next_month(wall)),
+        for reason, limit, used in (
+            ("usd_per_day", limits.usd_per_day, spent.day_usd),
+            ("usd_per_month", limits.usd_per_month, spent.month_usd),
         ):
             if limit is None or used < limit:
                 continue
+            resets = next_day(wall) if reason == "usd_per_day" else next_month(wall)
             name = client or ANONYMOUS
             self.refusals[(name, reason)] += 1
             period = "daily" if reason == "usd_per_day" else "monthly"
@@ -243,12 +251,37 @@ def _merge(own: KeyLimit, star: KeyLimit) -> KeyLimit:
 def _headers(requests: SlidingWindow | None, tokens: SlidingWindow | None, now: float) -> Headers:
     """OpenAI's rate-limit headers for the limits that apply."""
     out: list[tuple[str, str]] = []
-    for what, window in (("requests", requests), ("tokens", tokens)):
+    for names, window in ((_REQUEST_HEADERS, requests), (_TOKEN_HEADERS, tokens)):
         if window is None:
             continue
+        remaining, reset_s = window.state(now)
+        limit_name, remaining_name, reset_name = names
         out += [
-            (f"x-ratelimit-limit-{what}", str(window.limit)),
-            (f"x-ratelimit-remaining-{what}", str(window.remaining(now))),
-            (f"x-ratelimit-reset-{what}", format_duration(window.reset_s(now))),
+            (limit_name, str(window.limit)),
+            (remaining_name, str(remaining)),
+            (reset_name, _reset(reset_s)),
         ]
     return tuple(out)
+
+
+def _reset(seconds: float) -> str:
+    """A reset header's value: to the millisecond under a second, else rounded up to the
+    whole second (never early), which repeats from request to request and is cached."""
+    return format_duration(seconds) if seconds < 1 else _whole_seconds(math.ceil(seconds))
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_seconds(seconds: int) -> str:
+    return format_duration(seconds)
+
+
+_REQUEST_HEADERS = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+)
+_TOKEN_HEADERS = (
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)

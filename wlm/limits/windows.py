@@ -29,7 +29,7 @@ __all__ = ["SlidingWindow", "format_duration"]
 class SlidingWindow:
     """Units let in over the last ``window_s`` seconds, against ``limit``."""
 
-    __slots__ = ("_entries", "_used", "limit", "resolution_s", "window_s")
+    __slots__ = ("_amounts", "_times", "_used", "limit", "resolution_s", "window_s")
 
     def __init__(self, limit: int, window_s: float = 60.0, resolution_s: float = 0.0) -> None:
         if limit < 1 or window_s <= 0:
@@ -37,7 +37,10 @@ class SlidingWindow:
         self.limit = limit
         self.window_s = window_s
         self.resolution_s = resolution_s
-        self._entries: deque[list[float]] = deque()  # [time, amount], oldest first
+        # Entries, oldest first, as two queues of floats: a long window of small entries
+        # is then no work for the garbage collector (a list per entry was).
+        self._times: deque[float] = deque()
+        self._amounts: deque[float] = deque()
         self._used = 0.0
 
     def used(self, now: float) -> int:
@@ -57,13 +60,22 @@ class SlidingWindow:
         if amount <= 0:
             return
         self._expire(now)
-        last = self._entries[-1] if self._entries else None
-        if last is not None and self.resolution_s > 0 and now - last[0] < self.resolution_s:
-            last[0] = max(last[0], now)
-            last[1] += amount
+        times = self._times
+        if times and self.resolution_s > 0 and now - times[-1] < self.resolution_s:
+            times[-1] = max(times[-1], now)
+            self._amounts[-1] += amount
         else:
-            self._entries.append([now, float(amount)])
+            times.append(now)
+            self._amounts.append(float(amount))
         self._used += amount
+
+    def take(self, now: float) -> bool:
+        """Count one unit at ``now`` if it fits (:meth:`has_room` and :meth:`add` in one)."""
+        self._expire(now)
+        if self._used + 1 > self.limit:
+            return False
+        self.add(now)
+        return True
 
     def wait_s(self, now: float, amount: int = 1) -> float:
         """Seconds until ``amount`` more units fit (0: they fit now; inf: never)."""
@@ -73,25 +85,33 @@ class SlidingWindow:
         excess = self._used + amount - self.limit
         if excess <= 0:
             return 0.0
-        for when, count in self._entries:
+        for when, count in zip(self._times, self._amounts, strict=True):
             excess -= count
             if excess <= 0:
                 return _until(now, when + self.window_s)
         return math.inf  # not reached: every entry expires eventually
 
+    def state(self, now: float) -> tuple[int, float]:
+        """(:meth:`remaining`, :meth:`reset_s`) at ``now``, the window expired once."""
+        self._expire(now)
+        times = self._times
+        remaining = max(0, self.limit - int(self._used))
+        return remaining, _until(now, times[-1] + self.window_s) if times else 0.0
+
     def reset_s(self, now: float) -> float:
         """Seconds until the window is empty again (OpenAI's ``x-ratelimit-reset-*``)."""
         self._expire(now)
-        if not self._entries:
+        if not self._times:
             return 0.0
-        return _until(now, self._entries[-1][0] + self.window_s)
+        return _until(now, self._times[-1] + self.window_s)
 
     def _expire(self, now: float) -> None:
-        entries = self._entries
+        times, amounts = self._times, self._amounts
         window_s = self.window_s
-        while entries and entries[0][0] + window_s <= now:
-            self._used -= entries.popleft()[1]
-        if not entries:
+        while times and times[0] + window_s <= now:
+            times.popleft()
+            self._used -= amounts.popleft()
+        if not times:
             self._used = 0.0  # no drift from float sums
 
 
