@@ -251,15 +251,34 @@ class LocalManager:
         instance = self._supervisor.get(model_id)
         return instance is not None and instance.state is InstanceState.READY
 
-    async def acquire(self, model_id: str) -> EngineLease:
+    async def acquire(self, model_id: str, *, max_wait_s: float | None = None) -> EngineLease:
         """Hold ``model_id``'s running engine for one request (starting it if needed).
 
         The request counts as in flight until the lease is released. Raises
         :class:`ModelNotFound` for an unknown id and :class:`ModelUnavailable` (with the
         engine's reason) when it cannot start.
+
+        With ``max_wait_s`` (a request that has somewhere else to go), the engine must
+        be ready with one of its parallel slots free within that many seconds, else
+        :class:`ModelUnavailable` says why (still loading, or every slot busy); a load
+        this request began goes on for the next one.
         """
         await self._known(model_id)
-        instance = await self._supervisor.acquire(model_id)
+        if max_wait_s is None:
+            instance = await self._supervisor.acquire(model_id)
+        else:
+            slots = self.engine_options(model_id).parallel
+            try:
+                async with asyncio.timeout(max_wait_s):
+                    instance = await self._supervisor.acquire(model_id, slots=slots)
+            except TimeoutError:
+                running = self._supervisor.get(model_id)
+                busy = running is not None and running.state is InstanceState.READY
+                why = f"all {slots} of its slots are busy" if busy else "it is still loading"
+                raise ModelUnavailable(
+                    f"Local model '{model_id}' could not take the request within "
+                    f"{max_wait_s:g} s (WLM_LOCAL_MAX_WAIT_S): {why}."
+                ) from None
         assert instance.base_url is not None
         return EngineLease(instance.base_url, functools.partial(self._supervisor.release, instance))
 

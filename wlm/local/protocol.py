@@ -81,8 +81,12 @@ class LocalModels(Protocol):
 
     def is_ready(self, model_id: str) -> bool: ...
 
-    async def acquire(self, model_id: str) -> EngineLease:
-        """Start the engine if needed and hold it for one request."""
+    async def acquire(self, model_id: str, *, max_wait_s: float | None = None) -> EngineLease:
+        """Start the engine if needed and hold it for one request.
+
+        With ``max_wait_s``, wait at most that long for the engine to be ready with a
+        free slot (ModelUnavailable past it; a load it began goes on).
+        """
         ...
 
     async def load(self, model_id: str) -> None: ...

@@ -187,11 +187,13 @@ class Supervisor:
 
     # -- requests ------------------------------------------------------------------
 
-    async def acquire(self, model_id: str) -> Instance:
+    async def acquire(self, model_id: str, *, slots: int | None = None) -> Instance:
         """Count one request on ``model_id``'s engine, starting it first if needed.
 
         Returns the ready instance; call :meth:`release` exactly once afterwards.
-        Raises :class:`ModelUnavailable` when the engine cannot be started.
+        Raises :class:`ModelUnavailable` when the engine cannot be started. With
+        ``slots`` (the engine's parallel slots), a ready engine with that many requests
+        in flight is waited on until one ends, rather than queued inside the engine.
         """
         instance = self.instance(model_id)
         while True:
@@ -209,6 +211,13 @@ class Supervisor:
                         return waiting.engine is not dead or self._closing
 
                     await self.wait_for(replaced)
+                    continue
+                if slots is not None and instance.in_flight >= slots:
+                    # Every slot is taken: wait for one to free (the caller bounds it).
+                    def free(waiting: Instance = instance, limit: int = slots) -> bool:
+                        return waiting.in_flight < limit or waiting.state is not InstanceState.READY
+
+                    await self.wait_for(free)
                     continue
                 instance.in_flight += 1
                 instance.touch()

@@ -293,3 +293,26 @@ async def test_projector_is_passed_to_the_engine(make_manager: MakeManager, tmp_
     without = await make_manager(local_options_file=options)
     await without.load("vision/tiny-v")
     assert without.is_ready("vision/tiny-v")
+
+
+async def test_a_bounded_wait_gives_up_on_a_loading_or_busy_engine_and_the_load_goes_on(
+    make_manager: MakeManager,
+) -> None:
+    """WLM_LOCAL_MAX_WAIT_S: a request with somewhere else to go waits that long at most."""
+    manager = await make_manager()  # one parallel slot
+
+    with pytest.raises(ModelUnavailable, match="still loading"):
+        await manager.acquire("tiny-a", max_wait_s=0.001)
+    await manager.wait_for_state("tiny-a", "ready", timeout=30)  # its load went on
+
+    lease = await manager.acquire("tiny-a", max_wait_s=5)
+    with pytest.raises(ModelUnavailable, match="all 1 of its slots are busy"):
+        await manager.acquire("tiny-a", max_wait_s=0.05)
+    waiting = asyncio.create_task(manager.acquire("tiny-a", max_wait_s=10))
+    done, _ = await asyncio.wait({waiting}, timeout=0.2)
+    assert not done  # the slot is busy: it waits for it, rather than queue in the engine
+    lease.release()  # the slot frees: the waiting request gets it
+    second = await asyncio.wait_for(waiting, 5)
+    assert [i.in_flight for i in manager.instances()] == [1]
+    second.release()
+    assert [i.in_flight for i in manager.instances()] == [0]
