@@ -11,8 +11,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+
+import attrs
 
 from wlm.auth import KeyRing
 from wlm.catalog import ModelCatalog
@@ -24,15 +28,32 @@ from wlm.metrics import Metrics
 from wlm.providers.base import Adapter
 from wlm.providers.registry import build_adapters
 from wlm.redaction import Redactor
+from wlm.resilience.cooldowns import Cooldowns
+from wlm.resilience.fallbacks import FallbackChains
+from wlm.resilience.retry_policy import RetryPolicy
 from wlm.routing.resolve import Router
 from wlm.telemetry.pricing import Prices
 from wlm.telemetry.sink import TelemetrySink
 from wlm.telemetry.spend import read_spend
 from wlm.transport import PooledTransport, TransportFactory
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "Pacing"]
 
 log = logging.getLogger("wlm")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@attrs.frozen
+class Pacing:
+    """How the request path waits between tries, and the time and chance it reads for
+    them (Retry-After dates, jitter): real by default; tests pass their own."""
+
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    now: Callable[[], datetime] = _utc_now
+    random: Callable[[], float] = random.random
 
 
 class Gateway:
@@ -60,6 +81,12 @@ class Gateway:
         self.dialects = build_dialects(self.responses)
         self.metrics = Metrics()
         self.client_slots = client_slots(settings)
+        # When upstreams fail (wlm/api/attempts.py): one policy, one chain table, and the
+        # cooldowns every request shares.
+        self.retry_policy = RetryPolicy(settings.retries, settings.retry_max_wait_s)
+        self.fallbacks = FallbackChains(settings.fallbacks)
+        self.cooldowns = Cooldowns(settings.cooldown_failures, settings.cooldown_s)
+        self.pacing = Pacing()
         self.prices = Prices.from_settings(settings)
         self.key_limits = KeyLimiter(settings.key_limits)
         self._request_prefix = uuid.uuid4().hex[:12]

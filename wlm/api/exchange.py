@@ -5,27 +5,57 @@ The proxy fills an :class:`Exchange` as the request goes; nothing else keeps
 per-request state. How it ended is one of ``ok``, ``error`` (with one
 :class:`~wlm.errors.Failure`) or ``cancelled`` (the client left: HTTP 499, nginx's
 "client closed request", even when a stream had begun with 200).
+
+Each upstream try leaves an :class:`UpstreamTry` in :attr:`Exchange.tries` (retries,
+fallbacks, cooldown skips and spillovers: :mod:`wlm.api.attempts`).
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import msgspec
 
 from wlm.dialects.base import ParsedRequest
-from wlm.errors import Failure
+from wlm.errors import Failure, GatewayError
 from wlm.providers.accounting import ResponseAccount
 from wlm.redaction import Redactor
 from wlm.routing.resolve import Route
 from wlm.telemetry.records import ConversationRecord, RequestRecord
 
-__all__ = ["CLIENT_CLOSED", "Exchange"]
+__all__ = ["CLIENT_CLOSED", "Exchange", "MovedOn", "UpstreamTry"]
 
 CLIENT_CLOSED = 499
+
+# Why a request went on past one of its tries (wlm/api/attempts.py).
+MovedOn = Literal["retry", "fallback", "cooldown_skip", "spillover"]
+
+
+@attrs.frozen
+class UpstreamTry:
+    """One upstream try of a request (or a target passed over without one).
+
+    ``moved_on`` says why the request went on past it: ``retry`` (the same target
+    again), ``fallback`` (the next model of its chain), ``cooldown_skip`` (the target
+    was cooling down: not tried, ``latency`` None), ``spillover`` (a local engine could
+    not take it in time, or could not load); None for the try that answered, and for
+    the last one when every try failed. A name of the chain that routes nowhere is an
+    entry with ``provider`` None and its ``upstream_model`` as written.
+    """
+
+    number: int  # 1, 2, ... in the order tried (skips included)
+    provider: str | None
+    upstream_model: str
+    started: float  # time.perf_counter() when it began
+    started_at: datetime  # UTC; the request's own start for the first try
+    latency: float | None  # seconds until the upstream's status line, or the failure
+    http_status: int | None  # the upstream's status; None when none came
+    error_type: str | None  # the failure's type ("rate_limit_error", "timeout", ...)
+    error_code: str | None  # and its code ("upstream_unreachable", ...)
+    moved_on: MovedOn | None = None
 
 
 @attrs.define(eq=False)
@@ -42,7 +72,11 @@ class Exchange:
     client_key: str | None = None  # the key it presented (redacted from its records)
     request: ParsedRequest | None = None
     route: Route | None = None
-    attempts: int = 1
+    attempts: int = 0  # upstream tries made (a cooldown skip or a name that routes nowhere is none)
+    tries: list[UpstreamTry] = attrs.field(factory=list)
+    fallback_from: str | None = None  # the first model of the chain, when another answered
+    try_started: float = 0.0  # the try under way: its perf_counter start, its wall start
+    try_started_at: datetime | None = None
     upstream_endpoint: str | None = None  # what was called upstream (translated or not)
     ttft: float | None = None
     http_status: int | None = None
@@ -76,6 +110,67 @@ class Exchange:
         if error is not None and self.status == "ok":
             self.status = "error"
             self.failure = error
+
+    # -- its tries --------------------------------------------------------------------
+
+    def begin_try(self) -> None:
+        """An upstream try starts (the first one reuses the request's wall clock)."""
+        self.try_started = time.perf_counter()
+        self.attempts += 1
+        self.try_started_at = self.started_at if self.attempts == 1 else datetime.now(UTC)
+
+    def end_try(
+        self,
+        provider: str | None,
+        upstream_model: str,
+        http_status: int | None = None,
+        error: GatewayError | Failure | None = None,
+        moved_on: MovedOn | None = None,
+    ) -> UpstreamTry:
+        """The try begun last ended (its status line came, or it failed)."""
+        attempt = UpstreamTry(
+            len(self.tries) + 1,
+            provider,
+            upstream_model,
+            self.try_started,
+            self.try_started_at or self.started_at,
+            time.perf_counter() - self.try_started,
+            http_status,
+            error.type if error is not None else None,
+            error.code if error is not None else None,
+            moved_on,
+        )
+        self.tries.append(attempt)
+        return attempt
+
+    def passed_over(
+        self,
+        provider: str | None,
+        upstream_model: str,
+        moved_on: MovedOn,
+        error: GatewayError | Failure | None,
+    ) -> None:
+        """A target of the chain not tried: cooling down, or a name that routes nowhere."""
+        self.tries.append(
+            UpstreamTry(
+                len(self.tries) + 1,
+                provider,
+                upstream_model,
+                time.perf_counter(),
+                datetime.now(UTC),
+                None,
+                None,
+                error.type if error is not None else None,
+                error.code if error is not None else None,
+                moved_on,
+            )
+        )
+
+    def moved_on_from_last(self, error: GatewayError | Failure, moved_on: MovedOn | None) -> None:
+        """The try recorded as answering failed before the first byte after all."""
+        self.tries[-1] = attrs.evolve(
+            self.tries[-1], error_type=error.type, error_code=error.code, moved_on=moved_on
+        )
 
     # -- what it leaves --------------------------------------------------------------
 

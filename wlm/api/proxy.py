@@ -4,8 +4,9 @@ Why raw ASGI: the hot path must add well under a millisecond, and streams must g
 out event by event with headers sent at once; Litestar's request/response layers
 add cost and nothing we need here. The flow for one request, whatever the provider:
 
-    admit (key, client slot) -> read body -> parse -> route -> adapter.open()
-    -> relay the stream / the whole body -> one telemetry record, whatever happened
+    admit (key, client slot) -> read body -> parse -> wlm/api/attempts.py (route,
+    adapter.open(), retries and fallbacks before the first byte, relay the stream or
+    the whole body) -> one telemetry record, whatever happened
 
 A watcher listens for ``http.disconnect`` and cancels the request at once, which
 closes the upstream connection (and frees a llama.cpp slot). The first byte sent to
@@ -18,17 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
-import msgspec
-
+from wlm.api.attempts import JSON_HEADERS, STREAM_HEADERS, serve
 from wlm.api.exchange import Exchange
 from wlm.api.recording import record_exchange
 from wlm.auth import presented_key
-from wlm.dialects import AS_SENT, Dialect, Passage, Translation
+from wlm.dialects import Dialect
 from wlm.errors import (
     AuthenticationFailed,
     Failure,
@@ -37,10 +35,9 @@ from wlm.errors import (
 )
 from wlm.limits import ClientBusy
 from wlm.providers.accounting import ResponseAccount
-from wlm.providers.base import FORWARDED_HEADERS, Adapter, Call, StreamRelay
-from wlm.routing.resolve import Route
+from wlm.providers.base import FORWARDED_HEADERS
+from wlm.resilience.fallbacks import FALLBACKS_HEADER
 from wlm.sse import encode_comment
-from wlm.transport import UpstreamResponse
 
 if TYPE_CHECKING:
     from wlm.gateway import Gateway
@@ -59,12 +56,8 @@ _DISCARD_TIMEOUT_S = 5.0
 # future in the server per request, most answers take less, and a stream or a slow answer
 # that outlives it is still cancelled within this much of the client's leaving.
 _WATCH_AFTER_S = 0.05
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-_STREAM_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
+_FALLBACKS_HEADER = FALLBACKS_HEADER.encode()
+_COUNTS = [b"%d" % n for n in range(10)]
 
 
 class ClientGone(Exception):
@@ -159,8 +152,18 @@ class _Reply:
         self.extra_headers: list[tuple[bytes, bytes]] = []  # e.g. a key's x-ratelimit-*
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        request_id = self.exchange.request_id.encode()
-        headers = [*headers, (b"x-request-id", request_id), *self.extra_headers]
+        exchange = self.exchange
+        request_id = exchange.request_id.encode()
+        attempts = exchange.attempts
+        headers = [
+            *headers,
+            (b"x-request-id", request_id),
+            (b"x-wlm-attempts", _COUNTS[attempts] if attempts < 10 else b"%d" % attempts),
+            *self.extra_headers,
+        ]
+        route = exchange.route
+        if route is not None:  # who answered (or failed last)
+            headers.append((b"x-wlm-provider", route.provider.encode()))
         if self.dialect.name == "messages":
             headers.append((b"request-id", request_id))  # what Anthropic's clients read
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
@@ -177,7 +180,7 @@ class _Reply:
         if not self.headers_sent:
             status, body = self.dialect.error_body(failure)
             extra = [(k.encode(), v.encode()) for k, v in failure.headers]
-            await self.start(status, _JSON_HEADERS + extra)
+            await self.start(status, JSON_HEADERS + extra)
             await self.body(body, False)
         else:
             await self.body(self.dialect.error_event(failure), False)
@@ -189,11 +192,15 @@ class _Reply:
         if not self.exchange.stream:
             return
         if not self.headers_sent:
-            await self.start(200, _STREAM_HEADERS)
+            await self.start(200, STREAM_HEADERS)
         await self.body(encode_comment(f"loading {model_id} ..."), True)
 
-    def attempt(self, number: int) -> None:
-        self.exchange.attempts = number
+    def retrying(self, error: GatewayError) -> None:
+        exchange = self.exchange
+        route = exchange.route
+        assert route is not None
+        exchange.end_try(route.provider, route.upstream_model, None, error, "retry")
+        exchange.begin_try()
 
 
 class _DisconnectWatch:
@@ -352,214 +359,13 @@ async def _fail_quietly(reply: _Reply, failure: Failure) -> None:
 async def _serve(
     gateway: Gateway, exchange: Exchange, reply: _Reply, raw: bytes, scope: Scope
 ) -> None:
-    dialect = reply.dialect
-    request = dialect.parse(raw, exchange.endpoint)
+    request = reply.dialect.parse(raw, exchange.endpoint)
     exchange.request = request
-    route = gateway.router.resolve(request.model)
-    exchange.route = route
-    adapter = gateway.adapters[route.provider]
-    forwarded = tuple(
-        (name.decode(), value.decode("latin-1"))
-        for name, value in scope["headers"]
-        if name in FORWARDED_HEADERS
-    )
-    translation = None
-    # The backend speaks the client's dialect: the request goes as it came (or as the
-    # dialect fitted it), else it is translated.
-    passage = AS_SENT if dialect.name == "chat" else dialect.pass_through(request, adapter.config)
-    if passage is not None:
-        sent = passage.body
-        call = Call(
-            endpoint=exchange.endpoint,
-            body=request.body if sent is None else sent,
-            raw=raw if sent is None else msgspec.json.encode(sent),
-            model=request.model,
-            upstream_model=route.upstream_model,
-            stream=request.stream,
-            client_wants_usage=request.wants_usage,
-            forwarded_headers=forwarded,
-            request_id=exchange.request_id,
-        )
-    else:
-        # The backend does not speak the client's dialect: Chat Completions, the hub
-        # every adapter speaks, carries it there and back.
-        translation = dialect.translate(request)
-        for note in translation.notes:
-            log.info("%s via chat to %s: %s", exchange.endpoint, route.provider, note)
-        if translation.local_answer is not None:
-            await _answer_locally(gateway, reply, adapter, route, translation)
-            return
-        chat_body = {**translation.chat_body, "model": route.upstream_model}
-        call = Call(
-            endpoint="chat/completions",
-            body=chat_body,
-            raw=msgspec.json.encode(chat_body),
-            # The chat answer is only read by the translation, which names the client's
-            # model itself: nothing to rewrite on the way.
-            model=route.upstream_model,
-            upstream_model=route.upstream_model,
-            stream=request.stream,
-            client_wants_usage=True,  # the translation needs the usage chunk
-            forwarded_headers=forwarded,
-            request_id=exchange.request_id,
-        )
-    exchange.upstream_endpoint = call.endpoint
-    response = await adapter.open(call, reply)
-    if translation is not None and response.status == 400 and _OPTIONAL in call.body:
-        response, call = await _without_optional(adapter, call, reply, response)
-    await _answer(gateway, reply, adapter, call, response, translation or passage)
-
-
-async def _answer_locally(
-    gateway: Gateway, reply: _Reply, adapter: Adapter, route: Route, translation: Translation
-) -> None:
-    """count_tokens where the backend has no such endpoint: its exact count when it can
-    give one (a local engine), else wlm's estimate, marked as such."""
-    counted = None
-    if translation.counts_tokens:
-        chat = {**translation.chat_body, "model": route.upstream_model}
-        call = Call(
-            "chat/completions", chat, b"", route.upstream_model, route.upstream_model, False, False
-        )
-        counted = await adapter.count_tokens(call, reply)
-        reply.exchange.upstream_endpoint = "tokenize" if counted is not None else None
-    if counted is not None:
-        await reply.start(200, _JSON_HEADERS)
-        await reply.body(msgspec.json.encode({"input_tokens": counted}), False)
-        return
-    assert translation.local_answer is not None
-    await reply.start(200, [*_JSON_HEADERS, (b"x-wlm-estimate", b"true")])
-    await reply.body(translation.local_answer, False)
-
-
-# What a translation adds that some chat models refuse: Claude Code and Codex always ask
-# for reasoning, which OpenAI's non-reasoning models answer with a 400.
-_OPTIONAL = "reasoning_effort"
-
-
-async def _without_optional(
-    adapter: Adapter, call: Call, reply: _Reply, response: UpstreamResponse
-) -> tuple[UpstreamResponse, Call]:
-    """A 400 that names the optional field: ask once more without it (nothing was sent
-    to the client yet). Any other 400 stands, read back into a fresh response."""
-    body = await response.read()
-    response.release()
-    if _OPTIONAL.encode() not in body:
-        return _Replayed(400, body, response), call
-    payload = {k: v for k, v in call.body.items() if k != _OPTIONAL}
-    call = attrs.evolve(call, body=payload, raw=msgspec.json.encode(payload))
-    reply.attempt(reply.exchange.attempts + 1)
-    return await adapter.open(call, reply), call
-
-
-class _Replayed:
-    """An upstream response already read, answering again from memory."""
-
-    __slots__ = ("_body", "_original", "status")
-
-    def __init__(self, status: int, body: bytes, original: UpstreamResponse) -> None:
-        self.status = status
-        self._body = body
-        self._original = original
-
-    def header(self, name: str) -> str | None:
-        return self._original.header(name)
-
-    async def read(self) -> bytes:
-        return self._body
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        yield self._body
-
-    def close(self) -> None:
-        pass
-
-    def release(self) -> None:
-        pass
-
-
-async def _answer(
-    gateway: Gateway,
-    reply: _Reply,
-    adapter: Adapter,
-    call: Call,
-    response: UpstreamResponse,
-    wrap: Translation | Passage | None,
-) -> None:
-    """Relay the upstream's answer (error status, stream or whole body) to the client,
-    through the translation or the watchers of a passage (``wrap``)."""
-    completed = False
-    try:
-        if response.status >= 400:
-            payload = await response.read()
-            completed = True
-            raise adapter.upstream_error(response.status, payload, response.header("retry-after"))
-        if response.status >= 300 or response.status < 200:
-            # Redirects are not followed (the key would go with them); a redirect almost
-            # always means a wrong base URL, e.g. http:// for an https:// server.
-            location = gateway.redactor.text(response.header("location") or "nowhere")
-            raise UpstreamBroken(
-                f"Provider '{adapter.config.name}' answered {response.status} "
-                f"(redirecting to {location}); check {adapter.config.base_url_variable}."
-            )
-        if call.stream:
-            # A stream that broke off leaves its connection unusable: drop it, never pool it.
-            relay = adapter.relay(call, reply.exchange.account)
-            if wrap is not None and wrap.relay is not None:
-                relay = wrap.relay(relay)
-            completed = await _relay_stream(gateway, reply, relay, response)
-            return
-        payload = await response.read()
-        completed = True
-        exchange = reply.exchange
-        redact = exchange.redactor(gateway.redactor).bytes
-        out = adapter.finish_response(call, payload, exchange.account)
-        if wrap is not None and wrap.response is not None:
-            out = wrap.response(out)
-        out = redact(out)
-        await reply.start(response.status, _JSON_HEADERS)
-        exchange.ttft = time.perf_counter() - exchange.started
-        await reply.body(out, False)
-    finally:
-        if completed:
-            response.release()
-        else:
-            response.close()
-
-
-async def _relay_stream(
-    gateway: Gateway, reply: _Reply, relay: StreamRelay, response: UpstreamResponse
-) -> bool:
-    """Relay the stream as it arrives; True when it ended cleanly upstream."""
-    exchange = reply.exchange
-    # The one redaction point for a stream: each send, not each event (an upstream may
-    # echo a key anywhere; the client's own key, maybe known only as a hash, counts too).
-    redact = exchange.redactor(gateway.redactor).bytes
-    if not reply.headers_sent:
-        await reply.start(200, _STREAM_HEADERS)
-    send_body = reply.body
-    try:
-        async for chunk in response.chunks():
-            # What arrived in one read leaves in one send: nothing waits for anything
-            # (it was all here), and a send per event costs more than the event's own
-            # work (docs/performance.md).
-            outs = relay.feed(chunk)
-            if exchange.ttft is None and relay.token_seen:
-                exchange.ttft = time.perf_counter() - exchange.started
-            # The last event is handed over: a client that hangs up as soon as it has it
-            # (Codex, after response.completed) has had its whole answer.
-            exchange.answered = relay.done
-            if outs:
-                await send_body(redact(outs[0] if len(outs) == 1 else b"".join(outs)), True)
-            if relay.done:
-                break
-        clean = relay.done
-        tail = relay.end()
-    except GatewayError as error:
-        clean = False
-        failure = Failure.of(error, gateway.redactor.text)
-        exchange.account.error = failure
-        tail = relay.fail(failure)
-    await send_body(redact(b"".join(tail)), False)  # the end of the body, with what remains
-    exchange.settle_stream()
-    return clean
+    forwarded: list[tuple[str, str]] = []
+    chain_header = None
+    for name, value in scope["headers"]:
+        if name in FORWARDED_HEADERS:
+            forwarded.append((name.decode(), value.decode("latin-1")))
+        elif name == _FALLBACKS_HEADER:
+            chain_header = value.decode("latin-1")
+    await serve(gateway, reply, request, tuple(forwarded), chain_header)

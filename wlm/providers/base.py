@@ -53,6 +53,9 @@ class Call:
     client_wants_usage: bool
     forwarded_headers: tuple[tuple[str, str], ...] = ()
     request_id: str = ""
+    # A local engine's longest wait (loading, or every slot busy) before the call gives
+    # up with ModelUnavailable: the request has a fallback (WLM_LOCAL_MAX_WAIT_S).
+    max_wait_s: float | None = None
 
 
 @frozen
@@ -70,8 +73,9 @@ class Progress(Protocol):
     async def loading(self, model_id: str) -> None:
         """Called every few seconds while a local engine loads."""
 
-    def attempt(self, number: int) -> None:
-        """Called as each attempt starts (1, then 2 after an engine crash)."""
+    def retrying(self, error: GatewayError) -> None:
+        """The adapter tries again on its own after ``error`` (a local engine that died
+        before answering is restarted): one try ended, the next begins."""
 
 
 class StreamRelay(Protocol):

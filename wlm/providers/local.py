@@ -249,14 +249,14 @@ class LocalAdapter:
     async def open(self, call: Call, progress: Progress) -> UpstreamResponse:
         check_field_types(call.body)
         for attempt in (1, 2):
-            progress.attempt(attempt)
-            lease = await self._acquire(call.upstream_model, progress)
+            lease = await self._acquire(call.upstream_model, progress, call.max_wait_s)
             try:
                 response = await self.transport.send(self._prepare(call, lease.base_url))
-            except (UpstreamUnreachable, UpstreamBroken):
+            except (UpstreamUnreachable, UpstreamBroken) as error:
                 lease.release()
                 if attempt == 2:
                     raise
+                crashed = error
             except BaseException:
                 lease.release()
                 raise
@@ -269,6 +269,7 @@ class LocalAdapter:
                 await self._local.wait_for_state(
                     call.upstream_model, "failed", "stopped", timeout=_CRASH_NOTICE_S
                 )
+            progress.retrying(crashed)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _prepare(self, call: Call, base_url: str) -> UpstreamRequest:
@@ -284,8 +285,17 @@ class LocalAdapter:
             call = attrs.evolve(call, body=fitted, raw=_encode(fitted), model=call.upstream_model)
         return self._openai.prepare(call, f"{base_url}/v1")
 
-    async def _acquire(self, model_id: str, progress: Progress) -> EngineLease:
-        """The engine's lease; ``progress.loading`` every few seconds while it loads."""
+    async def _acquire(
+        self, model_id: str, progress: Progress, max_wait_s: float | None = None
+    ) -> EngineLease:
+        """The engine's lease; ``progress.loading`` every few seconds while it loads.
+
+        With ``max_wait_s`` (the request has a fallback) the wait is bounded, loading and
+        busy slots alike, and reports nothing: a loading comment would commit the
+        request to this model, and past the bound it goes elsewhere (ModelUnavailable).
+        """
+        if max_wait_s is not None:
+            return await self._local.acquire(model_id, max_wait_s=max_wait_s)
         if self._local.is_ready(model_id):
             return await self._local.acquire(model_id)
         acquiring = asyncio.ensure_future(self._local.acquire(model_id))

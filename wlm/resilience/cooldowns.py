@@ -92,6 +92,12 @@ class Cooldowns:
 
     # -- asking -------------------------------------------------------------------
 
+    @property
+    def quiet(self) -> bool:
+        """No target has failures on record: every admission is GO (the common case, which
+        the request path checks first to ask and report nothing)."""
+        return not self._entries
+
     def would_admit(self, target: Target) -> bool:
         """Whether ``target`` would be tried now (no side effect)."""
         entry = self._entries.get(target)

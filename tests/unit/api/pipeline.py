@@ -12,7 +12,8 @@ import msgspec
 
 from wlm.api.proxy import Message, proxy_endpoint
 from wlm.config import load_settings
-from wlm.gateway import Gateway
+from wlm.errors import ModelUnavailable
+from wlm.gateway import Gateway, Pacing
 from wlm.local.protocol import EngineLease
 from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
 from wlm.transport import MockResponse, MockTransport, UpstreamRequest
@@ -72,6 +73,10 @@ class FakeLocal:
         self.ready.set()
         self.leased = 0
         self.acquired = 0
+        self.slot_free = asyncio.Event()  # cleared: every slot busy (for a bounded wait)
+        self.slot_free.set()
+        self.failed_to_load: str | None = None  # set: the engine cannot start, and why
+        self.bounded: list[float] = []  # the max_wait_s of each bounded acquire
         self.url = "http://127.0.0.1:9"
 
     async def start(self) -> None: ...
@@ -99,7 +104,19 @@ class FakeLocal:
     def is_ready(self, model_id: str) -> bool:
         return self.ready.is_set()
 
-    async def acquire(self, model_id: str) -> EngineLease:
+    async def acquire(self, model_id: str, *, max_wait_s: float | None = None) -> EngineLease:
+        if max_wait_s is not None:
+            self.bounded.append(max_wait_s)
+            if self.failed_to_load is not None:
+                raise ModelUnavailable(self.failed_to_load)
+            try:
+                async with asyncio.timeout(max_wait_s):
+                    await self.ready.wait()
+                    await self.slot_free.wait()
+            except TimeoutError:
+                raise ModelUnavailable(f"Local model '{model_id}' is busy.") from None
+        elif self.failed_to_load is not None:
+            raise ModelUnavailable(self.failed_to_load)
         await self.ready.wait()
         self.acquired += 1
         self.leased += 1
@@ -157,7 +174,26 @@ def make_gateway(
     sink = ListSink()
     settings = load_settings({**ENV, **(env or {})}, **overrides)
     gateway = Gateway(settings, local=local, telemetry=sink, transports=transport.factory)
+    gateway.pacing = Pacing(sleep=Waits(), random=lambda: 0.0)
     return gateway, transport, sink
+
+
+class Waits:
+    """The waits between tries, recorded and not waited (the loop turns once)."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await asyncio.sleep(0)
+
+
+def waits(gateway: Gateway) -> list[float]:
+    """The waits ``gateway`` would have made between tries, in order."""
+    sleep = gateway.pacing.sleep
+    assert isinstance(sleep, Waits)
+    return sleep.delays
 
 
 def body(**fields: Any) -> bytes:

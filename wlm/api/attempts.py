@@ -1,0 +1,462 @@
+"""From a parsed request to its answer: the targets of its chain, tried in turn.
+
+Everything here happens before the first byte reaches the client, the commit point::
+
+    for each name of the chain (the request's model, then its alternatives):
+        resolve it                     a name that routes nowhere: on to the next
+        ask the cooldowns              a cooling target is skipped, unless it is the
+                                       last option left (then it is tried anyway)
+        build the call                 pass-through or translated: per target, so a
+                                       Messages request falls back from Claude to a
+                                       local GGUF or an OpenAI model alike
+        try it (adapter.open)          an error status or exception becomes an
+                                       UpstreamFailure; the RetryPolicy says retry
+                                       (after a wait), fall back (the next name) or
+                                       fail (the request itself is at fault)
+        answer                         the body, or the stream as it arrives
+
+Once a byte went out, nothing is tried again: a failure is an error event in the
+client's dialect. A stream for a local model that is loading gets SSE comments
+(keep-alives), which send the headers and so commit it to that model; when the
+request has an alternative and ``WLM_LOCAL_MAX_WAIT_S`` is set, the wait for the
+engine is bounded instead, with no comments, and the request spills over to the
+next model if the engine cannot take it in time.
+
+A client that leaves cancels the request's task: a wait between tries ends at once
+and nothing more is tried. Each try leaves an :class:`~wlm.api.exchange.UpstreamTry`
+on the exchange; the response says who answered (``x-wlm-provider``) after how many
+tries (``x-wlm-attempts``).
+
+The common case (one target, answered at once) asks the cooldowns nothing, builds
+no chain and records one try.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+import msgspec
+
+from wlm.api.exchange import Exchange, MovedOn
+from wlm.config import LOCAL
+from wlm.dialects import AS_SENT, Dialect, ParsedRequest, Passage, Translation
+from wlm.errors import Failure, GatewayError, UpstreamBroken
+from wlm.providers.base import Adapter, Call, StreamRelay
+from wlm.resilience.cooldowns import Admission, Cooldowns
+from wlm.resilience.fallbacks import request_chain
+from wlm.resilience.retry_policy import UpstreamFailure
+from wlm.routing.resolve import Route
+from wlm.transport import UpstreamResponse
+
+if TYPE_CHECKING:
+    from wlm.gateway import Gateway
+
+__all__ = ["JSON_HEADERS", "STREAM_HEADERS", "Reply", "serve"]
+
+log = logging.getLogger("wlm.proxy")
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_GO = Admission.GO
+_PROBE = Admission.PROBE
+
+# What a translation adds that some chat models refuse: Claude Code and Codex always ask
+# for reasoning, which OpenAI's non-reasoning models answer with a 400.
+_OPTIONAL = "reasoning_effort"
+
+
+class Reply(Protocol):
+    """The response to the client (wlm.api.proxy's), which is also the adapters' Progress."""
+
+    exchange: Exchange
+    dialect: Dialect
+    headers_sent: bool
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    async def body(self, data: bytes, more: bool) -> None: ...
+
+    async def loading(self, model_id: str) -> None: ...
+
+    def retrying(self, error: GatewayError) -> None: ...
+
+
+Forwarded = tuple[tuple[str, str], ...]
+
+
+async def serve(
+    gateway: Gateway,
+    reply: Reply,
+    request: ParsedRequest,
+    forwarded: Forwarded,
+    chain_header: str | None,
+) -> None:
+    """Answer ``request`` from the first target of its chain that can; raises the
+    GatewayError the client gets when none could (or when the request is at fault)."""
+    exchange = reply.exchange
+    requested = request_chain(chain_header, request.body)
+    if "models" in request.body:  # the chain is wlm's business, not the upstream's
+        body = {k: v for k, v in request.body.items() if k != "models"}
+        request = attrs.evolve(request, body=body, raw=msgspec.json.encode(body))
+        exchange.request = request
+    fallbacks = gateway.fallbacks
+    if requested is not None or fallbacks:
+        alias = gateway.router.alias(request.model)
+        names = fallbacks.chain(request.model, requested, alias)
+        if len(names) > 1:
+            await _serve_chain(gateway, reply, request, forwarded, names)
+            return
+    route = gateway.router.resolve(request.model)
+    cooldowns = gateway.cooldowns
+    admission = _GO
+    if not cooldowns.quiet:
+        admission = cooldowns.admit((route.provider, route.upstream_model), last=True)
+    await _try_target(gateway, reply, request, forwarded, route, admission, later=False)
+
+
+async def _serve_chain(
+    gateway: Gateway,
+    reply: Reply,
+    request: ParsedRequest,
+    forwarded: Forwarded,
+    names: tuple[str, ...],
+) -> None:
+    """Each name of ``names`` in turn, until one answers; the last one's error otherwise."""
+    exchange = reply.exchange
+    cooldowns = gateway.cooldowns
+    routes: list[Route | GatewayError] = []
+    for name in names:
+        try:
+            routes.append(gateway.router.resolve(name))
+        except GatewayError as error:  # no route, or a provider without a key
+            routes.append(error)
+    # Which entries have a routable one after them (the last routable one is the last
+    # option: its failure is the client's).
+    later = [False] * len(routes)
+    for index in range(len(routes) - 2, -1, -1):
+        later[index] = later[index + 1] or isinstance(routes[index + 1], Route)
+    for index, route in enumerate(routes):
+        if isinstance(route, GatewayError):
+            if not later[index]:
+                raise route  # nothing routes: the model the client asked for is unknown
+            exchange.passed_over(None, names[index], "fallback", route)
+            continue
+        admission = _GO
+        if not cooldowns.quiet:
+            others = [
+                (r.provider, r.upstream_model) for r in routes[index + 1 :] if isinstance(r, Route)
+            ]
+            admission = cooldowns.admit(
+                (route.provider, route.upstream_model),
+                last=cooldowns.none_admitted(others),
+            )
+            if admission is Admission.SKIP:
+                exchange.passed_over(route.provider, route.upstream_model, "cooldown_skip", None)
+                continue
+        target = request if index == 0 else _named(request, names[index])
+        if await _try_target(
+            gateway, reply, target, forwarded, route, admission, later=later[index]
+        ):
+            if index != 0:
+                exchange.fallback_from = request.model
+            return
+    raise AssertionError("the last routable target answers or raises")  # pragma: no cover
+
+
+def _named(request: ParsedRequest, name: str) -> ParsedRequest:
+    """``request`` for an alternative: its model is that name, as the client sees it."""
+    body = {**request.body, "model": name}
+    return attrs.evolve(request, model=name, body=body, raw=msgspec.json.encode(body))
+
+
+async def _try_target(
+    gateway: Gateway,
+    reply: Reply,
+    request: ParsedRequest,
+    forwarded: Forwarded,
+    route: Route,
+    admission: Admission,
+    *,
+    later: bool,
+) -> bool:
+    """Try ``route`` (again, as the policy allows) until it answers: True.
+
+    False when the request goes on to its next target (``later``: there is one);
+    raises the error the client gets otherwise.
+    """
+    exchange = reply.exchange
+    exchange.route = route
+    adapter = gateway.adapters[route.provider]
+    local = route.provider == LOCAL
+    max_wait_s = gateway.settings.local_max_wait_s if later and local else None
+    call, wrap, translation = _call_for(reply, request, route, adapter, forwarded, max_wait_s)
+    if call is None:
+        assert translation is not None
+        await _answer_locally(reply, adapter, route, translation)
+        return True
+    exchange.upstream_endpoint = call.endpoint
+    provider, model = route.provider, route.upstream_model
+    cooldowns = gateway.cooldowns
+    retries_done = 0
+    while True:
+        exchange.begin_try()
+        first_try = exchange.attempts
+        status: int | None = None
+        answered = False
+        try:
+            response = await adapter.open(call, reply)
+        except GatewayError as error:
+            failed = error
+            failure = UpstreamFailure.of_error(error)
+        except BaseException:  # the client left (or wlm broke): no verdict on the target
+            exchange.end_try(provider, model)
+            if admission is _PROBE:
+                cooldowns.released((provider, model), admission)
+            raise
+        else:
+            status = response.status
+            if status < 400:
+                exchange.end_try(provider, model, status)
+                if not cooldowns.quiet:
+                    cooldowns.succeeded((provider, model))
+                try:
+                    await _answer(gateway, reply, adapter, call, response, wrap)
+                    return True
+                except GatewayError as error:
+                    if reply.headers_sent:
+                        raise
+                    # The body broke or could not be read: nothing reached the client yet.
+                    failed = error
+                    failure = UpstreamFailure.of_error(error)
+                    answered = True
+            else:
+                try:
+                    payload = await response.read()
+                except GatewayError as error:
+                    response.close()
+                    failed = error
+                    failure = UpstreamFailure.of_error(error)
+                else:
+                    failed = adapter.upstream_error(status, payload, response.header("retry-after"))
+                    failure = UpstreamFailure.of_error(failed, response.header)
+                    response.release()
+                    if (
+                        translation is not None
+                        and status == 400
+                        and _OPTIONAL in call.body
+                        and _OPTIONAL.encode() in payload
+                    ):
+                        # Asked once more without the field the translation added.
+                        exchange.end_try(provider, model, status, failed, "retry")
+                        body = {k: v for k, v in call.body.items() if k != _OPTIONAL}
+                        call = attrs.evolve(call, body=body, raw=msgspec.json.encode(body))
+                        continue
+        if exchange.attempts > first_try:
+            # The adapter tried again on its own (a local engine restarted after a
+            # crash): that was this target's retry.
+            retries_done = max(retries_done, gateway.retry_policy.retries)
+        pacing = gateway.pacing
+        decision = gateway.retry_policy.decide(failure, retries_done, pacing.now(), pacing.random())
+        moved_on: MovedOn | None = None
+        if reply.headers_sent:
+            pass  # a loading comment went out: this target has the request
+        elif decision.action == "retry":
+            moved_on = "retry"
+        elif decision.action == "fallback" and later:
+            moved_on = "spillover" if local and failure.kind == "unavailable" else "fallback"
+        _report(cooldowns, (provider, model), failure, admission)
+        if admission is _PROBE:
+            admission = Admission.FORCED  # reported: the probe is over
+        if answered:
+            exchange.moved_on_from_last(failed, moved_on)
+        else:
+            exchange.end_try(provider, model, status, failed, moved_on)
+        if moved_on is None:
+            raise failed
+        if moved_on != "retry":
+            return False
+        retries_done += 1
+        # The wait between tries: a client leaving cancels it (and the request) at once.
+        await pacing.sleep(decision.delay_s)
+
+
+def _report(
+    cooldowns: Cooldowns, target: tuple[str, str], failure: UpstreamFailure, admission: Admission
+) -> None:
+    """Tell the cooldowns how a try failed: a retryable failure counts; an error status
+    means the upstream is up; anything else (a local engine that cannot load, an answer
+    that broke off) says nothing either way."""
+    if failure.retryable:
+        cooldowns.failed(target, admission)
+    elif failure.kind == "status":
+        if not cooldowns.quiet:
+            cooldowns.succeeded(target)
+    elif admission is _PROBE:
+        cooldowns.released(target, admission)
+
+
+def _call_for(
+    reply: Reply,
+    request: ParsedRequest,
+    route: Route,
+    adapter: Adapter,
+    forwarded: Forwarded,
+    max_wait_s: float | None,
+) -> tuple[Call | None, Translation | Passage | None, Translation | None]:
+    """The call ``route`` takes, how its answer is wrapped, and the translation if any
+    (a call of None: the translation answers itself, as count_tokens may)."""
+    exchange = reply.exchange
+    dialect = reply.dialect
+    # The backend speaks the client's dialect: the request goes as it came (or as the
+    # dialect fitted it), else it is translated.
+    passage = AS_SENT if dialect.name == "chat" else dialect.pass_through(request, adapter.config)
+    if passage is not None:
+        sent = passage.body
+        call = Call(
+            endpoint=exchange.endpoint,
+            body=request.body if sent is None else sent,
+            raw=request.raw if sent is None else msgspec.json.encode(sent),
+            model=request.model,
+            upstream_model=route.upstream_model,
+            stream=request.stream,
+            client_wants_usage=request.wants_usage,
+            forwarded_headers=forwarded,
+            request_id=exchange.request_id,
+            max_wait_s=max_wait_s,
+        )
+        return call, passage, None
+    # The backend does not speak the client's dialect: Chat Completions, the hub
+    # every adapter speaks, carries it there and back.
+    translation = dialect.translate(request)
+    for note in translation.notes:
+        log.info("%s via chat to %s: %s", exchange.endpoint, route.provider, note)
+    if translation.local_answer is not None:
+        return None, None, translation
+    chat_body = {**translation.chat_body, "model": route.upstream_model}
+    call = Call(
+        endpoint="chat/completions",
+        body=chat_body,
+        raw=msgspec.json.encode(chat_body),
+        # The chat answer is only read by the translation, which names the client's
+        # model itself: nothing to rewrite on the way.
+        model=route.upstream_model,
+        upstream_model=route.upstream_model,
+        stream=request.stream,
+        client_wants_usage=True,  # the translation needs the usage chunk
+        forwarded_headers=forwarded,
+        request_id=exchange.request_id,
+        max_wait_s=max_wait_s,
+    )
+    return call, translation, translation
+
+
+async def _answer_locally(
+    reply: Reply, adapter: Adapter, route: Route, translation: Translation
+) -> None:
+    """count_tokens where the backend has no such endpoint: its exact count when it can
+    give one (a local engine), else wlm's estimate, marked as such."""
+    counted = None
+    if translation.counts_tokens:
+        chat = {**translation.chat_body, "model": route.upstream_model}
+        call = Call(
+            "chat/completions", chat, b"", route.upstream_model, route.upstream_model, False, False
+        )
+        counted = await adapter.count_tokens(call, reply)
+        reply.exchange.upstream_endpoint = "tokenize" if counted is not None else None
+    if counted is not None:
+        await reply.start(200, JSON_HEADERS)
+        await reply.body(msgspec.json.encode({"input_tokens": counted}), False)
+        return
+    assert translation.local_answer is not None
+    await reply.start(200, [*JSON_HEADERS, (b"x-wlm-estimate", b"true")])
+    await reply.body(translation.local_answer, False)
+
+
+async def _answer(
+    gateway: Gateway,
+    reply: Reply,
+    adapter: Adapter,
+    call: Call,
+    response: UpstreamResponse,
+    wrap: Translation | Passage | None,
+) -> None:
+    """Relay the upstream's answer (a status below 400: the stream or the whole body)
+    to the client, through the translation or the watchers of a passage (``wrap``)."""
+    completed = False
+    try:
+        if response.status >= 300 or response.status < 200:
+            # Redirects are not followed (the key would go with them); a redirect almost
+            # always means a wrong base URL, e.g. http:// for an https:// server.
+            location = gateway.redactor.text(response.header("location") or "nowhere")
+            raise UpstreamBroken(
+                f"Provider '{adapter.config.name}' answered {response.status} "
+                f"(redirecting to {location}); check {adapter.config.base_url_variable}."
+            )
+        if call.stream:
+            # A stream that broke off leaves its connection unusable: drop it, never pool it.
+            relay = adapter.relay(call, reply.exchange.account)
+            if wrap is not None and wrap.relay is not None:
+                relay = wrap.relay(relay)
+            completed = await _relay_stream(gateway, reply, relay, response)
+            return
+        payload = await response.read()
+        completed = True
+        exchange = reply.exchange
+        redact = exchange.redactor(gateway.redactor).bytes
+        out = adapter.finish_response(call, payload, exchange.account)
+        if wrap is not None and wrap.response is not None:
+            out = wrap.response(out)
+        out = redact(out)
+        await reply.start(response.status, JSON_HEADERS)
+        exchange.ttft = time.perf_counter() - exchange.started
+        await reply.body(out, False)
+    finally:
+        if completed:
+            response.release()
+        else:
+            response.close()
+
+
+async def _relay_stream(
+    gateway: Gateway, reply: Reply, relay: StreamRelay, response: UpstreamResponse
+) -> bool:
+    """Relay the stream as it arrives; True when it ended cleanly upstream."""
+    exchange = reply.exchange
+    # The one redaction point for a stream: each send, not each event (an upstream may
+    # echo a key anywhere; the client's own key, maybe known only as a hash, counts too).
+    redact = exchange.redactor(gateway.redactor).bytes
+    if not reply.headers_sent:
+        await reply.start(200, STREAM_HEADERS)
+    send_body = reply.body
+    try:
+        async for chunk in response.chunks():
+            # What arrived in one read leaves in one send: nothing waits for anything
+            # (it was all here), and a send per event costs more than the event's own
+            # work (docs/performance.md).
+            outs = relay.feed(chunk)
+            if exchange.ttft is None and relay.token_seen:
+                exchange.ttft = time.perf_counter() - exchange.started
+            # The last event is handed over: a client that hangs up as soon as it has it
+            # (Codex, after response.completed) has had its whole answer.
+            exchange.answered = relay.done
+            if outs:
+                await send_body(redact(outs[0] if len(outs) == 1 else b"".join(outs)), True)
+            if relay.done:
+                break
+        clean = relay.done
+        tail = relay.end()
+    except GatewayError as error:
+        clean = False
+        failure = Failure.of(error, gateway.redactor.text)
+        exchange.account.error = failure
+        tail = relay.fail(failure)
+    await send_body(redact(b"".join(tail)), False)  # the end of the body, with what remains
+    exchange.settle_stream()
+    return clean
