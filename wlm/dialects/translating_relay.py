@@ -15,6 +15,7 @@ from wlm.sse import SSEParser, plain_data
 __all__ = ["ChatStreamTranslator", "TranslatingRelay"]
 
 E = TypeVar("E")
+_decode = msgspec.json.decode
 
 
 class ChatStreamTranslator(Protocol[E]):
@@ -60,18 +61,26 @@ class TranslatingRelay(Generic[E]):
 
     def _translate(self, chat: list[bytes]) -> list[bytes]:
         events: list[E] = []
+        feed = self._translator.feed
         for out in chat:
-            for block in self._parser.blocks(out):
-                data = plain_data(block)
-                if data is None or data == b"[DONE]":
-                    continue  # keep-alive comments and the chat terminator have no twin
+            # The chat relay hands over whole events, almost always one "data:" line
+            # each: read that directly, anything else through the parser.
+            data = plain_data(out)
+            for payload in (data,) if data is not None else self._payloads(out):
+                if payload == b"[DONE]":
+                    continue  # the chat terminator has no twin
                 try:
-                    chunk = msgspec.json.decode(data)
+                    chunk = _decode(payload)
                 except msgspec.DecodeError:
                     continue
-                if isinstance(chunk, dict):
-                    events += self._translator.feed(chunk)
+                if type(chunk) is dict:
+                    events += feed(chunk)
         return [self._encode(events)] if events else []
+
+    def _payloads(self, out: bytes) -> list[bytes]:
+        """The data of each event in ``out``; keep-alive comments have no twin."""
+        payloads = [plain_data(block) for block in self._parser.blocks(out)]
+        return [p for p in payloads if p is not None]
 
     def feed(self, chunk: bytes) -> list[bytes]:
         return self._translate(self._inner.feed(chunk))

@@ -38,6 +38,7 @@ from typing import Any
 
 import msgspec
 
+from wlm.translate.chat_chunks import plain_text_delta
 from wlm.translate.messages_errors import messages_error_of_chat
 from wlm.translate.messages_response import messages_usage_of_chat, stop_reason_from
 
@@ -107,6 +108,10 @@ class ChatToMessagesStream:
         """Events to send for one chat chunk (the parsed JSON of one ``data:`` event)."""
         if self.done:
             return []
+        if self._open_kind == "text" and self._finish_reason is None:
+            text = plain_text_delta(chunk)
+            if text is not None:  # the common chunk: more text for the open text block
+                return [self._block_delta({"type": "text_delta", "text": text})]
         if not isinstance(chunk, dict):
             return self._fail("The upstream stream was malformed: a chunk is not an object.")
         events: list[Event] = []

@@ -30,6 +30,7 @@ from typing import Any
 
 import msgspec
 
+from wlm.translate.chat_chunks import plain_text_delta
 from wlm.translate.responses_request import ToolNames
 from wlm.translate.responses_response import (
     INCOMPLETE_REASONS,
@@ -133,6 +134,30 @@ class ChatToResponsesStream:
         """Events for one parsed ``chat.completion.chunk`` (or error chunk)."""
         if self.done:
             return []
+        item = self._open
+        if (
+            item is not None
+            and item.kind == "message"
+            and item.parts
+            and item.parts[-1][0] == "text"
+        ):
+            text = plain_text_delta(chunk)
+            if text is not None:  # the common chunk: more text for the open text part
+                item.parts[-1][1].append(text)
+                sequence = self._sequence
+                self._sequence = sequence + 1
+                # What _item_event builds, written out: this is most of a stream's events.
+                return [
+                    {
+                        "type": "response.output_text.delta",
+                        "sequence_number": sequence,
+                        "item_id": item.id,
+                        "output_index": item.output_index,
+                        "content_index": len(item.parts) - 1,
+                        "delta": text,
+                        "logprobs": [],
+                    }
+                ]
         events = self._start()
         try:
             if not isinstance(chunk, dict):
@@ -501,7 +526,11 @@ def error_event(code: str, message: str, param: str | None, sequence_number: int
 
 def encode_sse(events: list[dict[str, Any]]) -> bytes:
     """Responses SSE: ``event: TYPE`` and ``data: JSON`` (compact) per event."""
+    encode = _encoder.encode
     return b"".join(
-        b"event: %s\ndata: %s\n\n" % (str(event["type"]).encode(), msgspec.json.encode(event))
+        b"event: %s\ndata: %s\n\n" % (str(event["type"]).encode(), encode(event))
         for event in events
     )
+
+
+_encoder = msgspec.json.Encoder()
