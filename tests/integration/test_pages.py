@@ -758,3 +758,30 @@ async def test_analytics_shows_retries_fallbacks_and_spillovers_per_provider(
     assert rows["local"]["spillovers"] == 1
     html = (await client.get("/analytics")).text
     assert "<h2>Retries and fallbacks</h2>" in html and 'data-provider="local"' in html
+
+
+async def test_dashboard_and_metrics_show_the_pairs_cooling_down(client: Client) -> None:
+    gateway = client.app.state.gateway
+    assert "Cooling down" not in (await client.get("/")).text  # nothing failing: no section
+    cooldowns = gateway.cooldowns
+    for _ in range(3):  # WLM_COOLDOWN_FAILURES retryable failures in a row
+        cooldowns.failed(("openai", "gpt-4o"), cooldowns.admit(("openai", "gpt-4o")))
+    cooldowns.failed(("anthropic", "claude-x"), cooldowns.admit(("anthropic", "claude-x")))
+    cooldowns.admit(("openai", "gpt-4o"), last=False)  # a request skips it
+
+    html = (await client.get("/", headers={"hx-request": "true", "hx-target": "live"})).text
+    assert "<h2>Cooling down</h2>" in html
+    rows = re.findall(r'<tr data-provider="([^"]+)">(.*?)</tr>', html, re.S)
+    assert [provider for provider, _ in rows] == ["openai", "anthropic"]  # cooling first
+    assert "cooling down" in rows[0][1] and "30 s" in rows[0][1]
+    assert "failing" in rows[1][1]
+    data = (await client.get("/index.json")).json()
+    assert [(c["provider"], c["model"], c["state"]) for c in data["cooldowns"]] == [
+        ("openai", "gpt-4o", "cooling"),
+        ("anthropic", "claude-x", "failing"),
+    ]
+
+    metrics = (await client.get("/metrics")).text.split("\n")
+    assert "wlm_cooldowns_active 1" in metrics
+    assert 'wlm_cooldowns_started_total{provider="openai"} 1' in metrics
+    assert 'wlm_cooldown_skips_total{provider="openai"} 1' in metrics

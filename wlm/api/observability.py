@@ -59,6 +59,15 @@ def metrics_text(gateway: Gateway) -> str:
                 sum(i.in_flight for i in instances),
             ),
         ]
+    cooldowns = gateway.cooldowns
+    gauges.append(
+        (
+            "wlm_cooldowns_active",
+            "Provider and model pairs skipped now: they failed WLM_COOLDOWN_FAILURES times "
+            "in a row and cool down for WLM_COOLDOWN_S.",
+            cooldowns.cooling(),
+        )
+    )
     counters = [
         LabelledCounter(
             "wlm_key_limit_refusals_total",
@@ -66,7 +75,19 @@ def metrics_text(gateway: Gateway) -> str:
             "(rpm, tpm, usd_per_day, usd_per_month).",
             ("key", "reason"),
             dict(gateway.key_limits.refusals),
-        )
+        ),
+        LabelledCounter(
+            "wlm_cooldowns_started_total",
+            "Cooldowns started (or started again by a failed probe), by provider.",
+            ("provider",),
+            {(provider,): n for provider, n in cooldowns.started.items()},
+        ),
+        LabelledCounter(
+            "wlm_cooldown_skips_total",
+            "Tries skipped because their provider and model were cooling down, by provider.",
+            ("provider",),
+            {(provider,): n for provider, n in cooldowns.skipped.items()},
+        ),
     ]
     return gateway.metrics.render(gauges, counters)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from litestar import Request
@@ -11,7 +12,7 @@ from wlm.web.access import gateway_of, web_of
 from wlm.web.data import NoTelemetry, RequestFilter, TelemetryReader
 from wlm.web.render import plain
 
-__all__ = ["instances", "live_figures", "providers", "reader"]
+__all__ = ["cooldowns", "instances", "live_figures", "providers", "reader"]
 
 
 def reader(request: Request[Any, Any, Any]) -> TelemetryReader:
@@ -49,14 +50,43 @@ def instances(gateway: Gateway) -> list[dict[str, Any]]:
     return [plain(info) for info in gateway.local.instances()]
 
 
+def cooldowns(gateway: Gateway) -> list[dict[str, Any]]:
+    """Provider and model pairs failing in a row, cooling down first (wlm/resilience)."""
+    text = gateway.redactor.text
+    return [
+        {
+            "provider": state.provider,
+            "model": text(state.model),
+            "state": state.state,
+            "failures": state.failures,
+            "remaining_s": math.ceil(state.remaining_s),
+        }
+        for state in gateway.cooldowns.snapshot()
+    ]
+
+
 async def live_figures(request: Request[Any, Any, Any], *, feed_size: int = 15) -> dict[str, Any]:
-    """Requests and errors in the last hour and the latest requests, or why not."""
-    writer = gateway_of(request).telemetry
+    """Requests and errors in the last hour, the latest requests (or why not), and the
+    pairs cooling down."""
+    gateway = gateway_of(request)
+    writer = gateway.telemetry
     stats = writer.stats() if writer is not None else None
     telemetry = reader(request)
     try:
         last_hour = await telemetry.last_hour()
         feed = await telemetry.recent(RequestFilter(), limit=feed_size)
     except NoTelemetry as exc:
-        return {"last_hour": None, "feed": [], "telemetry_error": str(exc), "writer": stats}
-    return {"last_hour": last_hour, "feed": feed, "telemetry_error": None, "writer": stats}
+        return {
+            "last_hour": None,
+            "feed": [],
+            "telemetry_error": str(exc),
+            "writer": stats,
+            "cooldowns": cooldowns(gateway),
+        }
+    return {
+        "last_hour": last_hour,
+        "feed": feed,
+        "telemetry_error": None,
+        "writer": stats,
+        "cooldowns": cooldowns(gateway),
+    }
