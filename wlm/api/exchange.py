@@ -24,7 +24,7 @@ from wlm.errors import Failure, GatewayError
 from wlm.providers.accounting import ResponseAccount
 from wlm.redaction import Redactor
 from wlm.routing.resolve import Route
-from wlm.telemetry.records import ConversationRecord, RequestRecord
+from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
 
 __all__ = ["CLIENT_CLOSED", "Exchange", "MovedOn", "UpstreamTry"]
 
@@ -229,6 +229,7 @@ class Exchange:
             local_predicted_ms=timings.get("predicted_ms"),
             local_cache_n=timings.get("cache_n"),
             upstream_endpoint=self.upstream_endpoint,
+            fallback_from=text(self.fallback_from) if self.fallback_from else None,
             **counts,
         )
         if request is None or route is None:
@@ -248,6 +249,30 @@ class Exchange:
             tool_calls_json=kept(msgspec.json.encode(tool_calls).decode() if tool_calls else None),
         )
         return record, conversation
+
+    def attempt_records(self, redactor: Redactor) -> tuple[AttemptRecord, ...]:
+        """One row per try, when the request took more than one plain successful try (the
+        ``attempts`` view derives that one try from the request's own row)."""
+        tries = self.tries
+        if not tries or (
+            len(tries) == 1 and tries[0].moved_on is None and tries[0].error_type is None
+        ):
+            return ()
+        text = redactor.text
+        return tuple(
+            AttemptRecord(
+                request_id=self.record_id,
+                number=t.number,
+                provider=t.provider,
+                upstream_model=text(t.upstream_model),
+                started_at=t.started_at,
+                latency_ms=t.latency * 1000 if t.latency is not None else None,
+                http_status=t.http_status,
+                error_type=t.error_type,
+                moved_on=t.moved_on,
+            )
+            for t in tries
+        )
 
     @property
     def model(self) -> str:

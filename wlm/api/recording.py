@@ -57,7 +57,7 @@ def record_exchange(
             record, conversation = exchange.records(
                 redactor, log_content=log_content, counts=counts, elapsed=elapsed
             )
-            telemetry.submit(record, conversation)
+            telemetry.submit(record, conversation, exchange.attempt_records(redactor))
         return counts
     except Exception:
         log.exception("could not record request %s", exchange.request_id)
