@@ -185,10 +185,11 @@ class ResponsesDialect:
         # (``previous_response_id`` stays for the answer to echo; such a provider
         # takes the conversation from ``input`` alone).
         inputs = [*history, *input_items(body)]
-        keep = body.get("store") is not False
+        # Nothing to watch when nothing is kept (content logging off, or store: false).
+        keep = self.store.enabled and body.get("store") is not False
 
         def remember(response: dict[str, Any]) -> None:
-            if keep and response.get("status") in ("completed", "incomplete"):
+            if response.get("status") in ("completed", "incomplete"):
                 self.store.put(response, inputs)
 
         def relay(inner: StreamRelay) -> StreamRelay:

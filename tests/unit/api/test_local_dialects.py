@@ -345,3 +345,20 @@ async def test_local_dialects_chat_counts_tokens_through_the_chat_template() -> 
     )
     assert reply.json() == {"input_tokens": 3}
     assert sink.only.upstream_endpoint == "tokenize"
+
+
+async def test_without_content_logging_nothing_is_kept_and_follow_ups_say_why() -> None:
+    gateway, transport, _, _ = local_gateway(
+        lambda request: recorded("responses_stop"), WLM_LOG_CONTENT="false"
+    )
+    reply = await drive(gateway, body(model="tiny", input="hi"), endpoint="responses")
+    assert reply.status == 200
+    assert gateway.responses.get(reply.json()["id"]) is None
+    follow_up = await drive(
+        gateway,
+        body(model="tiny", input="more", previous_response_id=reply.json()["id"]),
+        endpoint="responses",
+    )
+    assert follow_up.status == 400
+    assert "WLM_LOG_CONTENT" in follow_up.error["message"]
+    assert len(transport.requests) == 1
