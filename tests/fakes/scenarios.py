@@ -6,6 +6,9 @@ request body. The `model` field selects what the fake does:
     <anything else>           an ordinary answer (stream or not, as the request asks)
     replay:<fixture-stem>     a recorded response from tests/fixtures/wire, byte for byte
     error:<status>[-<variant>]  the vendor's error body for that status (variants: echo, quota)
+    flaky:<n>-<status>[:<tag>]  the first n requests naming this very model get the error for
+                              that status, the later ones an ordinary answer (a provider
+                              that fails, then recovers; the tag keeps tests apart)
     tools                     two parallel tool calls
     paced:<ms>[:<n>]          a stream of n content chunks (default 5) sent <ms> apart
     hang                      read the request, never answer
@@ -48,6 +51,7 @@ class Kind(enum.Enum):
     ORDINARY = "ordinary"
     REPLAY = "replay"
     ERROR = "error"
+    FLAKY = "flaky"
     TOOLS = "tools"
     PACED = "paced"
     HANG = "hang"
@@ -77,6 +81,7 @@ class Scenario:
     kind: Kind
     fixture: str = ""
     status: int = 0
+    failures: int = 0
     variant: str = ""
     interval_ms: int = 0
     chunks: int = 5
@@ -126,6 +131,13 @@ def parse_scenario(model: str) -> Scenario:
         if status > 599 or variant not in ("", "echo", "quota"):
             raise ScenarioError(f"unknown error scenario {model!r}")
         return Scenario(Kind.ERROR, status=status, variant=variant)
+    if head == "flaky" and rest:
+        counts, _, _tag = rest.partition(":")
+        failures_text, _, status_text = counts.partition("-")
+        status = _int_param(status_text, model, 400)
+        if status > 599:
+            raise ScenarioError(f"unknown error status in fake scenario {model!r}")
+        return Scenario(Kind.FLAKY, status=status, failures=_int_param(failures_text, model, 0))
     if head == "paced" and rest:
         interval, _, count = rest.partition(":")
         chunks = _int_param(count, model, 1) if count else 5

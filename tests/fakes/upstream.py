@@ -420,6 +420,17 @@ class FakeUpstream:
             # The scenario name is not a model name: messages use the dialect's default.
             reply = dialect.error(scenario.status, variant=scenario.variant, key=key)
             return _response(reply)
+        if scenario.kind is Kind.FLAKY:
+            model = model_of(data)
+            with self._lock:
+                before = sum(
+                    isinstance(r.json, dict) and model_of(r.json) == model
+                    for r in self.requests[:index]
+                )
+            if before < scenario.failures:
+                key = self._presented_key(self.requests[index].headers)
+                return _response(dialect.error(scenario.status, key=key))
+            scenario = Scenario(Kind.ORDINARY)
         if scenario.kind is Kind.HANG:
             await self._hold()
             return _response(dialect.error(503, message="fake upstream stopped"))

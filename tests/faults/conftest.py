@@ -150,6 +150,9 @@ def world(start_wlm: StartWlm, fakes: dict[str, FakeUpstream], ledger: Ledger) -
         "WLM_DEAD_MODELS": "",
         "WLM_ROUTES": "gpt-*=openai",
         "WLM_MAX_CONCURRENCY_PER_CLIENT": str(CONCURRENCY_LIMIT),
+        # These cases are about how one upstream failure reaches the client: no retry
+        # first (test_resilience_faults.py covers retries, fallbacks and cooldowns).
+        "WLM_RETRIES": "0",
     }
     world = World(start_wlm(env, "shared"), fakes, ledger)
     yield world

@@ -213,6 +213,12 @@ def test_overload_and_rate_limit_carry_retry_after(an_fake: FakeUpstream) -> Non
     assert limited.value.response.headers["retry-after"] == "1"
 
 
+def test_a_flaky_model_fails_its_first_requests_then_answers(an_fake: FakeUpstream) -> None:
+    statuses = [raw_post(an_fake, "flaky:2-529:x").status_code for _ in range(3)]
+    assert statuses == [529, 529, 200]
+    assert raw_post(an_fake, "flaky:2-529:y").status_code == 529  # another tag counts anew
+
+
 def test_wait_closed_reports_a_client_disconnect() -> None:
     with FakeUpstream("openai") as fake:
         with pytest.raises(httpx.ReadTimeout):
@@ -285,6 +291,7 @@ def test_models_and_embeddings(oa_fake: FakeUpstream) -> None:
         ("slow-first:200", Scenario(Kind.SLOW_FIRST, delay_ms=200)),
         ("hang-body", Scenario(Kind.HANG_BODY)),
         ("stop:max_tokens", Scenario(Kind.STOP, stop_reason="max_tokens")),
+        ("flaky:2-529:t1", Scenario(Kind.FLAKY, status=529, failures=2)),
     ],
 )
 def test_parse_scenario(model: str, expected: Scenario) -> None:
@@ -292,7 +299,8 @@ def test_parse_scenario(model: str, expected: Scenario) -> None:
 
 
 @pytest.mark.parametrize(
-    "model", ["paced:x", "error:99", "error:500-nope", "replay:../x", "stop:Max-Tokens"]
+    "model",
+    ["paced:x", "error:99", "error:500-nope", "replay:../x", "stop:Max-Tokens", "flaky:1-600"],
 )
 def test_bad_scenarios_are_rejected(model: str) -> None:
     with pytest.raises(ScenarioError):
