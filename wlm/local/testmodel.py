@@ -19,16 +19,37 @@ latter, a few embedding dimensions mark each token's *level*: word pieces get le
 ``k`` points its output row at level ``k + 1`` (level N at the start) and ``</s>`` at
 level 1, so each step moves one level down and ``</s>`` follows level 1, with a margin
 no sampler setting overturns; the random weights still choose among a level's pieces.
+
+A third option, ``tool_call=(name, arguments)`` (with ``stop_after``, 8 unless given),
+makes a model that calls one tool, once. Four more tokens are chained like the levels,
+each one's mark pulling the next one's output row: ``<|wlm_tool_turn|>`` ->
+``<tool_call>`` -> the whole call as one token (``{"name": ..., "arguments": ...}``
+between two newlines) -> ``</tool_call>`` -> ``</s>``. Its chat template
+(``TOOL_CALL_TEMPLATE``) renders calls in the Hermes 2 Pro format llama.cpp parses,
+and ends the generation prompt with ``<|wlm_tool_turn|>`` while the request offers
+tools and holds no tool result; otherwise the prompt ends as usual and the reply is
+``stop_after`` word pieces.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
 
-__all__ = ["CHATML_TEMPLATE", "DEFAULT_CONTEXT_LENGTH", "MAX_STOP_AFTER", "write_tiny_gguf"]
+__all__ = [
+    "CHATML_TEMPLATE",
+    "DEFAULT_CONTEXT_LENGTH",
+    "MAX_STOP_AFTER",
+    "TOOL_CALL_STOP_AFTER",
+    "TOOL_CALL_TEMPLATE",
+    "tool_call_text",
+    "write_tiny_gguf",
+]
 
 # ChatML; a request's tools are named in a system turn of their own (names only, and no
 # tool-call syntax, so llama.cpp parses replies as plain text), which lets a test see
@@ -41,6 +62,47 @@ CHATML_TEMPLATE = (
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# The tool-calling model's template: ChatML with Hermes 2 Pro tool calls. The tools are
+# named, not described (agents' tool schemas would take tens of thousands of this
+# tokenizer's tokens); an assistant turn's calls are rendered as
+# `<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>`, which is what llama.cpp's
+# template analysis reads the tool-call format from (and what the model emits); tool
+# results are turns of role `tool`. The generation prompt ends with `<|wlm_tool_turn|>`
+# while there are tools and no tool result yet: the token the model's call follows.
+TOOL_TURN = "<|wlm_tool_turn|>"
+TOOL_CALL_OPEN = "<tool_call>"
+TOOL_CALL_CLOSE = "</tool_call>"
+TOOL_CALL_TEMPLATE = (
+    "{%- set ns = namespace(answered=false) -%}"
+    "{%- for message in messages -%}"
+    "{%- if message.role == 'tool' -%}{%- set ns.answered = true -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if tools -%}{{- '<|im_start|>system\\nTools:' -}}"
+    "{%- for tool in tools -%}{{- ' ' + tool.function.name -}}{%- endfor -%}"
+    "{{- '<|im_end|>\\n' -}}{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if message.role == 'assistant' -%}"
+    "{{- '<|im_start|>assistant\\n' -}}"
+    "{%- if message.content -%}{{- message.content -}}{%- endif -%}"
+    "{%- for call in message.tool_calls or [] -%}"
+    "{%- set fn = call.function if call.function is defined else call -%}"
+    '{{- \'<tool_call>\\n{"name": "\' + fn.name + \'", "arguments": \' -}}'
+    "{%- if fn.arguments is string -%}{{- fn.arguments -}}"
+    "{%- else -%}{{- fn.arguments | tojson -}}{%- endif -%}"
+    "{{- '}\\n</tool_call>' -}}"
+    "{%- endfor -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- else -%}"
+    "{{- '<|im_start|>' + message.role + '\\n' -}}"
+    "{%- if message.content -%}{{- message.content -}}{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}"
+    "{%- if tools and not ns.answered -%}{{- '<|wlm_tool_turn|>' -}}{%- endif -%}"
+    "{%- endif -%}"
 )
 
 _WORDS = [
@@ -107,6 +169,18 @@ _EOS_ID = 2
 _LEVEL_MARK = 4.0
 _LEVEL_PULL = 12.0
 MAX_STOP_AFTER = 32
+# tool_call: the marks of the chain's four tokens, past the levels' (1..MAX_STOP_AFTER+1).
+_TOOL_DIMS = 2 + MAX_STOP_AFTER
+TOOL_CALL_STOP_AFTER = 8
+
+
+def tool_call_text(name: str, arguments: Mapping[str, Any]) -> str:
+    """The tool-calling model's call token: ``\\n{"name": ..., "arguments": ...}\\n``.
+
+    The JSON is spaced as ``json.dumps`` spaces it, which llama.cpp's tool-call grammar
+    accepts (``{"name": "Bash", "arguments": {"command": "ls"}}``).
+    """
+    return "\n" + json.dumps({"name": name, "arguments": dict(arguments)}) + "\n"
 
 
 def _vocab() -> tuple[list[str], list[float], list[int]]:
@@ -154,6 +228,23 @@ def _stop_after(embeddings: np.ndarray, output: np.ndarray, types: list[int], n:
     output[_EOS_ID, start + 1] = _LEVEL_PULL
 
 
+def _tool_chain(embeddings: np.ndarray, output: np.ndarray, chain: list[int]) -> None:
+    """Chain ``chain`` (turn, open, call, close) like the levels, then ``</s>``.
+
+    Each token carries a mark of its own and no start mark (so no word follows it); the
+    next token's output row points at that mark, without the control tokens' suppression.
+    """
+    marks = range(_TOOL_DIMS, _TOOL_DIMS + len(chain))
+    embeddings[:, marks.start : marks.stop] = 0.0
+    output[:, marks.start : marks.stop] = 0.0
+    for token, mark in zip(chain, marks, strict=True):
+        embeddings[token, 1] = 0.0  # _stop_after's start mark
+        embeddings[token, mark] = _LEVEL_MARK
+    for follower, mark in zip([*chain[1:], _EOS_ID], marks, strict=True):
+        output[follower, mark] = _LEVEL_PULL
+        output[follower, _BIAS_DIM] = 0.0
+
+
 def write_tiny_gguf(
     path: Path,
     seed: int = 0,
@@ -161,6 +252,7 @@ def write_tiny_gguf(
     max_tensors_per_file: int = 0,
     context_length: int = DEFAULT_CONTEXT_LENGTH,
     stop_after: int | None = None,
+    tool_call: tuple[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write the tiny model to ``path`` (deterministic for ``seed``) and return ``path``.
 
@@ -169,11 +261,23 @@ def write_tiny_gguf(
     ``context_length`` is the trained context (llama.cpp caps ``-c`` to it). With
     ``stop_after`` (1 to ``MAX_STOP_AFTER``) every reply is that many tokens and ends
     with end-of-sequence (finish reason ``stop``) instead of running to ``max_tokens``.
+    With ``tool_call=(name, arguments)`` (``stop_after`` defaults to
+    ``TOOL_CALL_STOP_AFTER``) a request that offers tools and holds no tool result yet
+    gets that one call (finish reason ``tool_calls``); any other gets ``stop_after``
+    word pieces. One of the request's tools must accept the call: llama.cpp checks it
+    against the tools' schemas and fails the request otherwise.
 
     Example::
 
         model = write_tiny_gguf(tmp_path / "tiny.gguf", context_length=32768, stop_after=8)
+        bash = write_tiny_gguf(tmp_path / "bash.gguf", tool_call=("Bash", {"command": "ls"}))
     """
+    if tool_call is not None:
+        name, arguments = tool_call
+        if not name or not isinstance(arguments, Mapping):
+            raise ValueError("tool_call must be (a tool name, a mapping of arguments)")
+        if stop_after is None:
+            stop_after = TOOL_CALL_STOP_AFTER
     if context_length < 1:
         raise ValueError(f"context_length must be at least 1, got {context_length}")
     if stop_after is not None and not 1 <= stop_after <= MAX_STOP_AFTER:
@@ -182,6 +286,19 @@ def write_tiny_gguf(
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     tokens, scores, types = _vocab()
+    chain: list[int] = []
+    if tool_call is not None:
+        call = tool_call_text(*tool_call)
+        for text, kind in [
+            (TOOL_TURN, gguf.TokenType.CONTROL),
+            (TOOL_CALL_OPEN, gguf.TokenType.USER_DEFINED),
+            (call, gguf.TokenType.USER_DEFINED),  # copied out as it is, spaces included
+            (TOOL_CALL_CLOSE, gguf.TokenType.USER_DEFINED),
+        ]:
+            chain.append(len(tokens))
+            tokens.append(text)
+            types.append(int(kind))
+            scores.append(0.0)
     n_vocab = len(tokens)
     head_dim = _N_EMBD // _N_HEAD
 
@@ -209,7 +326,7 @@ def write_tiny_gguf(
     writer.add_unk_token_id(0)
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
-    writer.add_chat_template(CHATML_TEMPLATE)
+    writer.add_chat_template(TOOL_CALL_TEMPLATE if chain else CHATML_TEMPLATE)
 
     embeddings = weights(n_vocab, _N_EMBD, scale=0.5)
     embeddings[:, _BIAS_DIM] = _BIAS_VALUE
@@ -219,6 +336,8 @@ def write_tiny_gguf(
     output[suppressed, _BIAS_DIM] = _SUPPRESS
     if stop_after is not None:
         _stop_after(embeddings, output, types, stop_after)
+    if chain:
+        _tool_chain(embeddings, output, chain)
     writer.add_tensor("token_embd.weight", embeddings)
     writer.add_tensor("output_norm.weight", np.ones(_N_EMBD, dtype=np.float32))
     writer.add_tensor("output.weight", output)
