@@ -286,9 +286,24 @@ def _split_parts(path: Path) -> list[Path]:
     return sorted(path.parent.glob(f"{path.stem}-[0-9][0-9][0-9][0-9][0-9]-of-*.gguf"))
 
 
+def _tool_call_option(values: list[str] | None) -> tuple[tuple[str, dict[str, Any]] | None, str]:
+    """``--tool-call NAME JSON`` as ((name, arguments), "") or (None, the problem with it)."""
+    if values is None:
+        return None, ""
+    name, arguments = values
+    try:
+        parsed = json.loads(arguments)
+    except ValueError as exc:
+        return None, f"--tool-call's arguments are not JSON ({exc}): {arguments}"
+    if not name.strip() or not isinstance(parsed, dict):
+        return None, "--tool-call takes a tool name and its arguments as a JSON object"
+    return (name, parsed), ""
+
+
 def _make_test_model(args: argparse.Namespace) -> int:
     path = Path(args.path)
     problem = None
+    tool_call, tool_call_problem = _tool_call_option(args.tool_call)
     if path.suffix.lower() != ".gguf":
         problem = f"{path} does not end in .gguf, so wlm would not list it"
     elif args.seed < 0 or args.split < 0:
@@ -297,6 +312,8 @@ def _make_test_model(args: argparse.Namespace) -> int:
         problem = "--ctx takes a number from 1 up"
     elif args.stop_after is not None and not 1 <= args.stop_after <= 32:
         problem = "--stop-after takes a number from 1 to 32"
+    elif tool_call_problem:
+        problem = tool_call_problem
     elif path.is_dir():
         problem = f"{path} is a directory; give the file to write, e.g. {path / 'tiny.gguf'}"
     else:
@@ -309,15 +326,19 @@ def _make_test_model(args: argparse.Namespace) -> int:
     for old in existing:  # --force: a new set may have fewer parts than the old one
         old.unlink()
     # numpy and gguf load here, not at the top: no other command needs them.
-    from wlm.local.testmodel import write_tiny_gguf
+    from wlm.local.testmodel import TOOL_CALL_STOP_AFTER, write_tiny_gguf
 
+    stop_after = args.stop_after
+    if tool_call is not None and stop_after is None:
+        stop_after = TOOL_CALL_STOP_AFTER
     try:
         first = write_tiny_gguf(
             path,
             seed=args.seed,
             max_tensors_per_file=args.split,
             context_length=args.ctx,
-            stop_after=args.stop_after,
+            stop_after=stop_after,
+            tool_call=tool_call,
         )
     except OSError as exc:
         print(f"wlm make-test-model: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
@@ -325,11 +346,9 @@ def _make_test_model(args: argparse.Namespace) -> int:
     files = _split_parts(path) if first != path else [path]
     size_kb = sum(f.stat().st_size for f in files) // 1024
     parts = f" and {len(files) - 1} more part(s)" if len(files) > 1 else ""
-    ends = (
-        f"end after {args.stop_after} tokens"
-        if args.stop_after is not None
-        else "run to max_tokens"
-    )
+    ends = f"end after {stop_after} tokens" if stop_after is not None else "run to max_tokens"
+    if tool_call is not None:
+        ends += f", or call {tool_call[0]} while a request offers tools and has no tool result"
     print(
         f"wrote {first}{parts} ({size_kb} KB): a random-weight test model (context "
         f"{args.ctx}) whose replies are gibberish and {ends}; wlm lists it when it is "
@@ -400,6 +419,14 @@ def _parser() -> argparse.ArgumentParser:
         help="every reply is N tokens (1 to 32) and ends by itself (finish reason stop) "
         "instead of running to max_tokens; for agents, which treat a cut-off reply "
         "as a failure",
+    )
+    test_model.add_argument(
+        "--tool-call",
+        nargs=2,
+        metavar=("NAME", "JSON"),
+        help="a request that offers tools and holds no tool result yet gets this one call "
+        '(finish reason tool_calls), e.g. --tool-call Bash \'{"command": "ls"}\'; '
+        "any other gets text (implies --stop-after 8 unless given)",
     )
     test_model.add_argument("--force", action="store_true", help="overwrite existing files")
     test_model.set_defaults(func=_make_test_model)

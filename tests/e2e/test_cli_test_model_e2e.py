@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from wlm.local.discovery import scan_models
+from wlm.local.testmodel import write_tiny_gguf
 
 pytestmark = pytest.mark.e2e
 
@@ -93,3 +94,33 @@ def test_force_replaces_a_whole_split_set(tmp_path: Path) -> None:
         "tiny-00002-of-00002.gguf",
     ]
     assert scan_models(tmp_path)["tiny"].usable
+
+
+def test_tool_call_writes_the_model_that_calls_it(tmp_path: Path) -> None:
+    run = make_test_model(tmp_path, "bash.gguf", "--tool-call", "Bash", '{"command": "ls"}')
+
+    assert run.returncode == 0, run.stderr
+    assert one_line(run).endswith(
+        "whose replies are gibberish and end after 8 tokens, or call Bash while a request "
+        "offers tools and has no tool result; wlm lists it when it is under WLM_MODELS_DIR"
+    )
+    written = write_tiny_gguf(tmp_path / "same.gguf", tool_call=("Bash", {"command": "ls"}))
+    assert (tmp_path / "bash.gguf").read_bytes() == written.read_bytes()
+    assert scan_models(tmp_path)["bash"].usable
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ('{"command"', "--tool-call's arguments are not JSON (Expecting ':' delimiter"),
+        ('["ls"]', "--tool-call takes a tool name and its arguments as a JSON object"),
+    ],
+)
+def test_tool_call_arguments_must_be_a_json_object(
+    tmp_path: Path, arguments: str, problem: str
+) -> None:
+    run = make_test_model(tmp_path, "bash.gguf", "--tool-call", "Bash", arguments)
+
+    assert run.returncode == 1
+    assert one_line(run).startswith(f"wlm make-test-model: {problem}")
+    assert list(tmp_path.iterdir()) == []
