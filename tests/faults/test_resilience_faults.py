@@ -5,7 +5,8 @@ a 429 storm, Anthropic's 529, a refused connection, a flapping provider, a local
 that cannot load and a local engine whose one slot is busy past WLM_LOCAL_MAX_WAIT_S.
 For every case: the client gets an answer from the chain (the model that answered,
 x-wlm-provider, x-wlm-attempts), each fake saw exactly the tries expected, and the
-telemetry row names the provider that answered after how many tries.
+telemetry has the provider that answered, after how many tries, and one row per try
+in the ``attempts`` view that matches what the fakes saw.
 
 Waits are small: WLM_RETRY_MAX_WAIT_S=0.3 caps every backoff, and a retry-after the
 fakes send beyond it is not waited (the fallback answers at once).
@@ -138,9 +139,20 @@ def answered_by(response: httpx.Response, provider: str, attempts: int) -> None:
     assert response.headers["x-wlm-attempts"] == str(attempts)
 
 
-def recorded(client: Client, request_id: str, provider: str, attempts: int) -> None:
+def recorded(
+    client: Client, request_id: str, provider: str, attempts: int
+) -> list[tuple[Any, ...]]:
+    """Check the request's telemetry row; its rows of the ``attempts`` view, in order
+    (provider, HTTP status, why wlm moved on)."""
     row = telemetry_row(client.admin, request_id)
     assert (row["status"], row["provider"], row["attempts"]) == ("ok", provider, attempts)
+    sql = (
+        "SELECT provider, http_status, moved_on FROM attempts "
+        f"WHERE request_id = '{row['id']}' ORDER BY number"
+    )
+    response = client.admin.post("/api/sql", json={"sql": sql})
+    assert response.status_code == 200, response.text
+    return [tuple(r) for r in response.json()["rows"]]
 
 
 def test_a_429_storm_goes_to_the_fallback_without_waiting_then_skips_the_cooling_pair(
@@ -160,8 +172,14 @@ def test_a_429_storm_goes_to_the_fallback_without_waiting_then_skips_the_cooling
     assert elapsed < 8  # eight retry-afters of 1 s were never waited
     assert len(posts(own["openai"], "error:429")) == 3  # the cooldown began at the third
     assert len(posts(own["openrouter"], "openai/gpt-4o-mini")) >= 8
-    recorded(wlm, ids[0], "openrouter", 2)
-    recorded(wlm, ids[-1], "openrouter", 1)
+    assert recorded(wlm, ids[0], "openrouter", 2) == [
+        ("openai", 429, "fallback"),
+        ("openrouter", 200, None),
+    ]
+    assert recorded(wlm, ids[-1], "openrouter", 1) == [
+        ("openai", None, "cooldown_skip"),
+        ("openrouter", 200, None),
+    ]
     metrics = wlm.admin.get("/metrics").text.split("\n")
     assert 'wlm_cooldowns_started_total{provider="openai"} 1' in metrics
     assert 'wlm_cooldown_skips_total{provider="openai"} 5' in metrics
@@ -189,7 +207,11 @@ def test_a_short_retry_after_is_waited_and_the_same_model_answers(
     arrivals = posts(retry_after["openai"], "flaky:2-429:honoured")
     assert len(arrivals) == 3
     assert all(b - a >= 0.2 for a, b in itertools.pairwise(arrivals))
-    recorded(wlm, request_id, "openai", 3)
+    assert recorded(wlm, request_id, "openai", 3) == [
+        ("openai", 429, "retry"),
+        ("openai", 429, "retry"),
+        ("openai", 200, None),
+    ]
 
 
 def test_anthropic_overloaded_is_retried_then_answered(
@@ -233,7 +255,12 @@ def test_a_refused_connection_is_retried_then_falls_back(
     assert len(posts(own["openai"], "gpt-4o-mini")) == before + 1
     if stream:
         assert data_events(response.text)[-1] == "[DONE]"
-    recorded(wlm, request_id, "openai", 4)
+    assert recorded(wlm, request_id, "openai", 4) == [
+        ("dead", None, "retry"),
+        ("dead", None, "retry"),
+        ("dead", None, "fallback"),
+        ("openai", 200, None),
+    ]
 
 
 def test_a_flapping_provider_cools_down_then_one_probe_brings_it_back(
@@ -311,7 +338,10 @@ def test_a_local_model_that_fails_to_load_is_answered_by_its_fallback(
     answered_by(response, "openai", 2)
     assert response.json()["model"] == "openai/gpt-4o-mini"
     assert len(posts(own["openai"], "gpt-4o-mini")) == before + 1
-    recorded(local_chain, request_id, "openai", 2)
+    assert recorded(local_chain, request_id, "openai", 2) == [
+        ("local", None, "spillover"),
+        ("openai", 200, None),
+    ]
     instances = local_chain.admin.get("/api/instances").json()["data"]
     assert [i["state"] for i in instances if i["model_id"] == "refuse-me"] == ["failed"]
 
@@ -354,4 +384,7 @@ def test_a_local_engine_busy_past_the_maximum_wait_spills_over_to_the_cloud(
     holder.join(timeout=20)
     answered_by(held["response"], "local", 1)
     assert held["response"].json()["choices"][0]["message"]["content"] == "from the engine"
-    recorded(local_chain, request_id, "openai", 2)
+    assert recorded(local_chain, request_id, "openai", 2) == [
+        ("local", None, "spillover"),
+        ("openai", 200, None),
+    ]
