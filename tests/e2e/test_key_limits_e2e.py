@@ -6,7 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,13 +20,6 @@ pytestmark = pytest.mark.e2e
 
 StartServer = Callable[..., WlmServer]
 ALICE = {"authorization": "Bearer sk-alice-0123456789"}
-
-
-@pytest.fixture
-def openai_fake() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream("openai").start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -32,13 +32,6 @@ StartServer = Callable[..., WlmServer]
 def marked_files(root: Path, marker: bytes) -> list[Path]:
     """Every file under ``root`` whose raw bytes contain ``marker``."""
     return [p for p in root.rglob("*") if p.is_file() and marker in p.read_bytes()]
-
-
-@pytest.fixture
-def openai_fake() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream("openai").start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 __all__ = ["PatternTable", "is_glob"]
 
 T = TypeVar("T")
+_SEEN_MAX = 4096
 
 
 def is_glob(name: str) -> bool:
@@ -32,22 +33,29 @@ class PatternTable(Generic[T]):
     glob that matches, in the order written. Matching is case-sensitive.
     """
 
-    __slots__ = ("_exact", "_globs")
+    __slots__ = ("_exact", "_globs", "_seen")
 
     def __init__(self, pairs: Iterable[tuple[str, T]]) -> None:
         pairs = tuple(pairs)
         self._exact: dict[str, T] = {name: value for name, value in pairs if not is_glob(name)}
         self._globs = tuple((name, value) for name, value in pairs if is_glob(name))
+        # Names already matched against the globs (a request path asks for the same few
+        # names over and over); bounded, since clients may send any name.
+        self._seen: dict[str, T | None] = {}
 
     def get(self, name: str) -> T | None:
         """The value for ``name``, or None when nothing matches."""
         exact = self._exact.get(name)
-        if exact is not None:
+        if exact is not None or not self._globs:
             return exact
-        for pattern, value in self._globs:
-            if fnmatchcase(name, pattern):
-                return value
-        return None
+        seen = self._seen
+        if name in seen:
+            return seen[name]
+        found = next((value for pattern, value in self._globs if fnmatchcase(name, pattern)), None)
+        if len(seen) >= _SEEN_MAX:
+            seen.clear()
+        seen[name] = found
+        return found
 
     def __bool__(self) -> bool:
         return bool(self._exact or self._globs)

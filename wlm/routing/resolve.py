@@ -25,6 +25,8 @@ from wlm.routing.patterns import PatternTable
 
 __all__ = ["LOCAL", "Route", "Router"]
 
+_MATCHED_MAX = 4096
+
 
 @frozen
 class Route:
@@ -48,6 +50,10 @@ class Router:
         self._default = settings.default_provider
         self._providers: dict[str, ProviderConfig] = {p.name: p for p in settings.providers}
         self._local_ids = local_ids
+        # Names already matched, while the local ids stay the same set (a rescan that
+        # finds a change makes a new one): bounded, since clients may send any name.
+        self._matched: dict[str, Route | None] = {}
+        self._matched_for: frozenset[str] | None = None
         # Providers a route may name but that cannot be called (no key): checked per request.
         self._unconfigured = frozenset(p.name for p in settings.providers if not p.configured)
 
@@ -80,6 +86,19 @@ class Router:
 
     def _match(self, name: str) -> Route | None:
         local_ids = self._local_ids()
+        matched = self._matched
+        if local_ids is not self._matched_for and local_ids != self._matched_for:
+            matched.clear()
+            self._matched_for = local_ids
+        elif name in matched:
+            return matched[name]
+        route = self._find(name, local_ids)
+        if len(matched) >= _MATCHED_MAX:
+            matched.clear()
+        matched[name] = route
+        return route
+
+    def _find(self, name: str, local_ids: frozenset[str]) -> Route | None:
         if name in local_ids:
             return Route(LOCAL, name, "local")
         for pattern in self._routes:

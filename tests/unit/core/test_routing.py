@@ -131,3 +131,16 @@ def test_alias_globs_map_a_clients_own_model_names_exact_first_then_in_order() -
     # No alias matches: the name resolves as written (here: no route at all).
     with pytest.raises(ModelNotFound):
         r.resolve("mistral-large")
+
+
+def test_a_model_found_or_dropped_by_a_rescan_routes_at_once() -> None:
+    found: list[frozenset[str]] = [frozenset()]
+    r = Router(load_settings(ENV), lambda: found[0])
+    assert r.resolve("gpt-4o") == Route("openai", "gpt-4o", "route")
+    assert r.resolve("new-gguf").provider == "openrouter"  # the default, before the rescan
+    found[0] = frozenset({"new-gguf", "gpt-4o"})  # a rescan: a new set of ids
+    assert r.resolve("new-gguf") == Route("local", "new-gguf", "local")
+    assert r.resolve("gpt-4o") == Route("local", "gpt-4o", "local")  # local ids win
+    found[0] = frozenset()
+    assert r.resolve("new-gguf").provider == "openrouter"
+    assert r.resolve("gpt-4o") == Route("openai", "gpt-4o", "route")
