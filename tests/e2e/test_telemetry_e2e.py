@@ -39,7 +39,9 @@ from tests.e2e.telemetry_helpers import (
     wlm_cli,
 )
 from tests.fakes import FakeUpstream
+from wlm.config import load_settings
 from wlm.local.testmodel import write_tiny_gguf
+from wlm.telemetry.pricing import Prices
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local]  # the mix includes a local model
 
@@ -297,6 +299,16 @@ def test_token_counts_are_the_reported_usage_and_null_when_unknown(mix: Mix) -> 
     assert local.tokens[0] and local.tokens[1] == 5  # the engine's own usage, not a guess
 
 
+_USAGE_COLUMNS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cache_write_tokens",
+)
+_PRICES = Prices.from_settings(load_settings({}))
+
+
 def test_timings_cost_and_local_engine_figures(mix: Mix) -> None:
     local_columns = ("local_prompt_n", "local_prompt_ms", "local_predicted_n", "local_predicted_ms")
     for sent in mix.sent:
@@ -304,7 +316,18 @@ def test_timings_cost_and_local_engine_figures(mix: Mix) -> None:
         assert row["latency_ms"] > 0, sent.model
         if sent.status == "ok":
             assert 0 < row["ttft_ms"] <= row["latency_ms"], sent.model
-        assert row["cost_usd"] == (0.00042 if sent.provider == "openrouter" else None)
+        # OpenRouter's own figure wins; every other answer is priced from its usage
+        # (local: 0 unless priced in WLM_PRICES), a model nobody prices gets NULL.
+        if sent.provider == "openrouter":
+            assert row["cost_usd"] == 0.00042
+        elif sent.provider == "local":
+            assert row["cost_usd"] == 0.0
+        else:
+            counts = {k: row[k] for k in _USAGE_COLUMNS}
+            expected = _PRICES.cost_of(sent.provider, row["upstream_model"], counts)
+            assert row["cost_usd"] == pytest.approx(expected), sent.model
+            if sent.model == "gpt-4o-mini" and sent.status == "ok":
+                assert row["cost_usd"] > 0  # a model genai-prices knows
         local = [row[k] for k in local_columns]
         if sent.provider == "local":
             assert None not in local
