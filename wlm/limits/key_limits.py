@@ -125,42 +125,37 @@ class KeyLimiter:
         """
         if not self.enabled:
             return ()
-        limits = self._effective.get(client) or self.limits_for(client)
+        limits = self.limits_for(client)
         if limits.usd_per_day or limits.usd_per_month:
             self._check_budgets(client, limits)
         now = self._clock()
-        requests = self._requests.get(client) if limits.rpm else None
-        if requests is None and limits.rpm:
-            requests = self._window(self._requests, client, limits.rpm, 0.0)
-        tokens = self._tokens.get(client) if limits.tpm else None
-        if tokens is None and limits.tpm:
-            tokens = self._window(self._tokens, client, limits.tpm, 1.0)
+        requests = self._window(self._requests, client, limits.rpm, 0.0)
+        tokens = self._window(self._tokens, client, limits.tpm, 1.0)
         tokens_full = tokens is not None and not tokens.has_room(now)
         # The common case in one step: room for the tokens, and a request slot taken.
         if not tokens_full and (requests is None or requests.take(now)):
             return _headers(requests, tokens, now)
-        waits: list[tuple[float, str]] = []
-        if requests is not None and not requests.has_room(now):
-            waits.append((requests.wait_s(now), "rpm"))
-        if tokens_full and tokens is not None:
-            waits.append((tokens.wait_s(now), "tpm"))
-        if waits:
-            wait, reason = max(waits)
-            name = client or ANONYMOUS
-            self.refusals[(name, reason)] += 1
-            what = "requests" if reason == "rpm" else "tokens"
-            limit = limits.rpm if reason == "rpm" else limits.tpm
-            raise RateLimited(
-                f"Rate limit reached for key '{name}': {limit} {what} per minute "
-                f"({reason} in WLM_KEY_LIMITS). Try again in {math.ceil(wait)} s.",
-                headers=dict(
-                    (
-                        ("retry-after", str(max(1, math.ceil(wait)))),
-                        *_headers(requests, tokens, now),
-                    )
-                ),
-            )
-        raise AssertionError("not reached: a full window gives a wait")
+        # Refused: a full window (the tokens', or the requests' that take() found full)
+        # says how long until it has room; the longer wait is the answer.
+        wait, reason = max(
+            (window.wait_s(now), reason)
+            for window, reason in ((requests, "rpm"), (tokens, "tpm"))
+            if window is not None and not window.has_room(now)
+        )
+        name = client or ANONYMOUS
+        self.refusals[(name, reason)] += 1
+        what = "requests" if reason == "rpm" else "tokens"
+        limit = limits.rpm if reason == "rpm" else limits.tpm
+        raise RateLimited(
+            f"Rate limit reached for key '{name}': {limit} {what} per minute "
+            f"({reason} in WLM_KEY_LIMITS). Try again in {math.ceil(wait)} s.",
+            headers=dict(
+                (
+                    ("retry-after", str(max(1, math.ceil(wait)))),
+                    *_headers(requests, tokens, now),
+                )
+            ),
+        )
 
     def finished(self, client: str | None, *, tokens: int | None, cost_usd: float | None) -> None:
         """A request of ``client`` ended having used ``tokens`` and cost ``cost_usd``."""

@@ -49,7 +49,7 @@ class SlidingWindow:
         return int(self._used)
 
     def remaining(self, now: float) -> int:
-        return max(0, self.limit - self.used(now))
+        return self.state(now)[0]
 
     def has_room(self, now: float, amount: int = 1) -> bool:
         """Whether ``amount`` more units fit now."""
@@ -100,10 +100,7 @@ class SlidingWindow:
 
     def reset_s(self, now: float) -> float:
         """Seconds until the window is empty again (OpenAI's ``x-ratelimit-reset-*``)."""
-        self._expire(now)
-        if not self._times:
-            return 0.0
-        return _until(now, self._times[-1] + self.window_s)
+        return self.state(now)[1]
 
     def _expire(self, now: float) -> None:
         times, amounts = self._times, self._amounts

@@ -134,30 +134,10 @@ class ChatToResponsesStream:
         """Events for one parsed ``chat.completion.chunk`` (or error chunk)."""
         if self.done:
             return []
-        item = self._open
-        if (
-            item is not None
-            and item.kind == "message"
-            and item.parts
-            and item.parts[-1][0] == "text"
-        ):
+        if self._started:
             text = plain_text_delta(chunk)
-            if text is not None:  # the common chunk: more text for the open text part
-                item.parts[-1][1].append(text)
-                sequence = self._sequence
-                self._sequence = sequence + 1
-                # What _item_event builds, written out: this is most of a stream's events.
-                return [
-                    {
-                        "type": "response.output_text.delta",
-                        "sequence_number": sequence,
-                        "item_id": item.id,
-                        "output_index": item.output_index,
-                        "content_index": len(item.parts) - 1,
-                        "delta": text,
-                        "logprobs": [],
-                    }
-                ]
+            if text is not None:  # the common chunk: answer text and nothing else
+                return self._text("text", text)
         events = self._start()
         try:
             if not isinstance(chunk, dict):
