@@ -33,8 +33,10 @@ no chain and records one try.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -118,7 +120,7 @@ async def serve(
     admission = _GO
     if not cooldowns.quiet:
         admission = cooldowns.admit((route.provider, route.upstream_model), last=True)
-    await _try_target(gateway, reply, request, forwarded, route, admission, later=False)
+    await _try_target(gateway, reply, request, forwarded, route, admission, later=_never)
 
 
 async def _serve_chain(
@@ -131,28 +133,17 @@ async def _serve_chain(
     """Each name of ``names`` in turn, until one answers; the last one's error otherwise."""
     exchange = reply.exchange
     cooldowns = gateway.cooldowns
-    routes: list[Route | GatewayError] = []
-    for name in names:
-        try:
-            routes.append(gateway.router.resolve(name))
-        except GatewayError as error:  # no route, or a provider without a key
-            routes.append(error)
-    # Which entries have a routable one after them (the last routable one is the last
-    # option: its failure is the client's).
-    later = [False] * len(routes)
-    for index in range(len(routes) - 2, -1, -1):
-        later[index] = later[index + 1] or isinstance(routes[index + 1], Route)
-    for index, route in enumerate(routes):
+    chain = _Chain(gateway, names)
+    for index, name in enumerate(names):
+        route = chain.route(index)
         if isinstance(route, GatewayError):
-            if not later[index]:
+            if not chain.routable_after(index):
                 raise route  # nothing routes: the model the client asked for is unknown
-            exchange.passed_over(None, names[index], "fallback", route)
+            exchange.passed_over(None, name, "fallback", route)
             continue
         admission = _GO
         if not cooldowns.quiet:
-            others = [
-                (r.provider, r.upstream_model) for r in routes[index + 1 :] if isinstance(r, Route)
-            ]
+            others = [(r.provider, r.upstream_model) for r in chain.routes_after(index)]
             admission = cooldowns.admit(
                 (route.provider, route.upstream_model),
                 last=cooldowns.none_admitted(others),
@@ -160,14 +151,50 @@ async def _serve_chain(
             if admission is Admission.SKIP:
                 exchange.passed_over(route.provider, route.upstream_model, "cooldown_skip", None)
                 continue
-        target = request if index == 0 else _named(request, names[index])
-        if await _try_target(
-            gateway, reply, target, forwarded, route, admission, later=later[index]
-        ):
+        target = request if index == 0 else _named(request, name)
+        later = functools.partial(chain.routable_after, index)
+        if await _try_target(gateway, reply, target, forwarded, route, admission, later=later):
             if index != 0:
                 exchange.fallback_from = request.model
             return
     raise AssertionError("the last routable target answers or raises")  # pragma: no cover
+
+
+class _Chain:
+    """A chain's names, each routed when first needed: a request its first target
+    answers routes no other (the happy path stays as cheap as without a chain)."""
+
+    __slots__ = ("_gateway", "_routes", "names")
+
+    def __init__(self, gateway: Gateway, names: tuple[str, ...]) -> None:
+        self._gateway = gateway
+        self.names = names
+        self._routes: list[Route | GatewayError | None] = [None] * len(names)
+
+    def route(self, index: int) -> Route | GatewayError:
+        """Where the name at ``index`` goes, or why it goes nowhere (no route, no key)."""
+        route = self._routes[index]
+        if route is None:
+            try:
+                route = self._gateway.router.resolve(self.names[index])
+            except GatewayError as error:
+                route = error
+            self._routes[index] = route
+        return route
+
+    def routes_after(self, index: int) -> list[Route]:
+        found = (self.route(later) for later in range(index + 1, len(self.names)))
+        return [route for route in found if isinstance(route, Route)]
+
+    def routable_after(self, index: int) -> bool:
+        """Whether a name after ``index`` routes (if not, ``index``'s failure is final)."""
+        return any(
+            isinstance(self.route(later), Route) for later in range(index + 1, len(self.names))
+        )
+
+
+def _never() -> bool:
+    return False
 
 
 def _named(request: ParsedRequest, name: str) -> ParsedRequest:
@@ -184,18 +211,19 @@ async def _try_target(
     route: Route,
     admission: Admission,
     *,
-    later: bool,
+    later: Callable[[], bool],
 ) -> bool:
     """Try ``route`` (again, as the policy allows) until it answers: True.
 
-    False when the request goes on to its next target (``later``: there is one);
+    False when the request goes on to its next target (``later()``: there is one,
+    asked only when needed);
     raises the error the client gets otherwise.
     """
     exchange = reply.exchange
     exchange.route = route
     adapter = gateway.adapters[route.provider]
     local = route.provider == LOCAL
-    max_wait_s = gateway.settings.local_max_wait_s if later and local else None
+    max_wait_s = gateway.settings.local_max_wait_s if local and later() else None
     call, wrap, translation = _call_for(reply, request, route, adapter, forwarded, max_wait_s)
     if call is None:
         assert translation is not None
@@ -269,7 +297,7 @@ async def _try_target(
             pass  # a loading comment went out: this target has the request
         elif decision.action == "retry":
             moved_on = "retry"
-        elif decision.action == "fallback" and later:
+        elif decision.action == "fallback" and later():
             moved_on = "spillover" if local and failure.kind == "unavailable" else "fallback"
         _report(cooldowns, (provider, model), failure, admission)
         if admission is _PROBE:

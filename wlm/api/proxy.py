@@ -280,8 +280,8 @@ async def proxy_endpoint(
             raise _too_large(settings.max_body_bytes)
         _identify(gateway, exchange, scope)
         if gateway.key_limits.enabled:
-            admitted = gateway.key_limits.admit(exchange.client)  # or a 429 that says why
-            reply.extra_headers = [(k.encode(), v.encode()) for k, v in admitted]
+            # x-ratelimit-* for the answer, or a 429 that says why
+            reply.extra_headers = gateway.key_limits.admit(exchange.client)
         with gateway.client_slots.hold(exchange.client or _address(scope)):
             body_pending = False
             raw = await _read_body(receive, settings.max_body_bytes, settings.body_timeout_s)

@@ -6,21 +6,44 @@ cut) and the next one is refused. At start the ledger is seeded with what
 telemetry recorded for the current day and month
 (:func:`wlm.telemetry.spend.read_spend`), so a restart forgets nothing.
 
->>> ledger = SpendLedger()
->>> now = datetime(2025, 6, 30, 23, 0, tzinfo=UTC)
->>> ledger.add("alice", 1.5, now)
->>> ledger.spent("alice", now), ledger.spent("alice", now + timedelta(hours=2))
-(Spend(day_usd=1.5, month_usd=1.5), Spend(day_usd=0.0, month_usd=0.0))
+The day ends at UTC midnight. An account turns that into a deadline on the
+monotonic clock when it is armed, so checking a budget is one float comparison
+and the wall clock is read only once the deadline has passed (then the calendar
+decides: a wall clock set back re-arms the deadline without starting a new day).
+
+>>> start, elapsed = datetime(2025, 6, 30, 23, 0, tzinfo=UTC), [0.0]
+>>> ledger = SpendLedger(clock=lambda: elapsed[0],
+...                     wall=lambda: start + timedelta(seconds=elapsed[0]))
+>>> ledger.add("alice", 1.5)
+>>> ledger.spent("alice")
+Spend(day_usd=1.5, month_usd=1.5)
+>>> elapsed[0] = 7200.0  # two hours later: July 1st
+>>> ledger.spent("alice")
+Spend(day_usd=0.0, month_usd=0.0)
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import attrs
 from attrs import frozen
 
-__all__ = ["Spend", "SpendLedger", "day_start", "month_start", "next_day", "next_month"]
+__all__ = [
+    "Spend",
+    "SpendAccount",
+    "SpendLedger",
+    "day_start",
+    "month_start",
+    "next_day",
+    "next_month",
+    "utc_now",
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @frozen
@@ -31,60 +54,77 @@ class Spend:
     month_usd: float = 0.0
 
 
-@attrs.define
-class _Account:
-    day_end: datetime  # the next UTC midnight: the day's spend resets then
-    month_end: datetime
-    day_usd: float = 0.0
-    month_usd: float = 0.0
+class SpendAccount:
+    """One client's spend today and this month, rolling over at UTC midnight."""
 
-    @classmethod
-    def starting(cls, now: datetime) -> _Account:
-        return cls(next_day(now), next_month(now))
+    __slots__ = ("day_end", "day_usd", "deadline", "month_end", "month_usd")
 
-    def roll(self, now: datetime) -> None:
-        # One comparison per request; the calendar only when a day has ended.
-        if now < self.day_end:
-            return
-        self.day_end, self.day_usd = next_day(now), 0.0
-        if now >= self.month_end:
-            self.month_end, self.month_usd = next_month(now), 0.0
+    def __init__(self, wall: datetime, now: float) -> None:
+        self.day_usd = 0.0
+        self.month_usd = 0.0
+        self.day_end = next_day(wall)
+        self.month_end = next_month(wall)
+        self.deadline = now + (self.day_end - wall).total_seconds()
+
+    def fresh(self, now: float, wall: Callable[[], datetime]) -> SpendAccount:
+        """This account at monotonic ``now``: a day (or month) that has ended is reset."""
+        if now >= self.deadline:
+            self._roll(wall(), now)
+        return self
+
+    def add(self, usd: float) -> None:
+        if usd > 0:  # not NaN, nothing negative
+            self.day_usd += usd
+            self.month_usd += usd
+
+    def _roll(self, wall: datetime, now: float) -> None:
+        if wall >= self.day_end:
+            self.day_end, self.day_usd = next_day(wall), 0.0
+            if wall >= self.month_end:
+                self.month_end, self.month_usd = next_month(wall), 0.0
+        self.deadline = now + (self.day_end - wall).total_seconds()
 
 
 class SpendLedger:
-    """Spend per client (key name; None for anonymous clients), rolling over at UTC midnight."""
+    """Spend per client (key name; None for anonymous clients).
 
-    def __init__(self) -> None:
-        self._accounts: dict[str | None, _Account] = {}
+    ``clock`` (monotonic seconds) times the deadlines; ``wall`` (aware UTC datetime)
+    dates the days and months.
+    """
 
-    def add(self, client: str | None, usd: float, now: datetime) -> None:
-        """Count ``usd`` spent by ``client`` at ``now`` (aware); ignores nothing spent."""
-        if not usd > 0:  # also NaN
-            return
-        account = self._account(client, now)
-        account.day_usd += usd
-        account.month_usd += usd
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._clock = clock
+        self.wall = wall
+        self._accounts: dict[str | None, SpendAccount] = {}
 
-    def seed(self, client: str | None, day_usd: float, month_usd: float, now: datetime) -> None:
-        """Add what telemetry recorded for ``now``'s day and month (at start)."""
-        account = self._account(client, now)
+    def account(self, client: str | None) -> SpendAccount:
+        """``client``'s account, opened when first asked for (check it with ``fresh``)."""
+        account = self._accounts.get(client)
+        if account is None:
+            account = self._accounts[client] = SpendAccount(self.wall(), self._clock())
+        return account
+
+    def add(self, client: str | None, usd: float) -> None:
+        """Count ``usd`` spent by ``client`` now; ignores nothing spent."""
+        self.account(client).fresh(self._clock(), self.wall).add(usd)
+
+    def seed(self, client: str | None, day_usd: float, month_usd: float) -> None:
+        """Add what telemetry recorded for today and this month (at start)."""
+        account = self.account(client).fresh(self._clock(), self.wall)
         account.day_usd += max(0.0, day_usd)
         account.month_usd += max(0.0, month_usd)
 
-    def spent(self, client: str | None, now: datetime) -> Spend:
+    def spent(self, client: str | None) -> Spend:
         account = self._accounts.get(client)
         if account is None:
             return Spend()
-        account.roll(now)
+        account.fresh(self._clock(), self.wall)
         return Spend(account.day_usd, account.month_usd)
-
-    def _account(self, client: str | None, now: datetime) -> _Account:
-        account = self._accounts.get(client)
-        if account is None:
-            account = self._accounts[client] = _Account.starting(now)
-        else:
-            account.roll(now)
-        return account
 
 
 def day_start(now: datetime) -> datetime:

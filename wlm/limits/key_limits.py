@@ -9,8 +9,12 @@ shared by all keys); anonymous clients share one.
 The request path asks once when a request starts and reports once when it ends::
 
     headers = limiter.admit(client)        # raises RateLimited or BudgetExceeded (429)
-    ...                                    # serve; add ``headers`` to the response
+    ...                                    # serve; add ``headers`` (raw ASGI) to the response
     limiter.finished(client, tokens=total_tokens, cost_usd=cost)
+
+Both run on every request of a limited key, so each key's limits, windows and
+spend sit together in one :class:`_Key`, found with one dictionary lookup, and a
+budget's day is a monotonic deadline (:class:`~wlm.limits.budgets.SpendAccount`).
 
 - ``rpm``: a request counts when it is let in; exactly ``rpm`` in any 60 seconds.
 - ``tpm``: tokens count when the request ends; a request is let in while the last
@@ -30,14 +34,14 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import attrs
 from attrs import frozen
 
 from wlm.config import KeyLimit
 from wlm.errors import GatewayError
-from wlm.limits.budgets import SpendLedger, next_day, next_month
+from wlm.limits.budgets import SpendAccount, SpendLedger, next_day, next_month, utc_now
 from wlm.limits.windows import SlidingWindow, format_duration
 
 __all__ = [
@@ -50,7 +54,7 @@ __all__ = [
 
 ANONYMOUS = "anonymous"  # how a client without a key is named in messages and metrics
 _WINDOW_S = 60.0
-Headers = tuple[tuple[str, str], ...]
+Headers = list[tuple[bytes, bytes]]  # raw ASGI response headers
 
 
 class RateLimited(GatewayError):
@@ -81,6 +85,49 @@ class KeyUsage:
     usd_this_month: float
 
 
+class _Key:
+    """One client's limits and the counters behind them.
+
+    ``budget_left`` (dollars before the nearer of its budgets is spent) and
+    ``budget_deadline`` (when its day ends, on the monotonic clock) let a request
+    check both budgets with two comparisons; the account is read only past either.
+    """
+
+    __slots__ = (
+        "account",
+        "budget_deadline",
+        "budget_left",
+        "limits",
+        "name",
+        "requests",
+        "requests_header",
+        "tokens",
+        "tokens_header",
+    )
+
+    def __init__(self, name: str, limits: KeyLimit, account: SpendAccount | None) -> None:
+        self.name = name
+        self.limits = limits
+        self.requests = SlidingWindow(limits.rpm, _WINDOW_S) if limits.rpm else None
+        self.tokens = SlidingWindow(limits.tpm, _WINDOW_S, 1.0) if limits.tpm else None
+        self.requests_header = (b"x-ratelimit-limit-requests", str(limits.rpm).encode())
+        self.tokens_header = (b"x-ratelimit-limit-tokens", str(limits.tpm).encode())
+        self.account = account  # None: no budget
+        self.budget_deadline = math.inf
+        self.budget_left = math.inf
+        if account is not None:
+            self.settle(account)
+
+    def settle(self, account: SpendAccount) -> None:
+        """Recompute what is left of the budgets from ``account`` (fresh)."""
+        day, month = self.limits.usd_per_day, self.limits.usd_per_month
+        self.budget_left = min(
+            math.inf if day is None else day - account.day_usd,
+            math.inf if month is None else month - account.month_usd,
+        )
+        self.budget_deadline = account.deadline
+
+
 class KeyLimiter:
     """The per-key limits of ``WLM_KEY_LIMITS`` and the counters behind them.
 
@@ -93,28 +140,21 @@ class KeyLimiter:
         entries: Sequence[KeyLimit],
         *,
         clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wall: Callable[[], datetime] = utc_now,
     ) -> None:
         self._named = {e.key: e for e in entries if e.key != "*"}
         self._star = next((e for e in entries if e.key == "*"), KeyLimit("*"))
         self._clock = clock
         self._wall = wall
-        self._effective: dict[str | None, KeyLimit] = {}
-        self._requests: dict[str | None, SlidingWindow] = {}
-        self._tokens: dict[str | None, SlidingWindow] = {}
-        self.spend = SpendLedger()
+        self._keys: dict[str | None, _Key] = {}
+        self.spend = SpendLedger(clock=clock, wall=wall)
         self.refusals: Counter[tuple[str, str]] = Counter()  # (key name, reason)
         # Nothing to check per request when only concurrency (or nothing) is limited.
         self.enabled = any(e.rpm or e.tpm or e.usd_per_day or e.usd_per_month for e in entries)
 
     def limits_for(self, client: str | None) -> KeyLimit:
         """``client``'s limits: its own entry, completed by ``*``."""
-        limits = self._effective.get(client)
-        if limits is None:
-            own = self._named.get(client) if client is not None else None
-            limits = self._star if own is None else _merge(own, self._star)
-            self._effective[client] = limits
-        return limits
+        return self._key(client).limits
 
     # -- one request ----------------------------------------------------------------
 
@@ -124,72 +164,72 @@ class KeyLimiter:
         Returns the ``x-ratelimit-*`` headers for the response (after counting it).
         """
         if not self.enabled:
-            return ()
-        limits = self.limits_for(client)
-        if limits.usd_per_day or limits.usd_per_month:
-            self._check_budgets(client, limits)
+            return []
+        key = self._keys.get(client) or self._key(client)
         now = self._clock()
-        requests = self._window(self._requests, client, limits.rpm, 0.0)
-        tokens = self._window(self._tokens, client, limits.tpm, 1.0)
-        tokens_full = tokens is not None and not tokens.has_room(now)
-        # The common case in one step: room for the tokens, and a request slot taken.
-        if not tokens_full and (requests is None or requests.take(now)):
-            return _headers(requests, tokens, now)
-        # Refused: a full window (the tokens', or the requests' that take() found full)
-        # says how long until it has room; the longer wait is the answer.
-        wait, reason = max(
-            (window.wait_s(now), reason)
-            for window, reason in ((requests, "rpm"), (tokens, "tpm"))
-            if window is not None and not window.has_room(now)
-        )
-        name = client or ANONYMOUS
-        self.refusals[(name, reason)] += 1
-        what = "requests" if reason == "rpm" else "tokens"
-        limit = limits.rpm if reason == "rpm" else limits.tpm
-        raise RateLimited(
-            f"Rate limit reached for key '{name}': {limit} {what} per minute "
-            f"({reason} in WLM_KEY_LIMITS). Try again in {math.ceil(wait)} s.",
-            headers=dict(
-                (
-                    ("retry-after", str(max(1, math.ceil(wait)))),
-                    *_headers(requests, tokens, now),
-                )
-            ),
-        )
+        if now >= key.budget_deadline or key.budget_left <= 0:
+            self._check_budgets(key, now)
+        headers: Headers = []
+        tokens = key.tokens
+        if tokens is not None:
+            tokens_left, reset_s = tokens.state(now)
+            if tokens_left < 1:
+                self._refuse(key, now, "tpm")
+            headers += (
+                key.tokens_header,
+                (b"x-ratelimit-remaining-tokens", b"%d" % tokens_left),
+                (b"x-ratelimit-reset-tokens", _reset(reset_s)),
+            )
+        requests = key.requests
+        if requests is not None:
+            requests_left = requests.take(now)
+            if requests_left < 0:
+                self._refuse(key, now, "rpm")
+            # The request just counted is the newest: the window empties a minute from now.
+            headers += (
+                key.requests_header,
+                (b"x-ratelimit-remaining-requests", b"%d" % requests_left),
+                _REQUESTS_RESET,
+            )
+        return headers
 
     def finished(self, client: str | None, *, tokens: int | None, cost_usd: float | None) -> None:
         """A request of ``client`` ended having used ``tokens`` and cost ``cost_usd``."""
         if not self.enabled:
             return
-        limits = self.limits_for(client)
-        if tokens and limits.tpm:
-            window = self._window(self._tokens, client, limits.tpm, 1.0)
-            assert window is not None
-            window.add(self._clock(), tokens)
-        if cost_usd and (limits.usd_per_day or limits.usd_per_month):
-            self.spend.add(client, cost_usd, self._wall())
+        key = self._keys.get(client) or self._key(client)
+        now = self._clock()
+        if tokens and key.tokens is not None:
+            key.tokens.add(now, tokens)
+        account = key.account
+        if account is not None and cost_usd and cost_usd > 0:
+            if now >= key.budget_deadline:  # a new day: start from the account's
+                key.settle(account.fresh(now, self._wall))
+            account.add(cost_usd)
+            key.budget_left -= cost_usd
 
     def seed_spend(self, client: str | None, day_usd: float, month_usd: float) -> None:
         """Start from what telemetry recorded today and this month (once, at start)."""
-        self.spend.seed(client, day_usd, month_usd, self._wall())
+        self.spend.seed(client, day_usd, month_usd)
+        key = self._key(client)
+        if key.account is not None:
+            key.settle(key.account)
 
     # -- showing --------------------------------------------------------------------
 
     def usage(self, clients: Sequence[str | None]) -> tuple[KeyUsage, ...]:
         """Each of ``clients``' use against its limits (e.g. every key name, and None)."""
-        now, wall = self._clock(), self._wall()
+        now = self._clock()
         result = []
         for client in clients:
-            limits = self.limits_for(client)
-            requests = self._requests.get(client)
-            tokens = self._tokens.get(client)
-            spent = self.spend.spent(client, wall)
+            key = self._key(client)
+            spent = self.spend.spent(client)
             result.append(
                 KeyUsage(
-                    client or ANONYMOUS,
-                    limits,
-                    (requests.used(now) if requests else 0) if limits.rpm else None,
-                    (tokens.used(now) if tokens else 0) if limits.tpm else None,
+                    key.name,
+                    key.limits,
+                    key.requests.used(now) if key.requests else None,
+                    key.tokens.used(now) if key.tokens else None,
                     spent.day_usd,
                     spent.month_usd,
                 )
@@ -198,39 +238,63 @@ class KeyLimiter:
 
     # -- inside ---------------------------------------------------------------------
 
-    def _check_budgets(self, client: str | None, limits: KeyLimit) -> None:
-        wall = self._wall()
-        spent = self.spend.spent(client, wall)
-        for reason, limit, used in (
-            ("usd_per_day", limits.usd_per_day, spent.day_usd),
-            ("usd_per_month", limits.usd_per_month, spent.month_usd),
-        ):
-            if limit is None or used < limit:
-                continue
-            resets = next_day(wall) if reason == "usd_per_day" else next_month(wall)
-            name = client or ANONYMOUS
-            self.refusals[(name, reason)] += 1
-            period = "daily" if reason == "usd_per_day" else "monthly"
-            when = resets.strftime("%Y-%m-%dT%H:%M:%SZ")
-            raise BudgetExceeded(
-                f"Key '{name}' has spent ${used:.2f} of its ${limit:.2f} {period} budget "
-                f"({reason} in WLM_KEY_LIMITS); it resets at {when}.",
-                headers={"retry-after": str(max(1, math.ceil((resets - wall).total_seconds())))},
-            )
+    def _key(self, client: str | None) -> _Key:
+        key = self._keys.get(client)
+        if key is None:
+            own = self._named.get(client) if client is not None else None
+            limits = self._star if own is None else _merge(own, self._star)
+            budgeted = bool(limits.usd_per_day or limits.usd_per_month)
+            account = self.spend.account(client) if budgeted else None
+            key = self._keys[client] = _Key(client or ANONYMOUS, limits, account)
+        return key
 
-    def _window(
-        self,
-        windows: dict[str | None, SlidingWindow],
-        client: str | None,
-        limit: int | None,
-        resolution_s: float,
-    ) -> SlidingWindow | None:
-        if not limit:
-            return None
-        window = windows.get(client)
-        if window is None:
-            window = windows[client] = SlidingWindow(limit, _WINDOW_S, resolution_s)
-        return window
+    def _check_budgets(self, key: _Key, now: float) -> None:
+        """A day may have ended or a budget been spent: settle, and refuse if spent."""
+        account = key.account
+        if account is None:
+            return
+        key.settle(account.fresh(now, self._wall))
+        day_limit, month_limit = key.limits.usd_per_day, key.limits.usd_per_month
+        if day_limit is not None and account.day_usd >= day_limit:
+            self._refuse_budget(key, "usd_per_day", day_limit, account.day_usd)
+        if month_limit is not None and account.month_usd >= month_limit:
+            self._refuse_budget(key, "usd_per_month", month_limit, account.month_usd)
+
+    def _refuse_budget(self, key: _Key, reason: str, limit: float, used: float) -> None:
+        wall = self._wall()
+        resets = next_day(wall) if reason == "usd_per_day" else next_month(wall)
+        self.refusals[(key.name, reason)] += 1
+        period = "daily" if reason == "usd_per_day" else "monthly"
+        when = resets.strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise BudgetExceeded(
+            f"Key '{key.name}' has spent ${used:.2f} of its ${limit:.2f} {period} budget "
+            f"({reason} in WLM_KEY_LIMITS); it resets at {when}.",
+            headers={"retry-after": str(max(1, math.ceil((resets - wall).total_seconds())))},
+        )
+
+    def _refuse(self, key: _Key, now: float, reason: str) -> None:
+        """Raise the 429 for a full window: the longer wait of the full ones is the answer."""
+        wait = max(
+            window.wait_s(now)
+            for window in (key.requests, key.tokens)
+            if window is not None and not window.has_room(now)
+        )
+        self.refusals[(key.name, reason)] += 1
+        what, limit = (
+            ("requests", key.limits.rpm) if reason == "rpm" else ("tokens", key.limits.tpm)
+        )
+        headers = {"retry-after": str(max(1, math.ceil(wait)))}
+        for window, kind in ((key.requests, "requests"), (key.tokens, "tokens")):
+            if window is not None:
+                remaining, reset_s = window.state(now)
+                headers[f"x-ratelimit-limit-{kind}"] = str(window.limit)
+                headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+                headers[f"x-ratelimit-reset-{kind}"] = _reset(reset_s).decode()
+        raise RateLimited(
+            f"Rate limit reached for key '{key.name}': {limit} {what} per minute "
+            f"({reason} in WLM_KEY_LIMITS). Try again in {math.ceil(wait)} s.",
+            headers=headers,
+        )
 
 
 def _merge(own: KeyLimit, star: KeyLimit) -> KeyLimit:
@@ -243,40 +307,15 @@ def _merge(own: KeyLimit, star: KeyLimit) -> KeyLimit:
     return KeyLimit(own.key, **fields)
 
 
-def _headers(requests: SlidingWindow | None, tokens: SlidingWindow | None, now: float) -> Headers:
-    """OpenAI's rate-limit headers for the limits that apply."""
-    out: list[tuple[str, str]] = []
-    for names, window in ((_REQUEST_HEADERS, requests), (_TOKEN_HEADERS, tokens)):
-        if window is None:
-            continue
-        remaining, reset_s = window.state(now)
-        limit_name, remaining_name, reset_name = names
-        out += [
-            (limit_name, str(window.limit)),
-            (remaining_name, str(remaining)),
-            (reset_name, _reset(reset_s)),
-        ]
-    return tuple(out)
-
-
-def _reset(seconds: float) -> str:
+def _reset(seconds: float) -> bytes:
     """A reset header's value: to the millisecond under a second, else rounded up to the
     whole second (never early), which repeats from request to request and is cached."""
-    return format_duration(seconds) if seconds < 1 else _whole_seconds(math.ceil(seconds))
+    return format_duration(seconds).encode() if seconds < 1 else _whole_seconds(math.ceil(seconds))
 
 
 @functools.lru_cache(maxsize=4096)
-def _whole_seconds(seconds: int) -> str:
-    return format_duration(seconds)
+def _whole_seconds(seconds: int) -> bytes:
+    return format_duration(seconds).encode()
 
 
-_REQUEST_HEADERS = (
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-reset-requests",
-)
-_TOKEN_HEADERS = (
-    "x-ratelimit-limit-tokens",
-    "x-ratelimit-remaining-tokens",
-    "x-ratelimit-reset-tokens",
-)
+_REQUESTS_RESET = (b"x-ratelimit-reset-requests", _whole_seconds(int(_WINDOW_S)))

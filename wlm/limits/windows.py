@@ -59,8 +59,9 @@ class SlidingWindow:
         """Count ``amount`` units at ``now`` (whether or not they fit: tokens may overshoot)."""
         if amount <= 0:
             return
-        self._expire(now)
         times = self._times
+        if times and times[0] + self.window_s <= now:
+            self._expire(now)
         if times and self.resolution_s > 0 and now - times[-1] < self.resolution_s:
             times[-1] = max(times[-1], now)
             self._amounts[-1] += amount
@@ -69,13 +70,18 @@ class SlidingWindow:
             self._amounts.append(float(amount))
         self._used += amount
 
-    def take(self, now: float) -> bool:
-        """Count one unit at ``now`` if it fits (:meth:`has_room` and :meth:`add` in one)."""
-        self._expire(now)
-        if self._used + 1 > self.limit:
-            return False
-        self.add(now)
-        return True
+    def take(self, now: float) -> int:
+        """Count one unit at ``now`` if it fits: what is left after it, or -1 (not counted)."""
+        times = self._times
+        if times and times[0] + self.window_s <= now:
+            self._expire(now)
+        used = self._used + 1
+        if used > self.limit:
+            return -1
+        times.append(now)
+        self._amounts.append(1.0)
+        self._used = used
+        return self.limit - int(used)
 
     def wait_s(self, now: float, amount: int = 1) -> float:
         """Seconds until ``amount`` more units fit (0: they fit now; inf: never)."""
@@ -93,10 +99,16 @@ class SlidingWindow:
 
     def state(self, now: float) -> tuple[int, float]:
         """(:meth:`remaining`, :meth:`reset_s`) at ``now``, the window expired once."""
-        self._expire(now)
         times = self._times
-        remaining = max(0, self.limit - int(self._used))
-        return remaining, _until(now, times[-1] + self.window_s) if times else 0.0
+        if times and times[0] + self.window_s <= now:
+            self._expire(now)
+        if not times:
+            return self.limit, 0.0
+        then = times[-1] + self.window_s
+        wait = then - now
+        return max(0, self.limit - int(self._used)), wait if now + wait >= then else _until(
+            now, then
+        )
 
     def reset_s(self, now: float) -> float:
         """Seconds until the window is empty again (OpenAI's ``x-ratelimit-reset-*``)."""
