@@ -123,7 +123,7 @@ def create_app(
             await gateway.close()
 
     app = Litestar(
-        route_handlers=[*all_routes(), *web_routes()],
+        route_handlers=[*all_routes(), *web_routes(gateway.sessions)],
         template_config=template_config(),
         lifespan=[lifespan],
         exception_handlers={

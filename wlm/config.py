@@ -584,7 +584,8 @@ def _parse_key_limits(value: str, key_names: set[str]) -> tuple[KeyLimit, ...]:
         key = key.strip()
         if not found or not key or not settings.strip():
             raise ConfigError(variable, f"expected name:limit=value;limit=value, got {item!r}")
-        if key != "*" and key not in key_names:
+        # "playground": the pages' playground, which has no key (docs/playground.md)
+        if key not in ("*", "playground") and key not in key_names:
             known = ", ".join(sorted(key_names)) or "none: set WLM_API_KEYS"
             raise ConfigError(
                 variable, f"{key!r} is not a key name from WLM_API_KEYS (known: {known}) nor *"

@@ -32,6 +32,7 @@ from wlm.resilience.cooldowns import Cooldowns
 from wlm.resilience.fallbacks import FallbackChains
 from wlm.resilience.retry_policy import RetryPolicy
 from wlm.routing.resolve import Router
+from wlm.sessions import SessionSigner
 from wlm.telemetry.pricing import Prices
 from wlm.telemetry.sink import TelemetrySink
 from wlm.telemetry.spend import read_spend
@@ -89,6 +90,8 @@ class Gateway:
         self.pacing = Pacing()
         self.prices = Prices.from_settings(settings)
         self.key_limits = KeyLimiter(settings.key_limits)
+        # The pages' session cookies; the proxy reads them for the playground's requests.
+        self.sessions = SessionSigner()
         self._request_prefix = uuid.uuid4().hex[:12]
         self._request_counter = itertools.count(1)
         self.catalog = ModelCatalog(

@@ -284,8 +284,26 @@ class Exchange:
         return self.request.stream if self.request is not None else False
 
 
+# Kept with the content, for a look at the request and its replay in the playground: the
+# system prompt a dialect holds apart from its messages, and the generation settings.
+_KEPT_WITH_CONTENT = (
+    "system",
+    "instructions",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+)
+
+
 def _request_content(request: ParsedRequest) -> str | None:
     key = request.content_key
-    if key not in request.body:
+    body = request.body
+    if key not in body:
         return None
-    return msgspec.json.encode({key: request.body[key]}).decode()
+    kept = {key: body[key]}
+    for name in _KEPT_WITH_CONTENT:
+        if name in body:
+            kept[name] = body[name]
+    return msgspec.json.encode(kept).decode()

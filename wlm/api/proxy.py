@@ -42,7 +42,7 @@ from wlm.sse import encode_comment
 if TYPE_CHECKING:
     from wlm.gateway import Gateway
 
-__all__ = ["Receive", "Scope", "Send", "proxy_endpoint"]
+__all__ = ["PLAYGROUND_CLIENT", "Receive", "Scope", "Send", "proxy_endpoint"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -57,6 +57,9 @@ _DISCARD_TIMEOUT_S = 5.0
 # that outlives it is still cancelled within this much of the client's leaving.
 _WATCH_AFTER_S = 0.05
 _FALLBACKS_HEADER = FALLBACKS_HEADER.encode()
+# What the playground page (wlm/web/playground.py) sends, and the client it is recorded as.
+_PLAYGROUND_HEADER = b"x-wlm-playground"
+PLAYGROUND_CLIENT = "playground"
 _COUNTS = [b"%d" % n for n in range(10)]
 
 
@@ -260,7 +263,15 @@ async def proxy_endpoint(
 ) -> None:
     """Serve one POST to a proxied endpoint, whatever happens."""
     settings = gateway.settings
-    client_request_id = _header(scope, b"x-request-id")
+    # One pass over the headers for the two this function reads (the client's request id,
+    # and whether the playground page sent it: then its session, not a key, names it).
+    client_request_id = None
+    playground = False
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            client_request_id = client_request_id or value.decode("latin-1")
+        elif name == _PLAYGROUND_HEADER:
+            playground = True
     record_id = gateway.new_request_id()
     exchange = Exchange(
         endpoint,
@@ -278,7 +289,7 @@ async def proxy_endpoint(
         if _declared_too_large(scope, settings.max_body_bytes):
             body_pending = False  # not worth reading: the connection closes after the 413
             raise _too_large(settings.max_body_bytes)
-        _identify(gateway, exchange, scope)
+        _identify(gateway, exchange, scope, playground)
         if gateway.key_limits.enabled:
             # x-ratelimit-* for the answer, or a 429 that says why
             reply.extra_headers = gateway.key_limits.admit(exchange.client)
@@ -329,8 +340,16 @@ def _address(scope: Scope) -> str:
     return str(client[0]) if client else "-"
 
 
-def _identify(gateway: Gateway, exchange: Exchange, scope: Scope) -> None:
-    """Name the client by its key; a 401 when keys are on and it has none that fits."""
+def _identify(gateway: Gateway, exchange: Exchange, scope: Scope, playground: bool) -> None:
+    """Name the client by its key; a 401 when keys are on and it has none that fits.
+
+    A request from the playground page (``x-wlm-playground`` and no key) is named
+    ``playground`` when it carries a page session and that session's CSRF token, else
+    refused: see :func:`_playground`.
+    """
+    if playground and presented_key(scope["headers"]) is None:
+        _playground(gateway, exchange, scope)
+        return
     if not gateway.client_keys:
         return
     key = presented_key(scope["headers"])
@@ -347,6 +366,28 @@ def _identify(gateway: Gateway, exchange: Exchange, scope: Scope) -> None:
     # A key configured as a sha256: hash is unknown to the redactor until a client
     # presents it; this request's records leave it out too.
     exchange.client_key = key
+
+
+def _playground(gateway: Gateway, exchange: Exchange, scope: Scope) -> None:
+    """Admit a request the playground page sent with the browser's session, not a key.
+
+    It needs a valid session cookie and that session's CSRF token (which a cross-site
+    page can send neither of), and the session must be an admin's whenever wlm has keys:
+    with ``WLM_ADMIN_KEY`` the one who logged in; with client keys alone nobody can log
+    in, so the playground is refused rather than open a way around them.
+    """
+    session = gateway.sessions.from_headers(scope["headers"])
+    keys_on = bool(gateway.admin_keys) or bool(gateway.client_keys)
+    if session is None or (keys_on and not session.admin):
+        gateway.metrics.rejected["auth"] += 1
+        if session is None:
+            reason = "no valid page session and CSRF token came with it: reload /playground"
+        elif gateway.admin_keys:
+            reason = "its session is not logged in: log in at /login"
+        else:
+            reason = "WLM_API_KEYS is set without WLM_ADMIN_KEY, so no session may stand for a key"
+        raise AuthenticationFailed(f"This playground request was refused: {reason}.")
+    exchange.client = PLAYGROUND_CLIENT
 
 
 async def _fail_quietly(reply: _Reply, failure: Failure) -> None:

@@ -1,4 +1,4 @@
-"""The HTMX pages: dashboard, models, analytics, requests, instances, settings.
+"""The HTMX pages: dashboard, models, analytics, requests, playground, instances, settings.
 
 Wire them into the app with two calls::
 
@@ -34,7 +34,9 @@ from wlm.web.filters import FILTERS
 from wlm.web.instances import INSTANCES_ROUTES
 from wlm.web.login import LOGIN_ROUTES
 from wlm.web.models import MODELS_ROUTES
+from wlm.web.playground import PLAYGROUND_ROUTES
 from wlm.web.requests import REQUESTS_ROUTES
+from wlm.web.session import SessionSigner
 from wlm.web.settings_page import SETTINGS_ROUTES
 
 __all__ = ["STATIC_DIR", "TEMPLATES_DIR", "WEB_DIR", "template_config", "web_routes"]
@@ -44,9 +46,13 @@ TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
 
 
-def web_routes() -> list[Any]:
-    """The pages (behind login when ``WLM_ADMIN_KEY`` is set) and ``/static``."""
-    state = WebState(load_named_queries())
+def web_routes(signer: SessionSigner | None = None) -> list[Any]:
+    """The pages (behind login when ``WLM_ADMIN_KEY`` is set) and ``/static``.
+
+    ``signer`` signs the session cookies: the gateway's, so the proxy accepts the
+    playground's requests from the same sessions (a fresh one when not given).
+    """
+    state = WebState(load_named_queries(), signer)
     pages = Router(
         path="/",
         route_handlers=[
@@ -55,6 +61,7 @@ def web_routes() -> list[Any]:
             *MODELS_ROUTES,
             *ANALYTICS_ROUTES,
             *REQUESTS_ROUTES,
+            *PLAYGROUND_ROUTES,
             *INSTANCES_ROUTES,
             *SETTINGS_ROUTES,
         ],

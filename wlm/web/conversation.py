@@ -159,8 +159,19 @@ def conversation_view(row: dict[str, Any]) -> ConversationView:
         "tool_calls": _tool_calls(_loads(row.get("tool_calls_json"))),
     }
     if isinstance(request, dict):
-        if "messages" in request:
-            view["messages"] = _messages(request["messages"])
+        # Anthropic's system and the Responses instructions sit beside the messages.
+        system = [
+            {"role": "system", "content": request[key]}
+            for key in ("system", "instructions")
+            if request.get(key)
+        ]
+        messages = request.get("messages")
+        if isinstance(messages, list):
+            view["messages"] = _messages(system + messages)
+        elif "messages" in request:
+            view["messages"] = _messages(messages)
+        elif system:
+            view["messages"] = _messages(system)
         if "prompt" in request:
             view["prompt"] = _dump(request["prompt"])
         if "input" in request:

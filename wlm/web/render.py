@@ -27,6 +27,7 @@ __all__ = ["NAV", "page", "plain", "wants_json"]
 NAV: tuple[tuple[str, str], ...] = (
     ("/", "Dashboard"),
     ("/models", "Models"),
+    ("/playground", "Playground"),
     ("/analytics", "Analytics"),
     ("/requests", "Requests"),
     ("/instances", "Instances"),

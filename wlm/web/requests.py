@@ -12,6 +12,7 @@ from wlm.web.access import gateway_of
 from wlm.web.common import reader
 from wlm.web.conversation import conversation_view
 from wlm.web.data import NoTelemetry, RequestFilter
+from wlm.web.playground import model_choices, seed_from
 from wlm.web.render import page
 
 __all__ = ["REQUESTS_ROUTES"]
@@ -88,6 +89,7 @@ async def request_page(request: Request[Any, Any, Any], request_id: str) -> Resp
         "record": None,
         "conversation": None,
         "telemetry_error": None,
+        "replay": None,
     }
     try:
         row = await reader(request).request(request_id)
@@ -99,6 +101,11 @@ async def request_page(request: Request[Any, Any, Any], request_id: str) -> Resp
     content_keys = ("request_json", "response_text", "reasoning_text", "tool_calls_json")
     context["record"] = {k: v for k, v in row.items() if k not in content_keys}
     context["conversation"] = conversation_view(row)
+    # Open it in the playground, or replay it on another model (when its messages were kept).
+    context["replay"] = {
+        "messages": len(seed_from(row)["messages"]),
+        "models": [m["id"] for m in await model_choices(request) if m["id"] != row.get("model")],
+    }
     return page(request, "request.html", context, active="/requests")
 
 
