@@ -263,15 +263,18 @@ async def proxy_endpoint(
 ) -> None:
     """Serve one POST to a proxied endpoint, whatever happens."""
     settings = gateway.settings
-    # One pass over the headers for the two this function reads (the client's request id,
-    # and whether the playground page sent it: then its session, not a key, names it).
-    client_request_id = None
-    playground = False
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            client_request_id = client_request_id or value.decode("latin-1")
-        elif name == _PLAYGROUND_HEADER:
-            playground = True
+    playground = False  # the playground page sent it: its session, not a key, names it
+    if gateway.client_keys:
+        # A key names the client; _identify looks for the playground only without one.
+        client_request_id = _header(scope, b"x-request-id")
+    else:
+        # No keys: one pass over the headers for both (about 0.1 us for the second).
+        client_request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                client_request_id = client_request_id or value.decode("latin-1")
+            elif name == _PLAYGROUND_HEADER:
+                playground = True
     record_id = gateway.new_request_id()
     exchange = Exchange(
         endpoint,
@@ -347,12 +350,14 @@ def _identify(gateway: Gateway, exchange: Exchange, scope: Scope, playground: bo
     ``playground`` when it carries a page session and that session's CSRF token, else
     refused: see :func:`_playground`.
     """
-    if playground and presented_key(scope["headers"]) is None:
-        _playground(gateway, exchange, scope)
-        return
     if not gateway.client_keys:
+        if playground and presented_key(scope["headers"]) is None:
+            _playground(gateway, exchange, scope)
         return
     key = presented_key(scope["headers"])
+    if key is None and _header(scope, _PLAYGROUND_HEADER) is not None:
+        _playground(gateway, exchange, scope)
+        return
     client = gateway.client_keys.identify(key)
     if client is None and gateway.admin_keys.identify(key) is not None:
         client = "admin"
