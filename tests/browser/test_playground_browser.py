@@ -216,6 +216,35 @@ def test_a_reply_streams_into_the_page_chunk_by_chunk(
     assert record["status"] == "ok" and record["stream"] is True
     expect(col.locator(".pg-request-link")).to_have_attribute("href", f"/requests/{record['id']}")
     view.screenshot("playground")
+    # Carry on: the reply becomes the assistant's turn and a new user message opens.
+    col.get_by_role("button", name="Continue with this reply").click()
+    messages = page.locator("#pg-messages .pg-message")
+    expect(messages).to_have_count(3)
+    expect(messages.nth(1).locator("select")).to_have_value("assistant")
+    expect(messages.nth(1).locator("textarea")).to_have_value(PACED_TEXT)
+    expect(messages.nth(2).locator("textarea")).to_be_focused()
+    assert_clean(view, world)
+
+
+def test_stop_cancels_a_stream_and_the_row_says_cancelled(
+    world: World, browser_page: Callable[[], Watched]
+) -> None:
+    view = browser_page()
+    page = view.page
+    log_in(view, world, "/playground")
+    page.select_option("#pg-models select", f"openai/{PACED}")
+    page.fill("#pg-messages textarea", "Count slowly.")
+    page.click("#pg-send")
+    col = column(view, f"openai/{PACED}")
+    expect(col.locator(".pg-reply")).to_contain_text("chunk0")
+    page.click("#pg-stop")
+    expect(col).to_have_attribute("data-phase", "stopped")
+    expect(page.locator("#pg-send")).to_be_enabled()
+    request_id = col.get_attribute("data-request-id")
+    assert request_id
+    record = wait_until(lambda: world.record(request_id), 15, "the cancelled request's row")
+    assert record["status"] == "cancelled" and record["client"] == "playground"
+    assert col.locator(".pg-reply").inner_text() != PACED_TEXT  # cut short
     assert_clean(view, world)
 
 
