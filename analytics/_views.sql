@@ -37,3 +37,26 @@ WHERE r.upstream_endpoint IS NOT NULL
   AND NOT EXISTS (
       SELECT 1 FROM attempt_rows AS a WHERE a.request_key = r.id_key AND a.request_id = r.id
   );
+
+-- Helpers the named queries share with PostgreSQL (analytics/_postgres.pgsql defines
+-- them there), so each query is written once.
+-- The start of the `minutes`-long bucket holding ts.
+CREATE OR REPLACE MACRO wlm_bucket_start(minutes, ts) AS
+    time_bucket(to_minutes(CAST(minutes AS BIGINT)), ts);
+
+-- One request, every column, with its conversation (NULL text when content logging was
+-- off). The *_key columns (a 64-bit digest of the id) make the lookup a fast scan; the
+-- id comparison makes it exact.
+CREATE OR REPLACE MACRO wlm_request_detail(rid) AS TABLE
+SELECT
+    r.* EXCLUDE (id_key),
+    c.request_json,
+    c.response_text,
+    c.reasoning_text,
+    c.tool_calls_json
+FROM requests AS r
+LEFT JOIN (
+    SELECT * FROM conversations
+    WHERE request_key = md5_number_lower(rid) AND request_id = rid
+) AS c ON true
+WHERE r.id_key = md5_number_lower(rid) AND r.id = rid;

@@ -14,10 +14,11 @@ SELECT
     END AS path,
     count(*) AS requests,
     count(*) FILTER (WHERE status = 'error') AS errors,
-    quantile_cont(latency_ms, 0.5) FILTER (WHERE status = 'ok') AS latency_p50_ms,
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) FILTER (WHERE status = 'ok')
+        AS latency_p50_ms,
     sum(prompt_tokens) AS prompt_tokens,
     sum(completion_tokens) AS completion_tokens
 FROM requests
-WHERE started_at >= wlm_window_start(coalesce(getvariable('hours'), 24))
-GROUP BY ALL
+WHERE started_at >= wlm_window_start(coalesce(CAST(getvariable('hours') AS INTEGER), 24))
+GROUP BY 1, 2, 3
 ORDER BY requests DESC, endpoint, path;

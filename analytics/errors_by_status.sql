@@ -12,7 +12,7 @@ SELECT
     error_type,
     sum(requests) AS requests
 FROM requests_hourly
-WHERE hour >= wlm_window_start(coalesce(getvariable('hours'), 24))
+WHERE hour >= wlm_window_start(coalesce(CAST(getvariable('hours') AS INTEGER), 24))
     AND status <> 'ok'
-GROUP BY ALL
+GROUP BY 1, 2, 3, 4, 5
 ORDER BY requests DESC, provider, model, status, http_status, error_type;

@@ -15,11 +15,11 @@ SELECT
         WHEN status = 'ok' THEN 'ok'
         WHEN status = 'cancelled' THEN '499'
         WHEN http_status IS NULL THEN 'error'
-        WHEN http_status < 400 THEN 'error after ' || http_status
-        ELSE http_status::VARCHAR
+        WHEN http_status < 400 THEN 'error after ' || CAST(http_status AS VARCHAR)
+        ELSE CAST(http_status AS VARCHAR)
     END AS outcome,
     sum(requests) AS requests
 FROM requests_hourly
-WHERE hour >= wlm_window_start(coalesce(getvariable('hours'), 24))
-GROUP BY ALL
+WHERE hour >= wlm_window_start(coalesce(CAST(getvariable('hours') AS INTEGER), 24))
+GROUP BY 1, 2, 3
 ORDER BY requests DESC, provider, model, outcome;

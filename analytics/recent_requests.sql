@@ -24,11 +24,11 @@ SELECT
     cost_usd,
     client
 FROM requests
-WHERE started_at >= (now() AT TIME ZONE 'UTC')
-        - to_minutes(CAST(coalesce(getvariable('hours'), 24) * 60 AS BIGINT))
+WHERE started_at >= (now() AT TIME ZONE 'UTC') - INTERVAL '1 minute'
+        * CAST(coalesce(CAST(getvariable('hours') AS DOUBLE PRECISION), 24) * 60 AS BIGINT)
     AND started_at < coalesce(CAST(getvariable('before') AS TIMESTAMP), 'infinity'::TIMESTAMP)
     AND (getvariable('provider') IS NULL OR provider = getvariable('provider'))
     AND (getvariable('model') IS NULL OR model = getvariable('model'))
     AND (getvariable('status') IS NULL OR status = getvariable('status'))
 ORDER BY started_at DESC, id
-LIMIT coalesce(getvariable('row_limit'), 100);
+LIMIT coalesce(CAST(getvariable('row_limit') AS BIGINT), 100);

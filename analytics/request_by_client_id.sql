@@ -4,5 +4,5 @@
 -- Variables: request_id (required).
 SELECT id, started_at, model, provider, status, http_status
 FROM requests
-WHERE request_id = getvariable('request_id')
+WHERE request_id = CAST(getvariable('request_id') AS VARCHAR)
 ORDER BY started_at DESC;

@@ -12,8 +12,8 @@ WITH tries AS (
         count(*) FILTER (WHERE moved_on = 'cooldown_skip') AS cooldown_skips,
         count(*) FILTER (WHERE moved_on = 'spillover') AS spillovers
     FROM attempts
-    WHERE started_at >= wlm_window_start(coalesce(getvariable('hours'), 24))
-    GROUP BY ALL
+    WHERE started_at >= wlm_window_start(coalesce(CAST(getvariable('hours') AS INTEGER), 24))
+    GROUP BY 1
 ),
 answered AS (
     SELECT
@@ -21,20 +21,24 @@ answered AS (
         count(*) FILTER (WHERE fallback_from IS NOT NULL AND status = 'ok') AS rescued,
         count(*) FILTER (WHERE attempts > 1 AND status = 'ok') AS ok_after_retry
     FROM requests
-    WHERE started_at >= wlm_window_start(coalesce(getvariable('hours'), 24))
+    WHERE started_at >= wlm_window_start(coalesce(CAST(getvariable('hours') AS INTEGER), 24))
       AND provider IS NOT NULL
-    GROUP BY ALL
+    GROUP BY 1
+),
+merged AS (
+    SELECT
+        coalesce(t.provider, a.provider) AS provider,
+        coalesce(t.retries, 0) AS retries,
+        coalesce(t.fallbacks, 0) AS fallbacks,
+        coalesce(t.cooldown_skips, 0) AS cooldown_skips,
+        coalesce(t.spillovers, 0) AS spillovers,
+        coalesce(a.rescued, 0) AS rescued,
+        coalesce(a.ok_after_retry, 0) AS ok_after_more_tries
+    FROM tries AS t
+    FULL OUTER JOIN answered AS a ON a.provider = t.provider
+    WHERE coalesce(t.retries, 0) + coalesce(t.fallbacks, 0) + coalesce(t.cooldown_skips, 0)
+        + coalesce(t.spillovers, 0) + coalesce(a.rescued, 0) + coalesce(a.ok_after_retry, 0) > 0
 )
-SELECT
-    coalesce(t.provider, a.provider) AS provider,
-    coalesce(t.retries, 0) AS retries,
-    coalesce(t.fallbacks, 0) AS fallbacks,
-    coalesce(t.cooldown_skips, 0) AS cooldown_skips,
-    coalesce(t.spillovers, 0) AS spillovers,
-    coalesce(a.rescued, 0) AS rescued,
-    coalesce(a.ok_after_retry, 0) AS ok_after_more_tries
-FROM tries AS t
-FULL OUTER JOIN answered AS a ON a.provider = t.provider
-WHERE coalesce(t.retries, 0) + coalesce(t.fallbacks, 0) + coalesce(t.cooldown_skips, 0)
-    + coalesce(t.spillovers, 0) + coalesce(a.rescued, 0) + coalesce(a.ok_after_retry, 0) > 0
+SELECT *
+FROM merged
 ORDER BY retries + fallbacks + cooldown_skips + spillovers DESC, provider;

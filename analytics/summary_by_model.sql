@@ -3,5 +3,5 @@
 -- per model.  The columns are those of wlm_summary (analytics/_summary.sql).
 -- Variables: hours.  Reads the hourly rollups, so it stays fast at any size.
 SELECT *
-FROM wlm_summary(coalesce(getvariable('hours'), 24), true)
+FROM wlm_summary(coalesce(CAST(getvariable('hours') AS INTEGER), 24), true)
 ORDER BY requests DESC, provider, model;

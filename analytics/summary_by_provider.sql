@@ -5,6 +5,10 @@
 -- completion tokens over generation time), cost.  The columns are those of
 -- wlm_summary (analytics/_summary.sql) without `model`.
 -- Variables: hours.  Reads the hourly rollups, so it stays fast at any size.
-SELECT * EXCLUDE (model)
-FROM wlm_summary(coalesce(getvariable('hours'), 24), false)
+SELECT
+    provider, requests, errors, cancelled, error_rate,
+    latency_p50_ms, latency_p95_ms, latency_p99_ms, ttft_p50_ms, ttft_p95_ms, ttft_p99_ms,
+    latency_avg_ms, prompt_tokens, completion_tokens, tokens_per_s_p50, gen_tokens_per_s,
+    cost_usd
+FROM wlm_summary(coalesce(CAST(getvariable('hours') AS INTEGER), 24), false)
 ORDER BY requests DESC, provider;

@@ -8,8 +8,9 @@
 -- Variables: hours, bucket_hours, group_by.  Reads the hourly rollups.
 WITH totals AS (
     SELECT
-        time_bucket(to_hours(coalesce(getvariable('bucket_hours'), 1)::BIGINT), hour) AS bucket,
-        CASE coalesce(getvariable('group_by'), 'provider')
+        wlm_bucket_start(60 * coalesce(CAST(getvariable('bucket_hours') AS INTEGER), 1), hour)
+            AS bucket,
+        CASE coalesce(CAST(getvariable('group_by') AS VARCHAR), 'provider')
             WHEN 'model' THEN model ELSE provider END AS series,
         sum(requests) AS requests,
         coalesce(sum(requests) FILTER (WHERE status = 'error'), 0) AS errors,
@@ -17,23 +18,25 @@ WITH totals AS (
         sum(completion_tokens) AS completion_tokens,
         sum(latency_ms_sum) / nullif(sum(latency_n), 0) AS latency_avg_ms,
         sum(ttft_ms_sum) / nullif(sum(ttft_n), 0) AS ttft_avg_ms,
-        sum(gen_tokens) * 1000.0 / nullif(sum(gen_ms), 0) AS gen_tokens_per_s
+        sum(gen_tokens) * CAST(1000 AS DOUBLE PRECISION) / nullif(sum(gen_ms), 0)
+            AS gen_tokens_per_s
     FROM requests_hourly
-    WHERE hour >= wlm_window_start(coalesce(getvariable('hours'), 24))
-    GROUP BY ALL
+    WHERE hour >= wlm_window_start(coalesce(CAST(getvariable('hours') AS INTEGER), 24))
+    GROUP BY 1, 2
 ),
 histogram AS (
     SELECT
-        time_bucket(to_hours(coalesce(getvariable('bucket_hours'), 1)::BIGINT), hour) AS bucket,
-        CASE coalesce(getvariable('group_by'), 'provider')
+        wlm_bucket_start(60 * coalesce(CAST(getvariable('bucket_hours') AS INTEGER), 1), hour)
+            AS bucket,
+        CASE coalesce(CAST(getvariable('group_by') AS VARCHAR), 'provider')
             WHEN 'model' THEN model ELSE provider END AS series,
         metric,
         bucket AS value_bucket,
         sum(n) AS n
     FROM latency_hourly
-    WHERE hour >= wlm_window_start(coalesce(getvariable('hours'), 24))
+    WHERE hour >= wlm_window_start(coalesce(CAST(getvariable('hours') AS INTEGER), 24))
         AND metric IN ('latency_ms', 'ttft_ms')
-    GROUP BY ALL
+    GROUP BY 1, 2, 3, 4
 ),
 cumulative AS (
     SELECT
@@ -59,7 +62,7 @@ percentiles AS (
         wlm_bucket_value(min(value_bucket) FILTER (
             WHERE metric = 'ttft_ms' AND below >= 0.99 * total)) AS ttft_p99_ms
     FROM cumulative
-    GROUP BY ALL
+    GROUP BY 1, 2
 )
 SELECT
     t.bucket,
@@ -75,7 +78,7 @@ SELECT
     round(p.ttft_p50_ms, 1) AS ttft_p50_ms,
     round(p.ttft_p95_ms, 1) AS ttft_p95_ms,
     round(t.gen_tokens_per_s, 1) AS gen_tokens_per_s,
-    round(t.errors / t.requests, 4) AS error_rate,
+    round(CAST(t.errors AS DOUBLE PRECISION) / t.requests, 4) AS error_rate,
     round(p.latency_p99_ms, 1) AS latency_p99_ms,
     round(p.ttft_p99_ms, 1) AS ttft_p99_ms
 FROM totals AS t

@@ -111,3 +111,28 @@ def wlm_factory(tmp_path: Path) -> Iterator[object]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """A throwaway PostgreSQL cluster (tests/pg.py) for the session; skipped without
+    Debian's postgresql binaries."""
+    from tests.pg import start_cluster
+
+    try:
+        cluster = start_cluster()
+    except LookupError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: object) -> str:
+    """A fresh database on the session's cluster: ``postgresql://wlm:<pw>@127.0.0.1:<port>/wlm_N``."""
+    from tests.pg import PgCluster
+
+    assert isinstance(pg_cluster, PgCluster)
+    return pg_cluster.create_database()

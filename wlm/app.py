@@ -105,13 +105,7 @@ def create_app(
     if local == "default":
         local = LocalManager(settings)
     if telemetry == "default":
-        telemetry = TelemetryWriter(
-            settings.telemetry_file,
-            log_content=settings.log_content,
-            retention_days=settings.retention_days,
-            memory_limit=settings.telemetry_memory_limit,
-            threads=settings.telemetry_threads,
-        )
+        telemetry = TelemetryWriter.for_settings(settings)  # DuckDB file or PostgreSQL
     gateway = Gateway(settings, local=local, telemetry=telemetry, transports=transports)
 
     @asynccontextmanager

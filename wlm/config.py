@@ -13,6 +13,7 @@ import math
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ __all__ = [
     "RoutePattern",
     "Settings",
     "load_settings",
+    "redact_url_password",
+    "url_password",
 ]
 
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -147,6 +150,10 @@ class Settings:
     workers: int = 1
     data_dir: Path = Path("data")
     telemetry_path: Path | None = None
+    # postgresql://user:password@host:port/db: telemetry in a shared PostgreSQL database
+    # instead of the DuckDB file (docs/deploy.md); the password is a secret like keys.
+    telemetry_url: str | None = attrs.field(default=None, repr=False)
+    spool_max_mb: int = 256  # rows kept in WLM_DATA_DIR while PostgreSQL is unreachable
     models_dir: Path = Path("~/models")
     llama_server: str | None = None
     max_loaded_models: int = 1
@@ -191,6 +198,11 @@ class Settings:
         return self.telemetry_path or self.data_dir / "telemetry.duckdb"
 
     @property
+    def telemetry_url_shown(self) -> str | None:
+        """``telemetry_url`` with its password replaced, for pages and logs."""
+        return redact_url_password(self.telemetry_url) if self.telemetry_url else None
+
+    @property
     def models_path(self) -> Path:
         return self.models_dir.expanduser()
 
@@ -206,7 +218,34 @@ class Settings:
         values += [k.key for k in self.api_keys]
         if self.admin_key:
             values.append(self.admin_key)
+        password = url_password(self.telemetry_url) if self.telemetry_url else None
+        if password:
+            values.append(password)
         return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
+
+
+def url_password(url: str) -> str | None:
+    """The password in a ``scheme://user:password@host/...`` URL (percent-decoded), if any."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        password = parts.password
+    except ValueError:
+        return None
+    if not password:
+        return None
+    return urllib.parse.unquote(password)
+
+
+def redact_url_password(url: str) -> str:
+    """``url`` with the password (as written, and decoded) replaced by ``[redacted]``."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not colon:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:[redacted]@{host}"))
 
 
 # The provider name of local GGUF models (``local/<id>`` routes there too).
@@ -308,6 +347,8 @@ _SIMPLE: dict[str, str] = {
     "WLM_WORKERS": "workers",
     "WLM_DATA_DIR": "data_dir",
     "WLM_TELEMETRY_PATH": "telemetry_path",
+    "WLM_TELEMETRY_URL": "telemetry_url",
+    "WLM_SPOOL_MAX_MB": "spool_max_mb",
     "WLM_MODELS_DIR": "models_dir",
     "WLM_LLAMA_SERVER": "llama_server",
     "WLM_MAX_LOADED_MODELS": "max_loaded_models",
@@ -342,6 +383,7 @@ _SIMPLE: dict[str, str] = {
 _MEMORY_SIZE = re.compile(
     r"^[1-9][0-9]*(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE
 )
+_POSTGRES_URL = re.compile(r"^postgres(ql)?://[^\s]+$")
 _POSITIVE = {
     "port",
     "workers",
@@ -350,6 +392,7 @@ _POSITIVE = {
     "local_parallel",
     "cooldown_failures",
     "telemetry_threads",
+    "spool_max_mb",
 }
 _NON_NEGATIVE = {"retries", "retry_max_wait_s", "cooldown_s", "local_max_wait_s"}
 
@@ -489,6 +532,10 @@ def load_settings(
             raise ConfigError(variable, f"must be 0 (off) or a number of seconds, got {value!r}")
         if field == "port" and values[field] > 65535:
             raise ConfigError(variable, f"must be at most 65535, got {values[field]}")
+        if field == "telemetry_url" and not _POSTGRES_URL.match(values[field]):
+            raise ConfigError(
+                variable, "expected postgresql://user:password@host:port/database (or empty)"
+            )
         if field == "telemetry_memory_limit" and not _MEMORY_SIZE.match(values[field]):
             raise ConfigError(variable, f"expected a size such as 512MB or 2GB, got {value!r}")
 

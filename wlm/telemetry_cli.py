@@ -1,8 +1,9 @@
 """``wlm sql`` and ``wlm telemetry export``.
 
 ``wlm sql`` works whether or not a server runs: it asks the running server
-(``POST /api/sql``, read-only) and otherwise opens the file read-only itself,
-with the same checks either way. ``wlm telemetry export`` reads the file
+(``POST /api/sql``, read-only) and otherwise opens the file read-only itself
+(or, with ``WLM_TELEMETRY_URL``, the PostgreSQL database in a read-only
+transaction), with the same checks either way. ``wlm telemetry export`` reads the file
 itself, so it needs the server stopped (a running server holds DuckDB's only
 lock on the file); it says so, and points at ``wlm sql``, when one runs.
 """
@@ -111,6 +112,35 @@ def _sql_from_file(
     return list(result.columns), [list(r) for r in result.rows], result.truncated
 
 
+def _sql_from_postgres(
+    settings: Settings, sql: str, max_rows: int
+) -> tuple[list[str], list[list[Any]], bool]:
+    """``wlm sql`` straight to the PostgreSQL of WLM_TELEMETRY_URL, as a server would."""
+    from wlm.telemetry.query import (
+        ForbiddenQuery,
+        QueryFailed,
+        QueryTimeout,
+        TelemetryUnavailable,
+        run_user_sql,
+    )
+    from wlm.telemetry.store_postgres import PostgresStore
+
+    assert settings.telemetry_url is not None
+    store = PostgresStore(settings.telemetry_url)
+    try:
+        store.open_readers()
+        session = store.reader()
+        try:
+            result = run_user_sql(session, sql, max_rows=max_rows)
+        finally:
+            store.release(session)
+    except (ForbiddenQuery, QueryTimeout, QueryFailed, TelemetryUnavailable) as exc:
+        raise _CommandFailed(str(exc)) from None
+    finally:
+        store.close()
+    return list(result.columns), [list(r) for r in result.rows], result.truncated
+
+
 def _print(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
     if fmt == "json":
         print(
@@ -131,6 +161,8 @@ def _sql(args: argparse.Namespace) -> int:
     server = server_address(settings, args)
     try:
         answer = None if args.file else _sql_via_server(settings, server, args.query, args.max_rows)
+        if answer is None and settings.telemetry_url:
+            answer = _sql_from_postgres(settings, args.query, args.max_rows)
         if answer is None:
             answer = _sql_from_file(
                 settings, server, args.query, args.max_rows, file_asked=args.file

@@ -181,6 +181,7 @@ async def api_sql(request: Request[Any, Any, Any]) -> Response[Any]:
 
     from wlm.telemetry.query import (
         ForbiddenQuery,
+        QueryFailed,
         QueryTimeout,
         TelemetryUnavailable,
         run_user_sql,
@@ -198,14 +199,14 @@ async def api_sql(request: Request[Any, Any, Any]) -> Response[Any]:
         ) from None
     except TelemetryUnavailable as exc:
         raise GatewayError(
-            f"The telemetry file is not available: {exc}",
+            f"The telemetry store is not available: {exc}",
             status=503,
             type="service_unavailable",
             code="telemetry_unavailable",
         ) from None
     except QueryTimeout as exc:
         raise GatewayError(str(exc), status=408, type="timeout", code="query_timeout") from None
-    except duckdb.Error as exc:
+    except (duckdb.Error, QueryFailed) as exc:  # QueryFailed: PostgreSQL's refusal
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise GatewayError(
             message, status=400, type="invalid_request_error", code="sql_error"

@@ -126,9 +126,12 @@ async def health(request: Request[Any, Any, Any]) -> Response[Any]:
             "written": stats.written,
             "dropped": stats.dropped,
             "last_error": None if stats.healthy else stats.last_error,
+            "spooled_bytes": stats.spooled_bytes,  # waiting on disk for PostgreSQL
+            "spool_full": stats.spool_full,  # and rows dropped because it filled up
         }
-        if not stats.healthy or stats.dropped:
+        if not stats.healthy or stats.dropped or stats.spooled_bytes or stats.spool_full:
             body["status"] = "degraded"
+            body["degraded"] = ["telemetry"]
     if gateway.local is not None:
         body["local"] = {
             "models": len(gateway.local.model_ids()),

@@ -1,9 +1,13 @@
 """Named queries: one ``analytics/<name>.sql`` file each, run by name with variables.
 
-The files are plain DuckDB SQL that runs as it is in the duckdb CLI on a copy of
-the telemetry file. Parameters are DuckDB variables read with defaults, e.g.
-``coalesce(getvariable('hours'), 24)``; in the CLI set them first with
-``SET VARIABLE hours = 168;``, here pass them as keywords:
+The files are plain SQL that runs as it is in DuckDB (the duckdb CLI on a copy of
+the telemetry file) and in PostgreSQL (psql on the shared database): each is
+written once, in the SQL the two share; what differs (macros, views, the
+``getvariable`` of PostgreSQL) is set up per engine, ``analytics/_*.sql`` for
+DuckDB and ``analytics/_postgres.pgsql`` for PostgreSQL. Parameters are variables
+read with a cast and a default, e.g. ``coalesce(CAST(getvariable('hours') AS
+INTEGER), 24)``; in the duckdb CLI set them first with ``SET VARIABLE hours = 168;``
+(in psql: ``SET wlm.hours = '168';``), here pass them as keywords:
 ``await run_named(writer, "summary_by_model", hours=168)``. Files whose name
 starts with ``_`` are not queries but setup (views, table macros), applied when the writer
 opens the file.
@@ -24,7 +28,7 @@ from typing import Protocol, TypeAlias, TypeVar
 import duckdb
 
 from wlm.shipped import shipped_dir
-from wlm.telemetry.query import QueryResult, execute_limited
+from wlm.telemetry.query import Cursor, QueryResult, execute_limited
 
 __all__ = [
     "CursorReader",
@@ -44,7 +48,7 @@ Variable: TypeAlias = str | int | float | bool | dt.datetime | None
 class CursorReader(Protocol):
     """Runs ``fn`` with a fresh cursor of the telemetry file, off the event loop."""
 
-    async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T], /) -> T: ...
+    async def read(self, fn: Callable[[Cursor], T], /) -> T: ...
 
 
 def default_dir() -> Path:
@@ -90,7 +94,12 @@ async def run_named(
         if not _NAME.match(key):
             raise ValueError(f"bad variable name {key!r}")
 
-    def run(cur: duckdb.DuckDBPyConnection) -> QueryResult:
+    def run(cur: Cursor) -> QueryResult:
+        if not isinstance(cur, duckdb.DuckDBPyConnection):  # PostgreSQL: set per transaction
+            variables = {k: v for k, v in params.items() if v is not None}
+            return cur.execute_limited(
+                sql, None, max_rows=max_rows, timeout_s=timeout_s, variables=variables
+            )
         # Variables belong to this cursor alone, so concurrent queries cannot mix them.
         for key, value in params.items():
             if value is not None:

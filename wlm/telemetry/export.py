@@ -54,13 +54,18 @@ def export_parquet(
     out_path = Path(out_path).resolve()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(source, TelemetryWriter):
+        if source.path is None:
+            raise TelemetryUnavailable(
+                "Parquet export reads the DuckDB file; with PostgreSQL use its own tools"
+            )
         staging_dir = export_dir_for(source.path)
         staging_dir.mkdir(parents=True, exist_ok=True)
         cursor = source.cursor()
         try:
+            assert isinstance(cursor, duckdb.DuckDBPyConnection)
             return _copy(cursor, table, staging_dir, out_path)
         finally:
-            cursor.close()
+            source.release(cursor)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"no telemetry file at {path}")

@@ -23,7 +23,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import duckdb
 from attrs import frozen
@@ -31,9 +31,12 @@ from attrs import frozen
 __all__ = [
     "ALLOWED_TABLE_FUNCTIONS",
     "DENIED_FUNCTIONS",
+    "Cursor",
     "ForbiddenQuery",
+    "QueryFailed",
     "QueryResult",
     "QueryTimeout",
+    "Session",
     "TelemetryUnavailable",
     "check_user_sql",
     "execute_limited",
@@ -81,6 +84,10 @@ class ForbiddenQuery(Exception):
     """The SQL is not a single read-only SELECT over the telemetry; nothing was run."""
 
 
+class QueryFailed(Exception):
+    """The SQL was allowed but the database refused it (syntax, unknown column, types)."""
+
+
 class QueryTimeout(Exception):
     """The query ran past its time limit and was interrupted."""
 
@@ -100,6 +107,30 @@ class QueryResult:
     def as_dicts(self) -> list[dict[str, Any]]:
         """The rows as ``{column: value}`` dicts (for ``--format json`` and pages)."""
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+@runtime_checkable
+class Session(Protocol):
+    """A reader of a store other than DuckDB (PostgreSQL: ``store_postgres``), handed to
+    the functions here instead of a DuckDB cursor; each brings its engine's way of
+    running them. Raises :class:`ForbiddenQuery`, :class:`QueryTimeout`,
+    :class:`QueryFailed` or :class:`TelemetryUnavailable`."""
+
+    def execute_limited(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any] | None,
+        *,
+        max_rows: int,
+        timeout_s: float,
+        variables: dict[str, Any] | None = None,
+    ) -> QueryResult: ...
+
+    def run_user_sql(self, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult: ...
+
+
+# What a reader function gets: a DuckDB cursor, or a Session of another store.
+Cursor: TypeAlias = duckdb.DuckDBPyConnection | Session
 
 
 def lock_down(con: duckdb.DuckDBPyConnection, *, allowed_directories: Sequence[str] = ()) -> None:
@@ -140,7 +171,7 @@ def open_readonly(path: Path) -> duckdb.DuckDBPyConnection:
 
 
 def execute_limited(
-    con: duckdb.DuckDBPyConnection,
+    con: Cursor,
     sql: str | duckdb.Statement,
     params: Sequence[Any] | dict[str, Any] | None = None,
     *,
@@ -152,6 +183,9 @@ def execute_limited(
     The query is interrupted after ``timeout_s`` (:class:`QueryTimeout`); at most
     ``max_rows`` rows are fetched, ``truncated`` tells whether more existed.
     """
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        text = sql if isinstance(sql, str) else sql.query
+        return con.execute_limited(text, params, max_rows=max_rows, timeout_s=timeout_s)
     timer = threading.Timer(timeout_s, con.interrupt)
     timer.daemon = True
     timer.start()
@@ -199,7 +233,7 @@ def check_user_sql(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement
 
 
 def run_user_sql(
-    con: duckdb.DuckDBPyConnection,
+    con: Cursor,
     sql: str,
     *,
     max_rows: int = 10_000,
@@ -209,8 +243,11 @@ def run_user_sql(
 
     ``con`` is a cursor (``writer.cursor()``) or an :func:`open_readonly`
     connection, used by the calling thread only. Raises :class:`ForbiddenQuery`
-    (nothing ran), :class:`QueryTimeout`, or ``duckdb.Error`` for SQL errors.
+    (nothing ran), :class:`QueryTimeout`, or ``duckdb.Error`` for SQL errors
+    (:class:`QueryFailed` from a :class:`Session`).
     """
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        return con.run_user_sql(sql, max_rows=max_rows, timeout_s=timeout_s)
     statement = check_user_sql(con, sql)
     return execute_limited(con, statement.query, max_rows=max_rows, timeout_s=timeout_s)
 

@@ -10,9 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    import duckdb
-
-    from wlm.telemetry.query import QueryResult
+    from wlm.telemetry.query import Cursor, QueryResult
     from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
     from wlm.telemetry.writer import WriterStats
 
@@ -42,7 +40,11 @@ class TelemetrySink(Protocol):
 
     def stats(self) -> WriterStats: ...
 
-    async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T: ...
+    async def read(self, fn: Callable[[Cursor], T]) -> T:
+        """``fn(cursor)`` off the event loop: a DuckDB cursor, or a PostgreSQL session
+        (``query.Session``); the functions of ``query``, ``analytics`` and ``spend`` take
+        either."""
+        ...
 
     async def query(
         self,

@@ -18,6 +18,11 @@ drops and counts. Nothing that was accepted is lost by a graceful
 The writer's connection is the only read-write one in the process. Readers use
 cursors of it (:meth:`~TelemetryWriter.cursor`, :meth:`~TelemetryWriter.read`,
 :meth:`~TelemetryWriter.query`), on a small thread pool, never on the event loop.
+
+Where the rows go is a :class:`~wlm.telemetry.store.TelemetryStore`: the DuckDB
+file (:mod:`~wlm.telemetry.store_duckdb`) by default, or a PostgreSQL database
+shared by replicas (:mod:`~wlm.telemetry.store_postgres`, ``WLM_TELEMETRY_URL``),
+where COPY into staging tables takes the appender's place.
 """
 
 from __future__ import annotations
@@ -36,20 +41,26 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import duckdb
 from attrs import frozen
 
+from wlm.config import Settings
 from wlm.telemetry import schema
-from wlm.telemetry.analytics import apply_views
-from wlm.telemetry.query import QueryResult, TelemetryUnavailable, execute_limited, lock_down
+from wlm.telemetry.query import Cursor, QueryResult, TelemetryUnavailable, execute_limited
 from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
+from wlm.telemetry.spool import Spool
+from wlm.telemetry.store import TelemetryStore
+from wlm.telemetry.store_duckdb import DuckDBStore, export_dir_for
+from wlm.telemetry.store_postgres import PostgresStore
 
-__all__ = ["TelemetryWriter", "WriterStats", "export_dir_for"]
+__all__ = ["TelemetryWriter", "WriterStats", "export_dir_for"]  # export_dir_for: store_duckdb
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _Item = tuple[RequestRecord, ConversationRecord | None, Sequence[AttemptRecord]]
+# A batch as rows in the schema's column order: requests, conversations, attempts.
+_Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+_STARTED_AT = schema.REQUEST_COLUMNS.index("started_at")
 
 _DROP_LOG_EVERY_S = 10.0
 _HOUSEKEEPING_EVERY_S = 3600.0
@@ -57,16 +68,6 @@ _HOUSEKEEPING_EVERY_S = 3600.0
 # which spreads each transaction's fixed cost (~25 ms) over more rows.
 _BACKLOG_BATCHES = 8
 _COMPACT_EVERY_S = 60.0
-# DuckDB errors that mean "this row's values do not fit", not "the file is broken".
-_DATA_ERRORS = (
-    duckdb.ConversionException,
-    duckdb.OutOfRangeException,
-    duckdb.TypeMismatchException,
-    duckdb.ConstraintException,
-    TypeError,
-    ValueError,
-    OverflowError,
-)
 _request_row = operator.attrgetter(*schema.REQUEST_COLUMNS)
 _conversation_row = operator.attrgetter(*schema.CONVERSATION_COLUMNS[:-1])
 _attempt_row = operator.attrgetter(*schema.ATTEMPT_COLUMNS)
@@ -81,11 +82,8 @@ class WriterStats:
     dropped: int  # refused by submit (queue full or closed) or rejected by DuckDB
     last_error: str | None  # the most recent failure, one line, no secrets
     healthy: bool  # the file is open and the last write succeeded
-
-
-def export_dir_for(path: Path) -> Path:
-    """The one directory a serving process may write files to: ``<db>.exports/``."""
-    return path.with_name(path.name + ".exports")
+    spooled_bytes: int = 0  # rows waiting on disk for the database to come back
+    spool_full: bool = False  # the spool refused rows (WLM_SPOOL_MAX_MB): they were dropped
 
 
 class TelemetryWriter:
@@ -105,7 +103,7 @@ class TelemetryWriter:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | TelemetryStore,
         *,
         log_content: bool = True,
         retention_days: int | None = None,
@@ -117,8 +115,11 @@ class TelemetryWriter:
         read_threads: int = 2,
         memory_limit: str | None = None,
         threads: int | None = None,
+        spool_dir: Path | None = None,
+        spool_max_bytes: int = 256 * 1024 * 1024,
     ) -> None:
-        self.path = Path(path)
+        # A path is the DuckDB file; anything else is a store (store_postgres.PostgresStore).
+        self.path: Path | None = path if isinstance(path, Path) else None
         self.log_content = log_content
         self.retention_days = retention_days
         self._batch_size = max(1, batch_size)
@@ -141,6 +142,9 @@ class TelemetryWriter:
         # cost 15% more CPU than on one thread (docs/performance.md), taken from the event
         # loop and the engines on the same cores.
         self._duckdb_config["threads"] = threads or default_threads()
+        self._store: TelemetryStore = (
+            DuckDBStore(path, self._duckdb_config) if isinstance(path, Path) else path
+        )
 
         self._queue: deque[_Item] = deque()
         self._wake = threading.Event()
@@ -150,13 +154,15 @@ class TelemetryWriter:
         self._close_deadline = 0.0
         # Guards the connection swap and cursor creation (readers vs the writer thread).
         self._con_lock = threading.Lock()
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._reader_root: duckdb.DuckDBPyConnection | None = None
+        self._con = False  # the store is open
         self._read_pool: ThreadPoolExecutor | None = None
         # Notified after every batch; flush() waits on it.
         self._progress = threading.Condition()
         self._inflight = 0
         self._pending: list[_Item] = []  # a batch that failed for lack of a database
+        # While the database is unreachable, batches wait on disk (PostgreSQL only).
+        self._spool = Spool(spool_dir, spool_max_bytes) if spool_dir is not None else None
+        self._spool_full = False
 
         self._written = 0
         self._dropped = 0
@@ -168,6 +174,23 @@ class TelemetryWriter:
         self._next_housekeeping = 0.0
         self._next_compact = 0.0
         self._dirty_since: dt.datetime | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> TelemetryWriter:
+        """The writer ``settings`` ask for: into the PostgreSQL database of
+        ``WLM_TELEMETRY_URL`` when set, else into the DuckDB file."""
+        target: Path | TelemetryStore = settings.telemetry_file
+        if settings.telemetry_url:
+            target = PostgresStore(settings.telemetry_url)
+        return cls(
+            target,
+            log_content=settings.log_content,
+            retention_days=settings.retention_days,
+            memory_limit=settings.telemetry_memory_limit,
+            threads=settings.telemetry_threads,
+            spool_dir=settings.data_dir / "telemetry-spool" if settings.telemetry_url else None,
+            spool_max_bytes=settings.spool_max_mb * 1024 * 1024,
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -190,7 +213,8 @@ class TelemetryWriter:
         """Write everything accepted so far, then stop the thread and close the file.
 
         Waits at most ``timeout_s``; what could not be written by then (the file
-        is failing) is logged as lost. Later ``submit`` calls return False.
+        is failing) is logged as lost, or, with a spool, left in it for the next
+        start. Later ``submit`` calls return False.
         """
         if self._closed:
             return
@@ -240,6 +264,8 @@ class TelemetryWriter:
             dropped=self._dropped,
             last_error=self._last_error,
             healthy=self._healthy,
+            spooled_bytes=self._spool.size_bytes if self._spool is not None else 0,
+            spool_full=self._spool_full,
         )
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -250,22 +276,38 @@ class TelemetryWriter:
         self._wake.set()
         with self._progress:
             return self._progress.wait_for(
-                lambda: not self._queue and not self._pending and not self._inflight, timeout_s
+                lambda: (
+                    not self._queue
+                    and not self._pending
+                    and not self._inflight
+                    and (self._spool is None or self._spool.empty)
+                ),
+                timeout_s,
             )
 
     # -- readers -----------------------------------------------------------------
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A new cursor on the file, for one thread at a time; close it when done.
+    @property
+    def store(self) -> TelemetryStore:
+        return self._store
 
-        Raises :class:`TelemetryUnavailable` when the file is not open.
+    def cursor(self) -> Cursor:
+        """A new cursor on the file (a session of another store), for one thread at a
+        time; give it back with :meth:`release` (a DuckDB cursor may just be closed).
+
+        Raises :class:`TelemetryUnavailable` when the store is not open.
         """
         with self._con_lock:
-            if self._reader_root is None:
+            if not self._con:
                 raise TelemetryUnavailable(self._last_error or "telemetry is not open")
-            return self._reader_root.cursor()
+            return self._store.reader()
 
-    async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    def release(self, cur: Cursor) -> None:
+        """Give back a :meth:`cursor`."""
+        with self._con_lock:  # cursors of one parent are made and closed one at a time
+            self._store.release(cur)
+
+    async def read(self, fn: Callable[[Cursor], T]) -> T:
         """Run ``fn(cursor)`` on the reader pool with a fresh cursor, closed afterwards."""
         if self._read_pool is None or self._closed:
             raise TelemetryUnavailable("telemetry is not open")
@@ -285,26 +327,37 @@ class TelemetryWriter:
             partial(execute_limited, sql=sql, params=params, max_rows=max_rows, timeout_s=timeout_s)
         )
 
-    def _with_cursor(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    def _with_cursor(self, fn: Callable[[Cursor], T]) -> T:
         cur = self.cursor()
         try:
             return fn(cur)
         finally:
-            with self._con_lock:  # cursors of one parent are made and closed one at a time
-                cur.close()
+            self.release(cur)
 
     # -- the writer thread -----------------------------------------------------------
 
     def _run(self) -> None:
         while True:
-            if self._con is None and not self._open():
+            if not self._con and not self._open():
+                if self._spool is not None:
+                    # The database is away: the rows wait on disk, not in memory.
+                    self._to_spool()
+                    if self._stopping.is_set():
+                        break
                 # Stopping with nothing to write: no reason to keep retrying the file.
-                if self._give_up() or (self._stopping.is_set() and not self._has_work()):
+                elif self._give_up() or (self._stopping.is_set() and not self._has_work()):
                     break
                 self._backoff()
                 continue
             self._maintain()
-            if self._con is None:
+            if not self._con:
+                continue
+            if self._spool is not None and not self._spool.empty:
+                # What waited on disk goes first, oldest first, so rows keep their order.
+                if not self._replay_one():
+                    if self._give_up():
+                        break
+                    self._backoff()
                 continue
             if self._pending or self._queue:
                 if not self._write_next():
@@ -359,10 +412,11 @@ class TelemetryWriter:
 
     def _write_all(self, batch: Sequence[_Item]) -> int:
         """Write a batch; if DuckDB refuses a value, write record by record and drop the bad."""
+        data_errors = self._store.data_errors
         try:
             self._write_batch(batch)
             return len(batch)
-        except _DATA_ERRORS as exc:
+        except data_errors as exc:
             cause = _one_line(exc)
         except Exception as exc:
             raise _WriteFailed(batch, 0, _one_line(exc)) from exc
@@ -372,17 +426,15 @@ class TelemetryWriter:
                 try:
                     self._write_batch([item])
                     written += 1
-                except _DATA_ERRORS:
+                except data_errors:
                     bad += 1
                 except Exception as exc:
                     raise _WriteFailed(batch[i:], written, _one_line(exc)) from exc
         finally:
-            self._count_drop(bad, reason=f"rejected by DuckDB: {cause}")
+            self._count_drop(bad, reason=f"rejected by the database: {cause}")
         return written
 
-    def _write_batch(self, batch: Sequence[_Item]) -> None:
-        con = self._con
-        assert con is not None
+    def _rows(self, batch: Sequence[_Item]) -> _Rows:
         rows = [_request_row(record) for record, _, _ in batch]
         conversations = (
             [(*_conversation_row(c), r.started_at) for r, c, _ in batch if c is not None]
@@ -390,9 +442,95 @@ class TelemetryWriter:
             else []
         )
         attempts = [_attempt_row(a) for _, _, tries in batch for a in tries]
-        schema.write_batch(con, rows, conversations, attempts)
-        hour = _oldest_hour(record.started_at for record, _, _ in batch)
+        return rows, conversations, attempts
+
+    def _write_batch(self, batch: Sequence[_Item]) -> None:
+        self._write_rows(self._rows(batch))
+
+    def _write_rows(self, rows: _Rows) -> None:
+        self._store.write_batch(*rows)
+        hour = _oldest_hour(_as_datetime(row[_STARTED_AT]) for row in rows[0])
         self._dirty_since = hour if self._dirty_since is None else min(self._dirty_since, hour)
+
+    # -- the spool (PostgreSQL away) ----------------------------------------------------
+
+    def _to_spool(self) -> None:
+        """Move the failed batch and everything queued into the spool, a batch per file."""
+        spool = self._spool
+        assert spool is not None
+        while self._pending or self._queue:
+            with self._progress:
+                if self._pending:
+                    batch, self._pending = self._pending, []
+                else:
+                    n = min(self._batch_size * _BACKLOG_BATCHES, len(self._queue))
+                    batch = [self._queue.popleft() for _ in range(n)]
+                self._inflight = len(batch)
+            try:
+                kept = spool.add(*self._rows(batch))
+            except Exception as exc:  # the local disk failed too
+                kept = False
+                log.error("telemetry: cannot spool to %s: %s", spool.directory, _one_line(exc))
+            with self._progress:
+                self._inflight = 0
+            if kept:
+                self._spool_full = False
+            else:
+                if not self._spool_full:
+                    log.error(
+                        "telemetry: the spool in %s is full (WLM_SPOOL_MAX_MB): rows are "
+                        "being DROPPED until %s is back",
+                        spool.directory,
+                        self._store.name,
+                    )
+                self._spool_full = True
+                self._count_drop(len(batch), reason="spool full")
+        self._notify()
+
+    def _replay_one(self) -> bool:
+        """Write the spool's oldest batch; False (disconnected) when the database failed."""
+        spool = self._spool
+        assert spool is not None
+        try:
+            rows = spool.oldest()
+        except Exception as exc:  # unreadable: set it aside rather than block the rest
+            log.error("telemetry: skipping an unreadable spool file: %s", _one_line(exc))
+            spool.done()
+            return True
+        if rows is None:
+            return True
+        try:
+            try:
+                self._write_rows(rows)
+                written = len(rows[0])
+            except self._store.data_errors as exc:
+                written = self._replay_row_by_row(rows, _one_line(exc))
+        except Exception as exc:
+            self._fail(f"replaying the spool failed: {_one_line(exc)}")
+            self._disconnect()
+            return False
+        spool.done()
+        self._succeeded(written)
+        return True
+
+    def _replay_row_by_row(self, rows: _Rows, cause: str) -> int:
+        """A spooled batch the database refused: each request alone, the bad ones dropped."""
+        requests, conversations, attempts = rows
+        written = bad = 0
+        for row in requests:
+            rid = row[0]
+            one = (
+                [row],
+                [c for c in conversations if c[0] == rid],
+                [a for a in attempts if a[0] == rid],
+            )
+            try:
+                self._write_rows(one)
+                written += 1
+            except self._store.data_errors:
+                bad += 1
+        self._count_drop(bad, reason=f"rejected by the database: {cause}")
+        return written
 
     def _succeeded(self, n: int) -> None:
         with self._progress:
@@ -418,35 +556,26 @@ class TelemetryWriter:
     # -- the connection --------------------------------------------------------------
 
     def _open(self) -> bool:
-        """Open, lock down and migrate the file; False (logged) when that fails."""
-        con: duckdb.DuckDBPyConnection | None = None
+        """Open, lock down and migrate the store; False (logged) when that fails."""
+        store = self._store
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = duckdb.connect(str(self.path), config=self._duckdb_config)
-            lock_down(con, allowed_directories=[f"{export_dir_for(self.path)}/"])
-            before = schema.migrate(con)
+            before = store.open()
             if before == 0:
-                log.info("telemetry: created %s (schema %d)", self.path, schema.SCHEMA_VERSION)
+                log.info("telemetry: created %s (schema %d)", store.name, schema.SCHEMA_VERSION)
             elif before != schema.SCHEMA_VERSION:
                 log.info(
                     "telemetry: %s migrated from schema %d to %d",
-                    self.path,
+                    store.name,
                     before,
                     schema.SCHEMA_VERSION,
                 )
-            apply_views(con)
-            for statement in schema.staging_statements():
-                con.execute(statement)
-            schema.housekeeping(con, self.retention_days, _utc_now())
-            reader_root = con.cursor()
+            store.housekeeping(self.retention_days, _utc_now())
         except Exception as exc:
-            if con is not None:
-                con.close()
-            self._fail(f"cannot open {self.path}: {_one_line(exc)}")
+            store.close()
+            self._fail(f"cannot open {store.name}: {_one_line(exc)}")
             return False
         with self._con_lock:
-            self._con = con
-            self._reader_root = reader_root
+            self._con = True
         self._healthy = True
         self._failures = 0
         self._next_housekeeping = time.monotonic() + _HOUSEKEEPING_EVERY_S
@@ -454,25 +583,18 @@ class TelemetryWriter:
 
     def _disconnect(self) -> None:
         with self._con_lock:
-            con, root = self._con, self._reader_root
-            self._con = self._reader_root = None
-        for c in (root, con):
-            if c is not None:
-                try:
-                    c.close()
-                except duckdb.Error:
-                    pass
+            self._con = False
+            self._store.close()
 
     def _maintain(self) -> None:
         """Housekeeping (on open, then hourly) and rollup compaction (every minute)."""
-        con = self._con
-        if con is None:
+        if not self._con:
             return
         now = time.monotonic()
         try:
             if now >= self._next_housekeeping:
                 self._next_housekeeping = now + _HOUSEKEEPING_EVERY_S
-                schema.housekeeping(con, self.retention_days, _utc_now())
+                self._store.housekeeping(self.retention_days, _utc_now())
             if self._dirty_since is not None and now >= self._next_compact:
                 self._next_compact = now + _COMPACT_EVERY_S
                 self._compact()
@@ -482,9 +604,9 @@ class TelemetryWriter:
 
     def _compact(self) -> None:
         since, self._dirty_since = self._dirty_since, None
-        assert self._con is not None and since is not None
+        assert self._con and since is not None
         try:
-            schema.run_in_transaction(self._con, schema.compact_statements(), {"since": since})
+            self._store.compact(since)
         except BaseException:
             # Still uncompacted (the sums stay right, only the row count grows): retry later.
             self._dirty_since = (
@@ -530,6 +652,11 @@ def _oldest_hour(times: Iterable[dt.datetime]) -> dt.datetime:
     """The UTC hour (naive, like the stored timestamps) of the earliest of ``times``."""
     oldest = min(_naive_utc(t) for t in times)
     return oldest.replace(minute=0, second=0, microsecond=0)
+
+
+def _as_datetime(value: dt.datetime | str) -> dt.datetime:
+    """A timestamp back from the spool (where a naive one is kept as ISO text)."""
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:

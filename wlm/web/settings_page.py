@@ -31,6 +31,8 @@ def _effective(settings: Settings, name: str) -> object:
     """The value a field has in use: ``telemetry_path`` unset means the default file."""
     if name == "telemetry_path":
         return settings.telemetry_file
+    if name == "telemetry_url":  # the URL without its password
+        return settings.telemetry_url_shown
     return getattr(settings, name)
 
 

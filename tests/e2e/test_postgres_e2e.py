@@ -1,0 +1,93 @@
+"""A real `wlm serve` with WLM_TELEMETRY_URL on a throwaway PostgreSQL (tests/pg.py):
+every answered request has its row there, `/api/sql` and `wlm sql` read it (and refuse
+what they must with a clear error), and the password shows nowhere."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import WlmServer
+from tests.e2e.telemetry_helpers import wlm_cli
+from tests.e2e.test_telemetry_durability_e2e import burst
+from tests.fakes import FakeUpstream
+from tests.pg import PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_server_writes_to_postgresql_and_reads_it_back(
+    wlm_factory: Callable[..., WlmServer],
+    openai_fake: FakeUpstream,
+    pg_url: str,
+    tmp_path: Path,
+) -> None:
+    workdir = tmp_path / "wlm"
+    (workdir / "models").mkdir(parents=True)
+    server = wlm_factory(
+        {
+            "OPENAI_API_KEY": openai_fake.api_key,
+            "OPENAI_BASE_URL": openai_fake.base_url,
+            "WLM_ROUTES": "gpt-*=openai",
+            "WLM_TELEMETRY_URL": pg_url,
+        },
+        workdir,
+    )
+    answers = asyncio.run(burst(server.base_url, 300, concurrency=20))
+    assert Counter(status for status, _ in answers) == {200: 300}
+
+    http = httpx.Client(base_url=server.base_url, timeout=10)
+    health = http.get("/health").json()
+    assert health["telemetry"]["healthy"], health
+
+    # /api/sql reads PostgreSQL (once the writer has flushed).
+    def count() -> int:
+        body = http.post("/api/sql", json={"sql": "SELECT count(*) AS n FROM requests"}).json()
+        return int(body["rows"][0][0])
+
+    for _ in range(100):
+        if count() == 300:
+            break
+        asyncio.run(asyncio.sleep(0.05))
+    assert count() == 300
+    for sql in (
+        "SELECT pg_read_file('/etc/passwd')",
+        "COPY requests TO PROGRAM 'id'",
+        "DELETE FROM requests",
+        "SELECT * FROM dblink('dbname=postgres', 'SELECT 1') AS t(x int)",
+    ):
+        refused = http.post("/api/sql", json={"sql": sql})
+        assert refused.status_code == 400, (sql, refused.text)
+        assert refused.json()["error"]["message"], refused.text
+    # The pages read it too: the dashboard, the request log, one request.
+    for path in ("/", "/requests.json", f"/requests/{answers[0][1]}"):
+        page = http.get(path)
+        assert page.status_code == 200, (path, page.text[:500])
+    listed = http.get("/requests.json").json()
+    assert "gpt-4o-mini" in str(listed)
+
+    # The settings page shows the URL without the password.
+    settings = http.get("/settings").text
+    assert "[redacted]@127.0.0.1" in settings
+    assert PASSWORD not in settings
+
+    # `wlm sql` through the server, then straight to PostgreSQL with --file.
+    via_server = wlm_cli(server, "sql", "SELECT count(*) AS n FROM requests", "--format", "csv")
+    assert via_server.stdout.splitlines() == ["n", "300"], via_server.stderr
+    server.stop()
+    direct = wlm_cli(server, "sql", "SELECT count(*) AS n FROM requests", "--format", "csv")
+    assert direct.stdout.splitlines() == ["n", "300"], direct.stderr
+    refused_cli = wlm_cli(server, "sql", "DELETE FROM requests")
+    assert refused_cli.returncode == 1 and "only SELECT" in refused_cli.stderr
+
+    with psycopg.connect(pg_url) as con:
+        ids = {row[0] for row in con.execute("SELECT request_id FROM requests")}
+    assert ids == {request_id for _, request_id in answers}
+    assert not (workdir / "data" / "telemetry.duckdb").exists()
+    assert PASSWORD not in server.log()

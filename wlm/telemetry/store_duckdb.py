@@ -1,0 +1,110 @@
+"""The telemetry in one DuckDB file: the default store, embedded, zero set-up.
+
+One read-write connection (the writer's); readers get cursors of it. The file is
+locked down as it opens (:func:`wlm.telemetry.query.lock_down`), migrated
+(:func:`wlm.telemetry.schema.migrate`), its views applied, and the writer's
+staging tables made; batches go in with DuckDB's appender (``schema.write_batch``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from wlm.telemetry import schema
+from wlm.telemetry.analytics import apply_views
+from wlm.telemetry.query import Cursor, TelemetryUnavailable, lock_down
+
+__all__ = ["DuckDBStore", "export_dir_for"]
+
+# DuckDB errors that mean "this row's values do not fit", not "the file is broken".
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    duckdb.ConversionException,
+    duckdb.OutOfRangeException,
+    duckdb.TypeMismatchException,
+    duckdb.ConstraintException,
+    TypeError,
+    ValueError,
+    OverflowError,
+)
+
+
+def export_dir_for(path: Path) -> Path:
+    """The one directory a serving process may write files to: ``<db>.exports/``."""
+    return path.with_name(path.name + ".exports")
+
+
+class DuckDBStore:
+    """The telemetry file at ``path``; ``config`` is DuckDB's (memory_limit, threads)."""
+
+    def __init__(self, path: Path, config: dict[str, str | bool | int | float | list[str]]) -> None:
+        self.path = Path(path)
+        self._config = config
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._reader_root: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    @property
+    def data_errors(self) -> tuple[type[BaseException], ...]:
+        return _DATA_ERRORS
+
+    def open(self) -> int:
+        con: duckdb.DuckDBPyConnection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(self.path), config=self._config)
+            lock_down(con, allowed_directories=[f"{export_dir_for(self.path)}/"])
+            before = schema.migrate(con)
+            apply_views(con)
+            for statement in schema.staging_statements():
+                con.execute(statement)
+            reader_root = con.cursor()
+        except BaseException:
+            if con is not None:
+                con.close()
+            raise
+        self._con, self._reader_root = con, reader_root
+        return before
+
+    def write_batch(
+        self,
+        requests: Sequence[tuple[Any, ...]],
+        conversations: Sequence[tuple[Any, ...]],
+        attempts: Sequence[tuple[Any, ...]],
+    ) -> None:
+        assert self._con is not None
+        schema.write_batch(self._con, requests, conversations, attempts)
+
+    def housekeeping(self, retention_days: int | None, now: dt.datetime) -> None:
+        assert self._con is not None
+        schema.housekeeping(self._con, retention_days, now)
+
+    def compact(self, since: dt.datetime) -> None:
+        assert self._con is not None
+        schema.run_in_transaction(self._con, schema.compact_statements(), {"since": since})
+
+    def reader(self) -> Cursor:
+        if self._reader_root is None:
+            raise TelemetryUnavailable("telemetry is not open")
+        return self._reader_root.cursor()
+
+    def release(self, reader: Cursor) -> None:
+        if isinstance(reader, duckdb.DuckDBPyConnection):
+            reader.close()
+
+    def close(self) -> None:
+        con, root = self._con, self._reader_root
+        self._con = self._reader_root = None
+        for c in (root, con):
+            if c is not None:
+                try:
+                    c.close()
+                except duckdb.Error:
+                    pass
