@@ -20,6 +20,8 @@ from wlm.gateway import Gateway
 from wlm.local.manager import LocalManager
 from wlm.local.protocol import LocalModels
 from wlm.logs import configure_logging
+from wlm.redaction import Redactor
+from wlm.telemetry.otlp import OtlpSink, OtlpSpans
 from wlm.telemetry.sink import TelemetrySink
 from wlm.telemetry.writer import TelemetryWriter
 from wlm.transport import PooledTransport, TransportFactory
@@ -106,6 +108,9 @@ def create_app(
         local = LocalManager(settings)
     if telemetry == "default":
         telemetry = TelemetryWriter.for_settings(settings)  # DuckDB file or PostgreSQL
+    if telemetry is not None and settings.otlp is not None:
+        # OpenTelemetry out: each request's records also become a span (docs/opentelemetry.md).
+        telemetry = OtlpSink(telemetry, OtlpSpans(settings.otlp, Redactor(settings.secrets())))
     gateway = Gateway(settings, local=local, telemetry=telemetry, transports=transports)
 
     @asynccontextmanager

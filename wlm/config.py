@@ -17,7 +17,7 @@ import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import attrs
 import cattrs
@@ -31,6 +31,7 @@ __all__ = [
     "ClientKey",
     "ConfigError",
     "KeyLimit",
+    "OtlpConfig",
     "PriceEntry",
     "ProviderConfig",
     "RoutePattern",
@@ -142,6 +143,34 @@ class PriceEntry:
 
 
 @frozen
+class OtlpConfig:
+    """Where wlm exports a span per request: ``WLM_OTLP_ENDPOINT`` or the standard
+    ``OTEL_*`` variables, read from the environment and ``.env`` alike."""
+
+    # The OTLP/HTTP traces URL, ending in /v1/traces (its repr without a password).
+    endpoint: str = attrs.field(repr=lambda url: repr(_without_password(url)))
+    # OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: may hold a token, so a secret (never shown).
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=False)
+    service_name: str = "wlm"  # OTEL_SERVICE_NAME
+    resource_attributes: tuple[tuple[str, str], ...] = ()  # OTEL_RESOURCE_ATTRIBUTES
+    timeout_s: float = 10.0  # OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT, per export
+    compression: str = "none"  # OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION: none, gzip, deflate
+
+    def secrets(self) -> list[str]:
+        """What redaction hides: each header's value (and its part after ``Bearer`` or
+        ``Basic``), and a password in the endpoint's URL."""
+        values = [unquote(urlsplit(self.endpoint).password or "")]
+        for _, value in self.headers:
+            values += [value, *value.split()[1:]]
+        return [v for v in values if v]
+
+    @property
+    def shown_endpoint(self) -> str:
+        """The endpoint as pages and logs show it: no password."""
+        return _without_password(self.endpoint)
+
+
+@frozen
 class Settings:
     """Everything wlm is configured with. Build with :func:`load_settings`."""
 
@@ -192,6 +221,7 @@ class Settings:
     key_limits: tuple[KeyLimit, ...] = ()
     prices_file: Path | None = None
     prices: tuple[PriceEntry, ...] = ()  # read from prices_file at start
+    otlp: OtlpConfig | None = None  # spans out (WLM_OTLP_ENDPOINT, OTEL_*); None: off
 
     @property
     def telemetry_file(self) -> Path:
@@ -218,6 +248,8 @@ class Settings:
         values += [k.key for k in self.api_keys]
         if self.admin_key:
             values.append(self.admin_key)
+        if self.otlp is not None:
+            values += self.otlp.secrets()
         password = url_password(self.telemetry_url) if self.telemetry_url else None
         if password:
             values.append(password)
@@ -595,6 +627,7 @@ def load_settings(
     values["key_limits"] = _parse_key_limits(env.get("WLM_KEY_LIMITS", ""), key_names)
     if values.get("prices_file") is not None:
         values["prices"] = _read_prices(values["prices_file"])
+    values["otlp"] = _parse_otlp(env)
     return Settings(**values)
 
 
@@ -703,3 +736,95 @@ def _read_prices(path: Path) -> tuple[PriceEntry, ...]:
                 )
         entries.append(PriceEntry(pattern, **{k: float(v) for k, v in table.items()}))
     return tuple(entries)
+
+
+_TRACES_PATH = "/v1/traces"
+_COMPRESSIONS = ("none", "gzip", "deflate")
+
+
+def _otel(env: Mapping[str, str], name: str) -> tuple[str, str] | None:
+    """``(variable, value)`` of ``OTEL_EXPORTER_OTLP_TRACES_<name>``, else of
+    ``OTEL_EXPORTER_OTLP_<name>`` (the signal's own variable wins), when set."""
+    for variable in (f"OTEL_EXPORTER_OTLP_TRACES_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        value = env.get(variable, "").strip()
+        if value:
+            return variable, value
+    return None
+
+
+def _parse_otlp(env: Mapping[str, str]) -> OtlpConfig | None:
+    """Spans out: ``WLM_OTLP_ENDPOINT`` (a collector's base URL, ``/v1/traces`` added
+    unless there), else ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (as it is), else
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (``/v1/traces`` added); None when none is set, or
+    with ``OTEL_SDK_DISABLED=true``, or ``OTEL_TRACES_EXPORTER=none`` and no
+    ``WLM_OTLP_ENDPOINT``. Errors about headers never quote a value: it may be a token."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    wlm_endpoint = env.get("WLM_OTLP_ENDPOINT", "").strip()
+    exporters = _split_list(env.get("OTEL_TRACES_EXPORTER", "").lower())
+    if not wlm_endpoint and exporters and "otlp" not in exporters:
+        return None
+    if wlm_endpoint:
+        variable, url = "WLM_OTLP_ENDPOINT", wlm_endpoint.rstrip("/")
+        if not url.endswith(_TRACES_PATH):
+            url += _TRACES_PATH
+    elif traces := env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
+        variable, url = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces
+    elif base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        variable, url = "OTEL_EXPORTER_OTLP_ENDPOINT", base.rstrip("/") + _TRACES_PATH
+    else:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(variable, f"expected an http(s) URL, got {_without_password(url)!r}")
+    found = _otel(env, "PROTOCOL")
+    if found is not None and found[1] != "http/protobuf":
+        raise ConfigError(
+            found[0], f"wlm exports OTLP over HTTP with protobuf (http/protobuf), not {found[1]!r}"
+        )
+    values: dict[str, Any] = {"endpoint": url}
+    if found := _otel(env, "HEADERS"):
+        values["headers"] = _parse_otel_pairs(*found)
+    if found := _otel(env, "TIMEOUT"):
+        try:
+            # Seconds, as the OpenTelemetry Python SDK reads this variable.
+            values["timeout_s"] = _parse_float(found[1])
+        except ValueError as exc:
+            raise ConfigError(found[0], str(exc)) from None
+        if not 0 < values["timeout_s"] < math.inf:
+            raise ConfigError(found[0], f"must be more than 0 seconds, got {found[1]!r}")
+    if found := _otel(env, "COMPRESSION"):
+        values["compression"] = found[1].lower()
+        if values["compression"] not in _COMPRESSIONS:
+            raise ConfigError(
+                found[0], f"expected one of {', '.join(_COMPRESSIONS)}, got {found[1]!r}"
+            )
+    if service := env.get("OTEL_SERVICE_NAME", "").strip():
+        values["service_name"] = service
+    if attributes := env.get("OTEL_RESOURCE_ATTRIBUTES", "").strip():
+        values["resource_attributes"] = _parse_otel_pairs("OTEL_RESOURCE_ATTRIBUTES", attributes)
+    return OtlpConfig(**values)
+
+
+def _parse_otel_pairs(variable: str, value: str) -> tuple[tuple[str, str], ...]:
+    """``key=value,key=value`` with percent-encoded values (the format of the OTEL_*
+    variables); an error names the entry by its position, never its value."""
+    pairs = []
+    for index, item in enumerate(value.split(","), start=1):
+        if not item.strip():
+            continue
+        key, found, raw = item.partition("=")
+        if not found or not key.strip() or not raw.strip():
+            raise ConfigError(variable, f"entry {index} is not key=value")
+        pairs.append((key.strip(), unquote(raw.strip())))
+    return tuple(pairs)
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of its user part, if any, replaced by ``[redacted]``."""
+    parts = urlsplit(url)
+    user, colon, _ = parts.netloc.rpartition("@")[0].partition(":")
+    if not colon:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:[redacted]@{host}").geturl()

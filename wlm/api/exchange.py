@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 import attrs
@@ -25,6 +26,8 @@ from wlm.providers.accounting import ResponseAccount
 from wlm.redaction import Redactor
 from wlm.routing.resolve import Route
 from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
+from wlm.telemetry.spans import TracedRecord
+from wlm.tracecontext import TraceContext
 
 __all__ = ["CLIENT_CLOSED", "Exchange", "MovedOn", "UpstreamTry"]
 
@@ -85,6 +88,7 @@ class Exchange:
     status: str = "ok"  # "ok" | "error" | "cancelled"
     failure: Failure | None = None
     answered: bool = False  # the client has the whole answer (a stream's last event)
+    trace: TraceContext | None = None  # its span, when spans are exported (OTLP)
 
     # -- how it ended ----------------------------------------------------------------
 
@@ -200,7 +204,9 @@ class Exchange:
             tokens_per_s = counts["completion_tokens"] / (elapsed - ttft)
         failure = self.failure
         text = redactor.text
-        record = RequestRecord(
+        # With OTLP on, the row carries the span the request had on the wire.
+        make = RequestRecord if self.trace is None else partial(TracedRecord, trace=self.trace)
+        record = make(
             id=self.record_id,
             started_at=self.started_at,
             ended_at=datetime.now(UTC),

@@ -9,6 +9,7 @@ from litestar import Request, Response, get
 from wlm.api.guards import admin_guard
 from wlm.gateway import Gateway
 from wlm.metrics import LabelledCounter
+from wlm.telemetry.otlp import OtlpSink
 
 __all__ = ["OBSERVABILITY_ROUTES", "metrics_text"]
 
@@ -38,6 +39,16 @@ def metrics_text(gateway: Gateway) -> str:
                 "wlm_telemetry_healthy",
                 "1 when the last DuckDB write succeeded.",
                 int(stats.healthy),
+            ),
+        ]
+    if isinstance(gateway.telemetry, OtlpSink):  # spans out (docs/opentelemetry.md)
+        otlp = gateway.telemetry.spans.stats
+        gauges += [
+            ("wlm_otlp_spans_exported_total", "Spans the OTLP receiver took.", otlp.exported),
+            (
+                "wlm_otlp_spans_dropped_total",
+                "Spans dropped: a full queue, or a receiver down, slow or refusing.",
+                otlp.dropped,
             ),
         ]
     if gateway.local is not None:

@@ -38,6 +38,7 @@ from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import FORWARDED_HEADERS
 from wlm.resilience.fallbacks import FALLBACKS_HEADER
 from wlm.sse import encode_comment
+from wlm.tracecontext import start_span
 
 if TYPE_CHECKING:
     from wlm.gateway import Gateway
@@ -414,4 +415,6 @@ async def _serve(
             forwarded.append((name.decode(), value.decode("latin-1")))
         elif name == _FALLBACKS_HEADER:
             chain_header = value.decode("latin-1")
+    if gateway.settings.otlp is not None:  # wlm's span, the client's its parent, upstream's child
+        exchange.trace, forwarded = start_span(forwarded)
     await serve(gateway, reply, request, tuple(forwarded), chain_header)

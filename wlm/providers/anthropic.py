@@ -29,6 +29,7 @@ from wlm.providers.base import (
 from wlm.providers.chunks import chunk_from_dict
 from wlm.providers.openai_compat import rewrite_model
 from wlm.sse import SSEEvent, SSEParser
+from wlm.tracecontext import TRACE_HEADERS
 from wlm.translate import (
     AnthropicStreamTranslator,
     anthropic_error_to_openai,
@@ -47,6 +48,8 @@ ANTHROPIC_VERSION = "2023-06-01"
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
 _DONE = b"data: [DONE]\n\n"
+# The forwarded client headers Anthropic gets (no OpenAI organization or project).
+_PASSED_HEADERS = frozenset(("anthropic-beta", *TRACE_HEADERS))
 
 
 class AnthropicRelay:
@@ -229,9 +232,9 @@ class AnthropicAdapter:
 
     def prepare(self, call: Call) -> UpstreamRequest:
         headers = self._headers
-        beta = dict(call.forwarded_headers).get("anthropic-beta")
-        if beta:
-            headers = {**headers, "anthropic-beta": beta}
+        passed = [(k, v) for k, v in call.forwarded_headers if k in _PASSED_HEADERS and v]
+        if passed:
+            headers = {**headers, **dict(passed)}
         if call.endpoint in _NATIVE:
             fitted = for_anthropic(call.body, call.upstream_model)
             body = call.raw if fitted is None else _encode(fitted)

@@ -35,8 +35,16 @@ __all__ = [
 ]
 
 # Client headers worth passing on (ASGI lowercases names); everything else (credentials, hop-by-hop, cookies) stays.
+# The W3C trace context goes on too, rewritten when wlm exports a span (wlm/tracecontext.py).
 FORWARDED_HEADERS = frozenset(
-    (b"anthropic-beta", b"openai-organization", b"openai-project", b"x-request-id")
+    (
+        b"anthropic-beta",
+        b"openai-organization",
+        b"openai-project",
+        b"x-request-id",
+        b"traceparent",
+        b"tracestate",
+    )
 )
 
 

@@ -17,7 +17,16 @@ __all__ = ["SETTINGS_ROUTES", "settings_view"]
 
 # Shown in their own sections (providers, routing, keys), not in the general table.
 _SECTIONED = frozenset(
-    {"providers", "routes", "aliases", "api_keys", "admin_key", "default_provider", "key_limits"}
+    {
+        "providers",
+        "routes",
+        "aliases",
+        "api_keys",
+        "admin_key",
+        "default_provider",
+        "key_limits",
+        "otlp",
+    }
 )
 
 
@@ -85,6 +94,22 @@ def settings_view(settings: Settings, gateway: Gateway) -> dict[str, Any]:
             "client_keys": [{"name": k.name, "key": _set(k.key)} for k in settings.api_keys],
         },
         "limits": _limits(settings, gateway),
+        "otlp": _otlp(settings),
+    }
+
+
+def _otlp(settings: Settings) -> dict[str, Any] | None:
+    """Where spans go: the endpoint (no password) and the service name; the headers,
+    which may hold a token, only as "set" or "not set"."""
+    otlp = settings.otlp
+    if otlp is None:
+        return None
+    return {
+        "endpoint": otlp.shown_endpoint,
+        "headers": _set(otlp.headers),
+        "service_name": otlp.service_name,
+        "timeout_s": otlp.timeout_s,
+        "compression": otlp.compression,
     }
 
 
