@@ -1,4 +1,4 @@
-"""The ``wlm`` command: serve | models | sql | telemetry export | make-test-model.
+"""The ``wlm`` command: serve | models | sql | telemetry export | pull | make-test-model.
 
 ``wlm models`` and ``wlm sql`` find a running server from the same settings
 (``WLM_HOST``, ``WLM_PORT``, ``.env``) or from ``--port``/``--url``, and fall back to
@@ -30,6 +30,7 @@ from wlm.cli_common import (
     server_address,
 )
 from wlm.config import ConfigError, Settings, load_settings
+from wlm.hub_cli import add_pull_command
 from wlm.telemetry_cli import add_telemetry_commands
 
 if TYPE_CHECKING:
@@ -380,6 +381,7 @@ def _parser() -> argparse.ArgumentParser:
     models.set_defaults(func=_models)
 
     add_telemetry_commands(sub)
+    add_pull_command(sub)
 
     test_model = sub.add_parser(
         "make-test-model",

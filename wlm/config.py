@@ -221,6 +221,10 @@ class Settings:
     key_limits: tuple[KeyLimit, ...] = ()
     prices_file: Path | None = None
     prices: tuple[PriceEntry, ...] = ()  # read from prices_file at start
+    # The Hugging Face Hub (wlm pull, the Models page): a token for gated or private
+    # repos (a secret like the keys), and another Hub-compatible endpoint (a mirror).
+    hf_token: str | None = attrs.field(default=None, repr=False)
+    hf_endpoint: str | None = None
     otlp: OtlpConfig | None = None  # spans out (WLM_OTLP_ENDPOINT, OTEL_*); None: off
 
     @property
@@ -248,6 +252,8 @@ class Settings:
         values += [k.key for k in self.api_keys]
         if self.admin_key:
             values.append(self.admin_key)
+        if self.hf_token:
+            values.append(self.hf_token)
         if self.otlp is not None:
             values += self.otlp.secrets()
         password = url_password(self.telemetry_url) if self.telemetry_url else None
@@ -410,6 +416,8 @@ _SIMPLE: dict[str, str] = {
     "WLM_COOLDOWN_S": "cooldown_s",
     "WLM_LOCAL_MAX_WAIT_S": "local_max_wait_s",
     "WLM_PRICES": "prices_file",
+    "HF_TOKEN": "hf_token",
+    "HF_ENDPOINT": "hf_endpoint",
 }
 # A size DuckDB's memory_limit accepts, kept to the unambiguous forms.
 _MEMORY_SIZE = re.compile(
@@ -568,6 +576,8 @@ def load_settings(
             raise ConfigError(
                 variable, "expected postgresql://user:password@host:port/database (or empty)"
             )
+        if field == "hf_endpoint":
+            values[field] = _check_url(variable, values[field])
         if field == "telemetry_memory_limit" and not _MEMORY_SIZE.match(values[field]):
             raise ConfigError(variable, f"expected a size such as 512MB or 2GB, got {value!r}")
 

@@ -22,6 +22,7 @@ from wlm.auth import KeyRing
 from wlm.catalog import ModelCatalog
 from wlm.config import ClientKey, Settings
 from wlm.dialects import ResponseStore, build_dialects
+from wlm.hub import HubClient, PullManager
 from wlm.limits import KeyLimiter, client_slots
 from wlm.local.protocol import LocalModels
 from wlm.metrics import Metrics
@@ -101,6 +102,13 @@ class Gateway:
             redactor=self.redactor,
             cache_s=settings.models_cache_s,
         )
+        # Models from the Hugging Face Hub (wlm/hub/): pulled in background threads; a
+        # finished pull rescans the models directory so the model is listed at once.
+        self.pulls = PullManager(
+            HubClient(settings),
+            settings.models_path,
+            on_pulled=local.rescan if local is not None else None,
+        )
         self.started = asyncio.Event()
 
     def new_request_id(self) -> str:
@@ -130,6 +138,7 @@ class Gateway:
             self.key_limits.seed_spend(row.client, row.day_usd, row.month_usd)
 
     async def close(self) -> None:
+        await self.pulls.close()
         await self.catalog.close()
         if self.local is not None:
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from wlm.api.hub_routes import HUB_ROUTES
 from wlm.api.management import MANAGEMENT_ROUTES
 from wlm.api.observability import OBSERVABILITY_ROUTES
 from wlm.api.openai_routes import ROUTES as OPENAI_ROUTES
@@ -12,4 +13,4 @@ __all__ = ["all_routes"]
 
 
 def all_routes() -> list[Any]:
-    return [*OPENAI_ROUTES, *MANAGEMENT_ROUTES, *OBSERVABILITY_ROUTES]
+    return [*OPENAI_ROUTES, *MANAGEMENT_ROUTES, *HUB_ROUTES, *OBSERVABILITY_ROUTES]

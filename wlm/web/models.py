@@ -5,7 +5,8 @@ unload post to ``/models/load`` and ``/models/unload``, which start the change i
 background and answer at once with the model's row in its new state ("starting",
 "stopping"); a row in motion polls ``/models/row`` every second until it settles, so
 the page shows progress and the outcome without a reload or a request held open for
-the whole load.
+the whole load. The page also finds and downloads models from the Hugging Face Hub
+(:mod:`wlm.web.hub`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from litestar import Request, Response, get, post
 
 from wlm.routing.resolve import LOCAL
 from wlm.web.access import gateway_of, web_of
+from wlm.web.hub import HUB_PAGE_ROUTES, pulls_view
 from wlm.web.render import fragment, page, plain
 
 __all__ = ["MODELS_ROUTES"]
@@ -73,6 +75,9 @@ async def models_page(request: Request[Any, Any, Any]) -> Response[Any]:
         "models": shown,
         "total": len(rows),
         "listings": listings,
+        # Downloads from the Hugging Face Hub (wlm/web/hub.py serves their fragments).
+        **pulls_view(gateway),
+        "pull_error": None,
     }
     return page(
         request,
@@ -135,4 +140,4 @@ async def model_unload(request: Request[Any, Any, Any]) -> Response[Any]:
     return await _change(request, "unload")
 
 
-MODELS_ROUTES = [models_page, model_row, model_load, model_unload]
+MODELS_ROUTES = [models_page, model_row, model_load, model_unload, *HUB_PAGE_ROUTES]
