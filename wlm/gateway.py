@@ -42,6 +42,9 @@ from wlm.transport import PooledTransport, TransportFactory
 __all__ = ["Gateway", "Pacing"]
 
 log = logging.getLogger("wlm")
+# With a shared database (WLM_TELEMETRY_URL): how often budgets catch up with what the
+# other replicas spent.
+FLEET_SPEND_EVERY_S = 15.0
 
 
 def _utc_now() -> datetime:
@@ -109,6 +112,7 @@ class Gateway:
             settings.models_path,
             on_pulled=local.rescan if local is not None else None,
         )
+        self._fleet_spend: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
 
     def new_request_id(self) -> str:
@@ -120,6 +124,10 @@ class Gateway:
             self.telemetry.start()
             if self.key_limits.enabled:
                 await self._seed_spend(self.telemetry)
+                if self.settings.telemetry_url:
+                    self._fleet_spend = asyncio.create_task(
+                        self._follow_fleet_spend(self.telemetry), name="wlm-fleet-spend"
+                    )
         if self.local is not None:
             await self.local.start()
         self.catalog.refresh_in_background()
@@ -137,7 +145,31 @@ class Gateway:
         for row in spent:
             self.key_limits.seed_spend(row.client, row.day_usd, row.month_usd)
 
+    async def _follow_fleet_spend(self, telemetry: TelemetrySink) -> None:
+        while True:
+            await asyncio.sleep(FLEET_SPEND_EVERY_S)
+            await self.catch_up_spend(telemetry)
+
+    async def catch_up_spend(self, telemetry: TelemetrySink) -> None:
+        """Budgets are fleet-wide: raise each key's spend today and this month to what the
+        shared database holds for every replica (this one's written rows included, so
+        nothing counts twice; what it has not written yet stays counted)."""
+        now = datetime.now(UTC)
+        try:
+            fleet = await telemetry.read(lambda con: read_spend(con, now))
+        except Exception as exc:
+            log.debug("budgets: the fleet's spend could not be read (%s)", exc)
+            return
+        for row in fleet:
+            mine = self.key_limits.usage([row.client])[0]
+            day = max(0.0, row.day_usd - mine.usd_today)
+            month = max(0.0, row.month_usd - mine.usd_this_month)
+            if day or month:
+                self.key_limits.seed_spend(row.client, day, month)
+
     async def close(self) -> None:
+        if self._fleet_spend is not None:
+            self._fleet_spend.cancel()
         await self.pulls.close()
         await self.catalog.close()
         if self.local is not None:
