@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from attrs import frozen
-from huggingface_hub import HfApi, constants
+from huggingface_hub import HfApi, constants, get_token
 
 from wlm.config import Settings
 from wlm.hub.errors import NothingToPull, gated_repo, hub_errors
@@ -67,7 +67,8 @@ class HubClient:
 
     @property
     def has_token(self) -> bool:
-        return self.token is not None
+        """HF_TOKEN is set, or the library has a token of its own (``hf auth login``)."""
+        return self.token is not None or get_token() is not None
 
     def search(self, query: str, limit: int = 20) -> list[RepoSummary]:
         """GGUF repos whose id contains ``query``, most downloaded first."""
