@@ -183,6 +183,17 @@ def test_a_dropped_connection_is_resumed_within_the_same_pull(
     assert sha256(tmp_path / "models" / REPO / Q4) == sha256(sources[Q4])
 
 
+def test_bytes_that_do_not_match_the_hubs_sha256_are_refused(hub: FakeHub, tmp_path: Path) -> None:
+    hub.tamper.add(Q4)  # the right size, one byte changed
+
+    done = pull(cli_env(hub, tmp_path), f"{REPO}:Q4_K_M", tmp_path)
+
+    assert done.returncode == 1
+    assert "sha256" in done.stderr and "the download was deleted, pull again" in done.stderr
+    folder = tmp_path / "models" / REPO
+    assert list(folder.iterdir()) == []  # neither the model nor its partial file
+
+
 @pytest.mark.parametrize(
     ("ref", "token", "expected"),
     [
@@ -344,3 +355,38 @@ def test_the_api_searches_lists_pulls_cancels_and_the_model_answers(
     for text in [*seen, *pages, log]:
         assert HF_TOKEN not in text
     assert "pulled wlm-test/Tiny-GGUF:Q4_K_M" in log
+
+
+@pytest.mark.local
+def test_stopping_the_server_interrupts_a_pull_and_the_next_one_resumes(
+    hub: FakeHub, sources: dict[str, Path], tmp_path: Path
+) -> None:
+    env = {"HF_ENDPOINT": hub.base_url, "WLM_LOCAL_RESCAN_S": "0", **LIGHT}
+    hub.stall_after[Q4] = 300_000
+    first = WlmServer(env, tmp_path).start()
+    folder = tmp_path / "models" / REPO
+    try:
+        http = httpx.Client(base_url=first.base_url, timeout=30)
+        assert http.post("/api/models/pull", json={"model": REPO}).status_code == 202
+        wait_for(lambda: [p for p in folder.glob(".*.part") if p.stat().st_size > 0])
+    finally:
+        started = time.monotonic()
+        assert first.stop() is not None
+    assert time.monotonic() - started < 15  # the stalled download did not hold the server
+    kept = [p.stat().st_size for p in folder.glob(f".{Q4}.*.part")]
+    assert len(kept) == 1 and 0 < kept[0] < sources[Q4].stat().st_size
+    assert "pull wlm-test/Tiny-GGUF failed" not in first.log()
+
+    hub.stall_after.clear()
+    second = WlmServer(env, tmp_path).start()
+    try:
+        http = httpx.Client(base_url=second.base_url, timeout=30)
+        pull_id = http.post("/api/models/pull", json={"model": REPO}).json()["id"]
+        view = wait_for(
+            lambda: (v := http.get(f"/api/models/pulls/{pull_id}").json())["state"] == "done" and v
+        )
+    finally:
+        second.stop()
+    assert view["resumed_bytes"] == kept[0]
+    assert hub.ranges(Q4)[-1] == f"bytes={kept[0]}-"
+    assert sha256(folder / Q4) == sha256(sources[Q4])

@@ -19,7 +19,8 @@ huggingface_hub (2.x) reads, as the Hub answers them:
 A test can make the bytes misbehave: :attr:`FakeHub.stall_after` (file name -> bytes:
 send that many, then hang until :meth:`FakeHub.release` or the client leaves),
 :attr:`FakeHub.drop_after` (file name -> bytes: send that many and close the connection,
-once), :attr:`FakeHub.throttle_bps` (pace every body). Every request is recorded
+once), :attr:`FakeHub.tamper` (file names whose bytes arrive with one byte changed, the
+size and the advertised sha256 unchanged), :attr:`FakeHub.throttle_bps` (pace every body). Every request is recorded
 (:attr:`FakeHub.requests`), headers included, so a test can see the ``Range`` a resume sent.
 """
 
@@ -85,6 +86,7 @@ class FakeHub:
         self.stall_after: dict[str, int] = {}
         self.drop_after: dict[str, int] = {}
         self.throttle_bps: int | None = None
+        self.tamper: set[str] = set()
         self._blobs: dict[str, tuple[str, bytes]] = {}  # sha256 -> (file name, bytes)
         self._released = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -357,6 +359,8 @@ class FakeHub:
             if start >= len(data):
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
             status = 206
+        if name in self.tamper:
+            data = data[:-1] + bytes([data[-1] ^ 0xFF])
         body = data[start:]
         headers = {
             "Content-Type": "application/octet-stream",
