@@ -57,8 +57,8 @@ class Pull:
     created_at: datetime = field(factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     pulled: Pulled | None = None
-    _stop: PullCancelled | None = None
-    _thread: threading.Thread | None = None
+    stop: PullCancelled | None = None  # set to have the download stop at its next chunk
+    thread: threading.Thread | None = None
 
     @property
     def active(self) -> bool:
@@ -66,8 +66,8 @@ class Pull:
 
     def check(self) -> None:
         """Called by the download per chunk: raises once a stop was asked for."""
-        if self._stop is not None:
-            raise self._stop
+        if self.stop is not None:
+            raise self.stop
 
     def view(self, redact: Callable[[str], str] = str) -> dict[str, Any]:
         """The pull as JSON-ready data (what the API and the page show); its error
@@ -141,10 +141,10 @@ class PullManager:
         """``repo``'s GGUF models grouped by quantization, with sizes and a memory hint."""
         listing = await asyncio.to_thread(self.client.listing, repo)
         memory = machine_memory()
+        local = self.models_dir / listing.repo
         models = []
         for model in listing.models:
             level, hint = fit_hint(model.size, memory)
-            local = self.models_dir / listing.repo
             models.append(
                 {
                     "quant": model.label,
@@ -190,7 +190,7 @@ class PullManager:
         thread = threading.Thread(
             target=self._run, args=(pull, before), name=f"wlm-pull-{pull.id}", daemon=True
         )
-        pull._thread = thread
+        pull.thread = thread
         thread.start()
         return pull, True
 
@@ -202,10 +202,10 @@ class PullManager:
     def _run(self, pull: Pull, before: list[Pull]) -> None:
         """The pull's thread: wait out an earlier pull of the same files, then download."""
         for earlier in before:  # a cancelled one may still be cleaning up its part files
-            thread = earlier._thread
-            if thread is not None:
-                thread.join()
-        pull.state = "downloading" if pull._stop is None else pull.state
+            if earlier.thread is not None:
+                earlier.thread.join()
+        if pull.stop is None:
+            pull.state = "downloading"
         try:
             pull.check()
             pulled = pull_model(
@@ -251,11 +251,10 @@ class PullManager:
         if pull is None:
             return None
         if pull.active:
-            pull._stop = PullCancelled("cancelled", discard=True)
+            pull.stop = PullCancelled("cancelled", discard=True)
             pull.state = "cancelling"
-            thread = pull._thread
-            if thread is not None:
-                await asyncio.to_thread(thread.join, wait_s)
+            if pull.thread is not None:
+                await asyncio.to_thread(pull.thread.join, wait_s)
         return pull
 
     async def close(self) -> None:
@@ -263,10 +262,9 @@ class PullManager:
         self._closed = True
         running = [p for p in self._pulls.values() if p.active]
         for pull in running:
-            pull._stop = PullCancelled("interrupted: the server stopped", discard=False)
+            pull.stop = PullCancelled("interrupted: the server stopped", discard=False)
         deadline = time.monotonic() + _JOIN_ON_CLOSE_S
         for pull in running:
-            thread = pull._thread
-            if thread is not None:
+            if pull.thread is not None:
                 remaining = max(0.0, deadline - time.monotonic())
-                await asyncio.to_thread(thread.join, remaining)
+                await asyncio.to_thread(pull.thread.join, remaining)
