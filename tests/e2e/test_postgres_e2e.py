@@ -8,6 +8,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -17,7 +18,7 @@ from tests.conftest import WlmServer
 from tests.e2e.telemetry_helpers import wlm_cli
 from tests.e2e.test_telemetry_durability_e2e import burst
 from tests.fakes import FakeUpstream
-from tests.pg import PASSWORD
+from tests.pg import PASSWORD, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -90,4 +91,49 @@ def test_a_server_writes_to_postgresql_and_reads_it_back(
         ids = {row[0] for row in con.execute("SELECT request_id FROM requests")}
     assert ids == {request_id for _, request_id in answers}
     assert not (workdir / "data" / "telemetry.duckdb").exists()
+    assert PASSWORD not in server.log()
+
+
+def test_postgresql_away_and_back_under_a_running_server(
+    wlm_factory: Callable[..., WlmServer],
+    openai_fake: FakeUpstream,
+    pg_cluster: Any,
+    pg_url: str,
+    tmp_path: Path,
+) -> None:
+    workdir = tmp_path / "wlm"
+    (workdir / "models").mkdir(parents=True)
+    server = wlm_factory(
+        {
+            "OPENAI_API_KEY": openai_fake.api_key,
+            "OPENAI_BASE_URL": openai_fake.base_url,
+            "WLM_ROUTES": "gpt-*=openai",
+            "WLM_TELEMETRY_URL": pg_url,
+        },
+        workdir,
+    )
+    http = httpx.Client(base_url=server.base_url, timeout=10)
+    answers = asyncio.run(burst(server.base_url, 100, concurrency=10))
+    pg_cluster.stop("immediate")
+    try:
+        answers += asyncio.run(burst(server.base_url, 200, concurrency=10))  # still served
+        assert wait_until(lambda: http.get("/health").json()["telemetry"]["spooled_bytes"] > 0)
+        health = http.get("/health").json()
+        assert health["status"] == "degraded" and health["degraded"] == ["telemetry"]
+        assert list((workdir / "data" / "telemetry-spool").glob("*.batch"))
+        dashboard = http.get("/").text
+        assert "the database is unreachable" in dashboard
+    finally:
+        pg_cluster.start()
+    answers += asyncio.run(burst(server.base_url, 100, concurrency=10))
+    assert Counter(status for status, _ in answers) == {200: 400}
+    assert wait_until(lambda: "degraded" not in http.get("/health").json(), timeout=30)
+
+    def written() -> list[tuple[str]]:
+        with psycopg.connect(pg_url) as con:
+            return con.execute("SELECT request_id FROM requests").fetchall()
+
+    assert wait_until(lambda: len(written()) >= 400, timeout=10)
+    rows = written()
+    assert sorted(r[0] for r in rows) == sorted(request_id for _, request_id in answers)
     assert PASSWORD not in server.log()

@@ -19,7 +19,7 @@ import attrs
 from litestar import Request, Response
 from litestar.response import Template
 
-from wlm.web.access import admin_required, csrf_of, session_of
+from wlm.web.access import admin_required, csrf_of, gateway_of, session_of
 
 __all__ = ["NAV", "page", "plain", "wants_json"]
 
@@ -82,7 +82,30 @@ def chrome(request: Request[Any, Any, Any], active: str) -> dict[str, Any]:
         "admin_required": admin_required(request),
         "logged_in": session_of(request).admin,
         "json_url": _json_url(request),
+        "telemetry_alert": telemetry_alert(request),
     }
+
+
+def telemetry_alert(request: Request[Any, Any, Any]) -> str | None:
+    """A line on every page while the shared telemetry database is away (rows waiting on
+    local disk) and, louder, once the spool is full and rows are dropped; else None."""
+    gateway = getattr(request.app.state, "gateway", None)
+    telemetry = gateway_of(request).telemetry if gateway is not None else None
+    if telemetry is None:
+        return None
+    stats = telemetry.stats()
+    if stats.spool_full:
+        return (
+            "Telemetry: the database is unreachable and the spool is full (WLM_SPOOL_MAX_MB): "
+            f"rows are being DROPPED, {stats.dropped} so far."
+        )
+    if stats.spooled_bytes:
+        waiting = max(1, stats.spooled_bytes // 1024)
+        return (
+            f"Telemetry: the database is unreachable; {waiting} KiB of rows wait on disk "
+            "and will be written when it is back."
+        )
+    return None
 
 
 def page(
