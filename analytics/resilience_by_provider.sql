@@ -3,16 +3,20 @@
 -- fell back to the next model, skipped it while it cooled down, or spilled over from
 -- a busy local engine), how many requests it answered after another target failed
 -- (rescued), and the refusals wlm made itself (per-key limits and budgets).
--- Variables: hours.  Reads the attempts view and the requests table.
+-- Variables: hours.  Reads attempt_rows (the tries of requests that took several) and
+-- the requests that took more than one try.
 WITH tries AS (
+    -- Only tries that moved on count here, and those are all in attempt_rows (the
+    -- attempts view adds the one try of every other request, which never moved on).
     SELECT
         coalesce(provider, '(unrouted)') AS provider,
         count(*) FILTER (WHERE moved_on = 'retry') AS retries,
         count(*) FILTER (WHERE moved_on = 'fallback') AS fallbacks,
         count(*) FILTER (WHERE moved_on = 'cooldown_skip') AS cooldown_skips,
         count(*) FILTER (WHERE moved_on = 'spillover') AS spillovers
-    FROM attempts
+    FROM attempt_rows
     WHERE started_at >= wlm_window_start(coalesce(CAST(getvariable('hours') AS INTEGER), 24))
+      AND moved_on IS NOT NULL
     GROUP BY 1
 ),
 answered AS (
@@ -23,6 +27,8 @@ answered AS (
     FROM requests
     WHERE started_at >= wlm_window_start(coalesce(CAST(getvariable('hours') AS INTEGER), 24))
       AND provider IS NOT NULL
+      -- only rows that can count: most requests skip the aggregation (100 ms -> 1 ms at 10M)
+      AND status = 'ok' AND (fallback_from IS NOT NULL OR attempts > 1)
     GROUP BY 1
 ),
 merged AS (

@@ -1,6 +1,6 @@
 -- For charts: per time bucket and series over the last `hours` whole clock
 -- hours (default 24): requests, errors, error rate, tokens, average and p50/p95/p99 latency
--- (ms, successful requests, within 2.5%), generation speed. Buckets are
+-- (ms, successful requests, within 2.5%), generation speed, cost (USD). Buckets are
 -- `bucket_hours` long (default 1); a series is a provider, or a model when
 -- group_by = 'model'. Buckets with no requests are absent. Histograms older
 -- than two days are kept per day, so beyond that the percentile columns are
@@ -16,6 +16,7 @@ WITH totals AS (
         coalesce(sum(requests) FILTER (WHERE status = 'error'), 0) AS errors,
         sum(prompt_tokens) AS prompt_tokens,
         sum(completion_tokens) AS completion_tokens,
+        sum(cost_usd) AS cost_usd,
         sum(latency_ms_sum) / nullif(sum(latency_n), 0) AS latency_avg_ms,
         sum(ttft_ms_sum) / nullif(sum(ttft_n), 0) AS ttft_avg_ms,
         sum(gen_tokens) * CAST(1000 AS DOUBLE PRECISION) / nullif(sum(gen_ms), 0)
@@ -80,7 +81,8 @@ SELECT
     round(t.gen_tokens_per_s, 1) AS gen_tokens_per_s,
     round(CAST(t.errors AS DOUBLE PRECISION) / t.requests, 4) AS error_rate,
     round(p.latency_p99_ms, 1) AS latency_p99_ms,
-    round(p.ttft_p99_ms, 1) AS ttft_p99_ms
+    round(p.ttft_p99_ms, 1) AS ttft_p99_ms,
+    t.cost_usd
 FROM totals AS t
 LEFT JOIN percentiles AS p ON p.bucket = t.bucket AND p.series IS NOT DISTINCT FROM t.series
 ORDER BY t.bucket, t.series;

@@ -29,7 +29,8 @@ SELECT
         / nullif(sum(latency_ms - coalesce(ttft_ms, 0)) FILTER (
             WHERE completion_tokens IS NOT NULL AND latency_ms > coalesce(ttft_ms, 0)), 0),
         1
-    ) AS gen_tokens_per_s
+    ) AS gen_tokens_per_s,
+    sum(cost_usd) AS cost_usd
 FROM requests
 WHERE started_at >= (now() AT TIME ZONE 'UTC') - INTERVAL '1 minute'
     * CAST(coalesce(CAST(getvariable('hours') AS DOUBLE PRECISION), 6) * 60 AS BIGINT)

@@ -3,14 +3,16 @@
     .venv/bin/python benchmarks/telemetry.py                    # 1M and 10M rows (~3 min)
     .venv/bin/python benchmarks/telemetry.py --rows 1000000     # one size
     .venv/bin/python benchmarks/telemetry.py --ingest 500000 --rows 0
+    .venv/bin/python benchmarks/telemetry.py --ingest 0 --rows 10000000 --pages
 
 Ingest: records are submitted from one thread as fast as it can (the event
 loop's role) while the writer thread appends them; the rate is rows written
 per second of wall time, from the first submit until everything is on disk.
 Queries: a file of N synthetic rows over 30 days is generated with DuckDB SQL
-(8 models on 4 providers, 4% errors, 1% cancelled, random ids), the rollups are
-rebuilt from it as a migration would, and each named query runs through
-``run_named`` on the writer's own cursors: best and median of --repeat runs.
+(8 models on 4 providers, each at its own speed and price, 4% errors, 1%
+cancelled, random ids), the rollups are rebuilt from it as a migration would,
+and each named query runs through ``run_named`` on the writer's own cursors:
+best and median of --repeat runs.
 """
 
 from __future__ import annotations
@@ -67,11 +69,17 @@ SELECT
     CASE status WHEN 'error' THEN ['invalid_request_error', 'rate_limit_error', 'upstream_error',
         'upstream_timeout', 'server_error'][1 + (hash(i * 11) % 5)::INT] END AS error_type,
     20 + (hash(i * 13) % 2000)::DOUBLE / 3 AS ttft_ms,
-    ttft_ms + 100 + (hash(i * 17) % 20000)::DOUBLE / 2 AS latency_ms,
     (50 + hash(i * 19) % 4000)::BIGINT AS prompt_tokens,
     (10 + hash(i * 23) % 1000)::BIGINT AS completion_tokens,
+    -- each model generates at its own pace (tokens/s), with some spread
+    [45, 60, 90, 40, 55, 120, 85, 35][1 + (hash(i) % 8)::INT]
+        * (0.6 + (hash(i * 17) % 800)::DOUBLE / 1000) AS tokens_per_s,
+    ttft_ms + completion_tokens * 1000.0 / tokens_per_s AS latency_ms,
     prompt_tokens + completion_tokens AS total_tokens,
-    completion_tokens * 1000.0 / (latency_ms - ttft_ms) AS tokens_per_s,
+    -- USD per million tokens in and out (local models are free)
+    (prompt_tokens * [0, 0, 0.15, 2.5, 3, 1, 0.15, 0.12][1 + (hash(i) % 8)::INT]
+     + completion_tokens * [0, 0, 0.6, 10, 15, 5, 0.6, 0.3][1 + (hash(i) % 8)::INT]) / 1e6
+        AS cost_usd,
     1 AS attempts,
     started_at + to_milliseconds(latency_ms::BIGINT) AS ended_at,
     md5_number_lower(id) AS id_key
@@ -196,6 +204,49 @@ async def bench_queries(path: Path, repeat: int) -> None:
         writer.close()
 
 
+PAGES = (
+    "/analytics?range=1h",
+    "/analytics?range=24h",
+    "/analytics?range=7d",
+    "/analytics?range=30d",
+    "/analytics?range=24h&by=model",
+    "/analytics?range=30d&by=model",
+    "/analytics?range=24h&fragment=endpoints",
+    "/analytics?range=30d&fragment=endpoints",
+    "/analytics.json?range=24h",
+    "/",
+)
+
+
+async def bench_pages(path: Path, repeat: int) -> None:
+    """Each page, whole (queries, charts, HTML), in-process through the ASGI app."""
+    from litestar.testing import AsyncTestClient
+
+    from wlm.app import create_app
+    from wlm.config import load_settings
+
+    settings = load_settings(
+        {
+            "WLM_DATA_DIR": str(path.parent),
+            "WLM_TELEMETRY_PATH": str(path),
+            "WLM_MODELS_DIR": str(path.parent / "no-models"),
+        }
+    )
+    app = create_app(settings, local=None)
+    async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as client:
+        for page in PAGES:
+            times = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                response = await client.get(page)
+                times.append((time.perf_counter() - t) * 1000)
+                assert response.status_code == 200, (page, response.status_code)
+            print(
+                f"  page {page:<36} best {min(times):7.1f} ms  "
+                f"median {statistics.median(times):7.1f} ms  ({len(response.content) // 1024} KiB)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -205,6 +256,9 @@ def main() -> None:
     )
     parser.add_argument("--ingest", type=int, default=200_000, help="records to ingest (0 to skip)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per query")
+    parser.add_argument(
+        "--pages", action="store_true", help="also time the pages (/analytics, /) per size"
+    )
     args = parser.parse_args()
     print(f"duckdb {duckdb.__version__}, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="wlm-bench-") as tmp:
@@ -220,6 +274,8 @@ def main() -> None:
                 f"{n:,} synthetic rows over 30 days (generated in {took:.1f} s, {size:,.0f} MiB):"
             )
             asyncio.run(bench_queries(path, args.repeat))
+            if args.pages:
+                asyncio.run(bench_pages(path, args.repeat))
             path.unlink()
 
 

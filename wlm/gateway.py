@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from wlm.dialects import ResponseStore, build_dialects
 from wlm.hub import HubClient, PullManager
 from wlm.limits import KeyLimiter, client_slots
 from wlm.local.protocol import LocalModels
-from wlm.metrics import Metrics
+from wlm.metrics import Metrics, Pulse
 from wlm.providers.base import Adapter
 from wlm.providers.registry import build_adapters
 from wlm.redaction import Redactor
@@ -85,6 +86,9 @@ class Gateway:
         self.responses = ResponseStore(enabled=settings.log_content)
         self.dialects = build_dialects(self.responses)
         self.metrics = Metrics()
+        # The dashboard's last minutes, read off the metrics once a second.
+        self.pulse = Pulse(self.metrics)
+        self._pulse_task: asyncio.Task[None] | None = None
         self.client_slots = client_slots(settings)
         # When upstreams fail (wlm/api/attempts.py): one policy, one chain table, and the
         # cooldowns every request shares.
@@ -131,7 +135,13 @@ class Gateway:
         if self.local is not None:
             await self.local.start()
         self.catalog.refresh_in_background()
+        self._pulse_task = asyncio.create_task(self._beat(), name="wlm-pulse")
         self.started.set()
+
+    async def _beat(self) -> None:
+        while True:
+            self.pulse.beat(time.time())
+            await asyncio.sleep(1.0)
 
     async def _seed_spend(self, telemetry: TelemetrySink) -> None:
         """Budgets count what was spent before a restart: today's and this month's spend
@@ -170,6 +180,8 @@ class Gateway:
     async def close(self) -> None:
         if self._fleet_spend is not None:
             self._fleet_spend.cancel()
+        if self._pulse_task is not None:
+            self._pulse_task.cancel()
         await self.pulls.close()
         await self.catalog.close()
         if self.local is not None:

@@ -7,13 +7,13 @@ request ends); rendering happens only when scraped.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from attrs import frozen
 
-__all__ = ["LabelledCounter", "Metrics"]
+__all__ = ["Beat", "LabelledCounter", "Metrics", "Pulse", "PulseBucket"]
 
 # Distinct model labels kept; beyond this, new names are counted as "(other)" so a
 # client inventing model names cannot grow the series (and memory) without bound.
@@ -158,3 +158,87 @@ class LabelledCounter:
 
 
 GaugeSource = Callable[[], Iterable[tuple[str, str, float]]]
+
+
+@frozen
+class Beat:
+    """One second of the pulse: requests finished and errors per provider, in flight."""
+
+    at: float  # seconds since the epoch
+    finished: Mapping[str, int]
+    errors: Mapping[str, int]
+    in_flight: int
+
+
+@frozen
+class PulseBucket:
+    """A few seconds of the pulse, for a chart: rates per provider and the most in flight."""
+
+    at: float  # start, seconds since the epoch
+    seconds: int
+    requests_per_s: Mapping[str, float]
+    errors: Mapping[str, int]
+    in_flight: int
+
+
+class Pulse:
+    """The last few minutes of traffic, one beat a second, for the dashboard's live charts.
+
+    :meth:`beat` reads the counters :class:`Metrics` keeps anyway (requests by provider
+    and status, the in-flight gauge) and stores what changed since the last beat, so
+    the request path pays nothing for it. Someone calls :meth:`beat` once a second
+    (the gateway does, while it runs); :meth:`buckets` sums the beats into buckets.
+    """
+
+    def __init__(self, metrics: Metrics, seconds: int = 300) -> None:
+        self._metrics = metrics
+        self._seconds = seconds
+        self._beats: deque[Beat] = deque(maxlen=seconds)
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def beat(self, at: float) -> None:
+        """Record the second ending at ``at`` (seconds since the epoch)."""
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for (provider, _model, status), n in self._metrics.requests.items():
+            counts = totals[provider]
+            counts[0] += n
+            if status == "error":
+                counts[1] += n
+        finished, errors = {}, {}
+        for provider, (n, failed) in totals.items():
+            seen_n, seen_failed = self._seen.get(provider, (0, 0))
+            if n > seen_n:
+                finished[provider] = n - seen_n
+            if failed > seen_failed:
+                errors[provider] = failed - seen_failed
+            self._seen[provider] = (n, failed)
+        self._beats.append(Beat(at, finished, errors, self._metrics.in_flight))
+
+    def buckets(self, now: float, bucket_s: int = 5) -> list[PulseBucket]:
+        """The beats of the last ``seconds`` before ``now`` summed per ``bucket_s``
+        seconds (aligned to multiples of it), oldest first; seconds without a beat
+        (the server had not started) are left out."""
+        since = now - self._seconds
+        grouped: dict[int, list[Beat]] = defaultdict(list)
+        for beat in self._beats:
+            if beat.at > since:
+                grouped[int(beat.at // bucket_s)].append(beat)
+        out = []
+        for key, beats in sorted(grouped.items()):
+            finished: dict[str, int] = defaultdict(int)
+            errors: dict[str, int] = defaultdict(int)
+            for beat in beats:
+                for provider, n in beat.finished.items():
+                    finished[provider] += n
+                for provider, n in beat.errors.items():
+                    errors[provider] += n
+            out.append(
+                PulseBucket(
+                    at=float(key * bucket_s),
+                    seconds=bucket_s,
+                    requests_per_s={p: n / bucket_s for p, n in sorted(finished.items())},
+                    errors=dict(sorted(errors.items())),
+                    in_flight=max(b.in_flight for b in beats),
+                )
+            )
+        return out

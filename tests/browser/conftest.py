@@ -202,7 +202,7 @@ class Watched:
 @pytest.fixture
 def watched(chromium: Any) -> Iterator[Callable[[], Watched]]:
     """Open watched pages in a fresh browser context (no cookies shared between tests)."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})  # the screenshots
     context.set_default_timeout(15_000)
 
     def open_page() -> Watched:

@@ -161,14 +161,15 @@ def test_analytics_counts_the_known_mix_per_provider(
         expect(row.locator(".errors")).to_have_text(str(figures["errors"]))
     outcomes = page.locator("table.outcomes tr[data-provider='openai']")
     expect(outcomes.locator("[data-outcome='400']")).to_have_text("1")
-    # Both charts are drawn, with one series or bar per provider.
+    # The charts are drawn: a requests chart per provider, and a p50 and a p95 latency line.
+    latency = page.locator("svg.line-chart[data-chart='latency']")
     for provider in EXPECTED:
-        expect(page.locator(f"svg.line-chart g.series[data-series='{provider}']")).to_have_count(1)
-        expect(page.locator(f"svg.bar-chart g.bar[data-label='{provider}']")).to_have_count(1)
+        expect(page.locator(f"svg.column-chart[data-chart='requests {provider}']")).to_be_visible()
+        expect(latency.locator(f"g.series[data-series='{provider}']")).to_have_count(2)
     # Switching the range swaps the figures in place.
     page.get_by_role("link", name="7d").click()
-    expect(page.locator("nav.ranges a.active")).to_have_text("7d")
-    assert page.url.endswith("range=7d")
+    expect(page.locator("nav.ranges > a.active")).to_have_text("7d")
+    assert "range=7d" in page.url
     expect(table.locator("tr[data-provider='openai'] .requests")).to_have_text("5")
     assert_clean(view)
 

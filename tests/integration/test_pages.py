@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ from wlm.app import create_app
 from wlm.config import load_settings
 from wlm.local.testmodel import write_tiny_gguf
 from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
-from wlm.web.charts import line_chart, nice_ticks, stacked_bars
 from wlm.web.conversation import conversation_view
 from wlm.web.session import Session, SessionSigner
 
@@ -378,7 +378,9 @@ async def test_analytics_breaks_requests_down_by_endpoint_native_or_translated(
         ("responses", "none"): (1, 1),
     }
     html = (await client.get("/analytics")).text
-    assert 'data-endpoint="messages" data-path="translated"' in html
+    assert 'hx-get="/analytics?range=24h&amp;fragment=endpoints" hx-trigger="load"' in html
+    table = (await client.get("/analytics?range=24h&fragment=endpoints")).text
+    assert 'data-endpoint="messages" data-path="translated"' in table
 
 
 async def test_analytics_and_dashboard_count_per_provider(client: Client) -> None:
@@ -420,8 +422,11 @@ async def test_analytics_and_dashboard_count_per_provider(client: Client) -> Non
     assert {p["provider"]: p["requests"] for p in week["providers"]}["openai"] == 4
 
     html = (await client.get("/analytics")).text
-    assert html.count('<g class="series chart-') == 2  # one latency line per provider
-    assert html.count('<g class="bar"') == 2  # one token bar per provider
+    # A requests chart per provider, and a p50 and a p95 line per provider in the latency chart.
+    assert 'data-figure="requests-openai"' in html and 'data-figure="requests-anthropic"' in html
+    latency = html[html.index('data-chart="latency"') :]
+    latency = latency[: latency.index("</svg>")]
+    assert latency.count('data-series="openai"') == latency.count('data-series="anthropic"') == 2
 
     dashboard = (await client.get("/index.json")).json()
     assert dashboard["last_hour"]["requests"] == 6
@@ -604,31 +609,69 @@ def test_conversation_view_reads_every_shape() -> None:
     assert completion["prompt"] == "once upon"
 
 
-def test_chart_geometry() -> None:
-    assert nice_ticks(0) == [0.0, 1.0]
-    assert nice_ticks(87) == [0.0, 25.0, 50.0, 75.0, 100.0]
-    start = dt.datetime(2025, 1, 1, 0, 0)
-    points = [
-        (start + dt.timedelta(minutes=10), 100.0),
-        (start + dt.timedelta(minutes=20), None),
-        (start + dt.timedelta(minutes=30), 300.0),
-        (start + dt.timedelta(minutes=40), 200.0),
-    ]
-    chart = line_chart({"openai": points}, start, start + dt.timedelta(hours=1), unit="ms")
-    (line,) = chart.lines
-    assert len(line.segments) == 2  # the gap breaks the line
-    assert len(line.dots) == 3
-    ys = [y for _, y, _ in line.dots]
-    assert ys[1] < ys[2] < ys[0]  # higher latency is drawn higher up
-    assert all(chart.left <= x <= chart.right for x, _, _ in line.dots)
-    assert not chart.empty and line_chart({}, start, start + dt.timedelta(hours=1)).empty
-    bars = stacked_bars(
-        [("a", {"in": 30, "out": 10}), ("b", {"in": 0, "out": None})], ("in", "out")
-    )
-    first, second = bars.bars
-    assert [s.css for s in first.segments] == ["series-0", "series-1"]
-    assert first.segments[0].width == pytest.approx(3 * first.segments[1].width)
-    assert second.segments == ()
+CHARTS = (
+    "latency",
+    "ttft",
+    "speed",
+    "tokens",
+    "cost",
+    "latency histogram",
+    "ttft histogram",
+    "speed against cost",
+)
+
+
+def chart(html: str, name: str) -> str:
+    """The ``<svg>`` of the chart named ``name`` in a page."""
+    start = html.index(f'data-chart="{name}"')
+    return html[html.rindex("<svg", 0, start) : html.index("</svg>", start)]
+
+
+async def test_every_chart_says_when_the_window_is_empty(client: Client) -> None:
+    html = (await client.get("/analytics")).text
+    for name in (*CHARTS, "requests"):
+        svg = chart(html, name)
+        assert 'data-empty="true"' in svg, name
+        assert "No requests in this window" in svg or "No model" in svg or "No priced" in svg
+    assert html.count('<details class="numbers">') == len(CHARTS) + 1
+
+
+async def test_one_request_draws_one_visible_point_in_every_chart(client: Client) -> None:
+    await store(client, attrs.evolve(record("only"), cost_usd=0.002, tokens_per_s=50.0))
+    html = (await client.get("/analytics")).text
+    for name in CHARTS:
+        svg = chart(html, name)
+        assert 'data-empty="true"' not in svg, name
+        assert 'data-marks="0"' not in svg, name
+    latency = chart(html, "latency")
+    dots = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)" r="([\d.]+)"', latency)
+    assert len(dots) == 2  # p50 and p95, each a visible mark inside the plot
+    for x, y, r in dots:
+        assert 82 < float(x) < 616 and 12 < float(y) < 194 and float(r) >= 4
+    # Its numbers are a click away, and in the JSON twin.
+    # (speed from the histogram: within 2.5%)
+    assert re.search(r"<td>openai</td><td>gpt-4o-mini</td><td>5\d(\.\d)? tok/s</td>", html)
+    data = (await client.get("/analytics.json")).json()
+    assert [r["series"] for r in data["timeseries"]] == ["openai"]
+    assert data["outcomes_timeseries"][0]["outcome"] == "ok"
+    assert {r["metric"] for r in data["latency_histogram"]} == {"latency_ms", "ttft_ms"}
+    for name in ("1h", "7d", "30d"):
+        other = (await client.get(f"/analytics?range={name}&by=model")).text
+        assert 'data-series="gpt-4o-mini"' in chart(other, "latency"), name
+
+
+async def test_dashboard_shows_the_last_minutes(client: Client) -> None:
+    gateway = client.app.state.gateway
+    gateway.metrics.observe("openai", "gpt-4o-mini", "ok", 0.1, None, None, None)
+    gateway.metrics.observe("openai", "gpt-4o-mini", "error", 0.1, None, None, None)
+    gateway.pulse.beat(time.time())
+    html = (await client.get("/")).text
+    for name in ("requests per second", "in flight", "errors"):
+        assert 'data-empty="true"' not in chart(html, name), name
+    assert 'data-series="openai"' not in html  # columns, not lines: a rect per provider
+    assert "openai: 0.4/s" in chart(html, "requests per second")
+    pulse = (await client.get("/index.json")).json()["pulse"]
+    assert pulse[-1]["requests_per_s"] == {"openai": 0.4} and pulse[-1]["errors"] == {"openai": 1}
 
 
 async def test_json_twin_of_a_page_needs_no_browser(client: Client) -> None:

@@ -1,28 +1,38 @@
-"""``/analytics``: per provider and per model over 1h, 24h, 7d or 30d, with two charts.
+"""``/analytics``: per provider and per model over 1h, 24h, 7d or 30d, in charts and tables.
 
 The tables come from the rollup queries (``summary_by_provider``,
 ``summary_by_model``, ``outcomes_by_status``), which count whole clock hours: a range
 reads one hour more than its name, so "24h" always covers at least the last 24
-hours, and the page states the exact start. The latency chart of the 1h range reads
-raw rows per two minutes (``timeseries_minutely``); longer ranges read the hourly
-rollups (``timeseries``). Charts are SVG drawn on the server (see
-:mod:`wlm.web.charts`).
+hours, and the page states the exact start. The charts over time of the 1h range read
+raw rows per two minutes (``timeseries_minutely``, ``outcomes_timeseries_minutely``);
+longer ranges read the hourly rollups (``timeseries``, ``outcomes_timeseries``), as do
+the distributions (``latency_histogram``). Charts are SVG drawn on the server
+(:mod:`wlm.web.figures` builds them from the rows, :mod:`wlm.web.charts` draws them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, TypedDict
 
 from attrs import frozen
 from litestar import Request, Response, get
 
-from wlm.web.charts import line_chart, stacked_bars
 from wlm.web.common import reader
 from wlm.web.data import NoTelemetry, TelemetryReader, utc_now, window_start
-from wlm.web.render import page, wants_json
+from wlm.web.figures import (
+    OUTCOME_CLASSES,
+    UNROUTED,
+    Window,
+    distribution_figures,
+    over_time_figures,
+    request_figures,
+    speed_cost_figure,
+)
+from wlm.web.render import fragment, page, wants_json
 
 __all__ = ["ANALYTICS_ROUTES", "RANGES"]
 
@@ -46,9 +56,6 @@ RANGES: dict[str, Range] = {
     "30d": Range(24 * 30, dt.timedelta(days=1)),
 }
 DEFAULT_RANGE = "24h"
-# Providers with their own colour in wlm.css (.chart-<name>), matching their badges.
-PROVIDER_COLOURS = frozenset({"local", "openai", "anthropic", "openrouter"})
-UNROUTED = "(unrouted)"
 
 
 class OutcomeRow(TypedDict):
@@ -97,46 +104,63 @@ def _outcomes(
     return providers, models
 
 
-def _series(
-    rows: list[dict[str, Any]], bucket: dt.timedelta, now: dt.datetime
-) -> dict[str, list[tuple[dt.datetime, float | None]]]:
-    """Median latency per provider, a point mid-bucket (or now, for the current bucket);
-    a bucket without requests breaks the line."""
-    found: dict[str, list[tuple[dt.datetime, float]]] = defaultdict(list)
+def _latency_p50(
+    rows: list[dict[str, Any]], bucket: dt.timedelta
+) -> dict[str, list[dict[str, Any]]]:
+    """Median latency per series, a point mid-bucket (the JSON twin's ``latency_p50_ms``)."""
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["latency_p50_ms"] is not None:
-            found[row["series"] or UNROUTED].append((row["bucket"], float(row["latency_p50_ms"])))
-    series: dict[str, list[tuple[dt.datetime, float | None]]] = {}
-    for name, points in sorted(found.items()):
-        line: list[tuple[dt.datetime, float | None]] = []
-        previous = None
-        for start, value in sorted(points):
-            if previous is not None and start - previous > bucket:
-                line.append((previous + bucket, None))
-            line.append((min(start + bucket / 2, now), value))
-            previous = start
-        series[name] = line
-    return series
+            series[row["series"] or UNROUTED].append(
+                {"at": row["bucket"] + bucket / 2, "value": row["latency_p50_ms"]}
+            )
+    return dict(sorted(series.items()))
 
 
-async def _latency(telemetry: TelemetryReader, chosen: Range) -> list[dict[str, Any]]:
+def _over_time(
+    telemetry: TelemetryReader, chosen: Range, by: str
+) -> tuple[Awaitable[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]:
+    """The queries of ``timeseries`` and ``outcomes_timeseries`` (their ``_minutely``
+    twins, over raw rows, for the 1h range) in the range's buckets."""
     if chosen.minutely:
         minutes = int(chosen.bucket.total_seconds() // 60)
-        return await telemetry.named(
-            "timeseries_minutely", max_rows=5000, hours=chosen.hours, bucket_minutes=minutes
-        )
-    bucket_hours = int(chosen.bucket.total_seconds() // 3600)
-    return await telemetry.named(
-        "timeseries", max_rows=5000, hours=chosen.hours + 1, bucket_hours=bucket_hours
+        shape: dict[str, Any] = {"hours": chosen.hours, "bucket_minutes": minutes}
+        suffix = "_minutely"
+    else:
+        bucket_hours = int(chosen.bucket.total_seconds() // 3600)
+        shape = {"hours": chosen.hours + 1, "bucket_hours": bucket_hours}
+        suffix = ""
+    return (
+        telemetry.named(f"timeseries{suffix}", max_rows=5000, group_by=by, **shape),
+        telemetry.named(f"outcomes_timeseries{suffix}", max_rows=10000, group_by=by, **shape),
     )
+
+
+async def _no_rows() -> list[dict[str, Any]]:
+    return []
+
+
+async def _endpoints(
+    request: Request[Any, Any, Any], telemetry: TelemetryReader, hours: int
+) -> Response[Any]:
+    """The per-endpoint table alone: ``by_endpoint`` reads the requests themselves (the
+    rollups have no endpoint), a scan that grows with the range, so the page asks for
+    it once it is shown rather than waiting for it."""
+    try:
+        endpoints = await telemetry.named("by_endpoint", hours=hours)
+    except NoTelemetry:
+        endpoints = []
+    return fragment(request, "_endpoints.html", {"endpoints": endpoints})
 
 
 @get(["/analytics", "/analytics.json"])
 async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Figures for ``?range=1h|24h|7d|30d`` (default 24h)."""
+    """Figures for ``?range=1h|24h|7d|30d`` (default 24h), the charts' series per
+    provider or, with ``?by=model``, per model."""
     name = request.query_params.get("range", DEFAULT_RANGE)
     if name not in RANGES:
         name = DEFAULT_RANGE
+    by = "model" if request.query_params.get("by") == "model" else "provider"
     chosen = RANGES[name]
     now = utc_now()
     # One whole clock hour more than the range, so the range is always covered.
@@ -145,21 +169,40 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
     context: dict[str, Any] = {
         "range": name,
         "ranges": list(RANGES),
+        "by": by,
         "since": since,
         "until": now,
         "telemetry_error": None,
     }
     telemetry = reader(request)
+    as_json = wants_json(request)
+    if request.query_params.get("fragment") == "endpoints" and not as_json:
+        return await _endpoints(request, telemetry, hours)
     try:
-        by_provider = await telemetry.named("summary_by_provider", hours=hours)
-        by_model = await telemetry.named("summary_by_model", hours=hours)
-        found = await telemetry.named("outcomes_by_status", hours=hours)
-        by_endpoint = await telemetry.named("by_endpoint", hours=hours)
-        resilience = await telemetry.named("resilience_by_provider", hours=hours)
-        latency = await _latency(telemetry, chosen)
+        # The reader pool runs them side by side (two at a time). The per-endpoint table
+        # reads raw rows, so the HTML page loads it after itself (?fragment=endpoints).
+        (
+            by_provider,
+            by_model,
+            found,
+            by_endpoint,
+            resilience,
+            histogram,
+            over_time,
+            outcomes_over_time,
+        ) = await asyncio.gather(
+            telemetry.named("summary_by_provider", hours=hours),
+            telemetry.named("summary_by_model", hours=hours),
+            telemetry.named("outcomes_by_status", hours=hours),
+            telemetry.named("by_endpoint", hours=hours) if as_json else _no_rows(),
+            telemetry.named("resilience_by_provider", hours=hours),
+            telemetry.named("latency_histogram", max_rows=5000, hours=hours, group_by=by),
+            *_over_time(telemetry, chosen, by),
+        )
     except NoTelemetry as exc:
         context["telemetry_error"] = str(exc)
-        by_provider, by_model, found, by_endpoint, resilience, latency = [], [], [], [], [], []
+        by_provider, by_model, found, by_endpoint, resilience, histogram = [], [], [], [], [], []
+        over_time, outcomes_over_time = [], []
     for row in (*by_provider, *by_model):
         row["provider"] = row["provider"] or UNROUTED
     outcomes, model_outcomes = _outcomes(found)
@@ -173,23 +216,23 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
         model_outcome_columns=_outcome_columns(model_outcomes),
         model_outcomes=model_outcomes,
     )
-    series = _series(latency, chosen.bucket, now)
-    if wants_json(request):
-        context["latency_p50_ms"] = {
-            provider: [{"at": at, "value": v} for at, v in points if v is not None]
-            for provider, points in series.items()
-        }
-    else:
-        chart_start = now - dt.timedelta(hours=chosen.hours) if chosen.minutely else since
-        context["latency_chart"] = line_chart(
-            series, chart_start, now, unit="ms", named_colours=PROVIDER_COLOURS
+    if as_json:
+        context.update(
+            timeseries=over_time,
+            outcomes_timeseries=outcomes_over_time,
+            latency_histogram=histogram,
+            latency_p50_ms=_latency_p50(over_time, chosen.bucket),
         )
-        context["token_chart"] = stacked_bars(
-            [
-                (row["provider"], {"in": row["prompt_tokens"], "out": row["completion_tokens"]})
-                for row in by_provider
-            ],
-            ("in", "out"),
+    else:
+        start = now - dt.timedelta(hours=chosen.hours) if chosen.minutely else since
+        window = Window.around(start, now, chosen.bucket)
+        summaries = by_model if by == "model" else by_provider
+        context.update(
+            request_figures=request_figures(outcomes_over_time, window),
+            time_figures=over_time_figures(over_time, window),
+            distribution_figures=distribution_figures(histogram, summaries, by),
+            speed_figure=speed_cost_figure(by_model),
+            outcome_classes=OUTCOME_CLASSES,
         )
     return page(
         request,

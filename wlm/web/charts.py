@@ -1,255 +1,440 @@
-"""Chart geometry for server-rendered SVG: numbers in, coordinates and labels out.
+"""Charts drawn on the server: data in, an ``<svg>`` string out.
 
-No JavaScript draws the charts: these functions compute where every line, bar and
-tick goes, and a Jinja partial writes the ``<svg>``. So a chart is in the page the
-moment it arrives, works offline, needs nothing but ``'self'`` in the CSP, and its
-text (model and provider names) is escaped like any other text. Colours come from
-CSS classes (``series-0`` ...), not inline styles.
+No JavaScript draws the charts, so a chart is in the page the moment it arrives,
+works offline, needs nothing but ``'self'`` in the CSP, and every name in it
+(models, providers) is escaped like any other text. Colours come from CSS classes
+(``series-0`` ..., ``chart-<provider>``, ``outcome-...``), never inline styles.
+Every mark has a ``<title>`` (its numbers on hover); the pages put the same
+numbers in a table next to each chart.
+
+Four shapes cover the analytics page and the dashboard:
+
+- :func:`time_lines`: one line per series over time (a gap breaks a line);
+- :func:`time_columns`: stacked columns per time bucket;
+- :func:`histogram_rows`: a distribution per series on a shared log axis;
+- :func:`scatter`: labelled points on two linear axes.
+
+A chart with nothing to draw says so (``EMPTY``) in a frame of its usual size; a
+single point is drawn as a visible mark with its value beside it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from attrs import frozen
+from markupsafe import Markup, escape
 
-__all__ = ["BarChart", "LineChart", "line_chart", "nice_ticks", "stacked_bars"]
-
-SERIES_CLASSES = 8  # .series-0 .. .series-7 in wlm.css
-
-
-@frozen
-class Tick:
-    """An axis tick: its position along the axis (px), its label and text anchor."""
-
-    at: float
-    label: str
-    anchor: str = "middle"
-
-
-@frozen
-class Line:
-    """One series: its name, CSS class, polyline segments (gaps split them) and points."""
-
-    name: str
-    css: str
-    segments: tuple[str, ...]  # "x,y x,y ..." for <polyline points=...>
-    dots: tuple[tuple[float, float, str], ...]  # x, y, tooltip
-
-
-@frozen
-class LineChart:
-    """A time-series chart: plot area, lines, ticks on both axes; ``empty`` when no data."""
-
-    width: int
-    height: int
-    left: int
-    top: int
-    right: int
-    bottom: int
-    lines: tuple[Line, ...]
-    x_ticks: tuple[Tick, ...]
-    y_ticks: tuple[Tick, ...]
-    unit: str
-    empty: bool
-
-
-@frozen
-class Segment:
-    """A piece of a stacked bar: where it starts, how wide, its class and tooltip."""
-
-    x: float
-    width: float
-    css: str
-    title: str
-
-
-@frozen
-class Bar:
-    """One row of a stacked bar chart."""
-
-    label: str
-    y: float
-    total: float
-    segments: tuple[Segment, ...]
-
-
-@frozen
-class BarChart:
-    """Horizontal stacked bars with a legend; ``empty`` when every total is zero."""
-
-    width: int
-    height: int
-    left: int
-    bar_height: int
-    bars: tuple[Bar, ...]
-    legend: tuple[tuple[str, str], ...]  # (css class, name)
-    x_ticks: tuple[Tick, ...]
-    empty: bool
-
-
-def nice_ticks(top: float, count: int = 4) -> list[float]:
-    """Round tick values from 0 up to at least ``top`` (1, 2, 2.5 or 5 times a power of 10)."""
-    if top <= 0:
-        return [0.0, 1.0]
-    raw = top / count
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    ticks = [0.0]
-    while ticks[-1] < top:
-        ticks.append(round(ticks[-1] + step, 10))
-    return ticks
-
-
-def _label(value: float, unit: str) -> str:
-    if unit == "ms" and value >= 1000:
-        return f"{value / 1000:g} s"
-    if value >= 1_000_000:
-        return f"{value / 1_000_000:g}M"
-    if value >= 10_000:
-        return f"{value / 1000:g}k"
-    return f"{value:g}" + (f" {unit}" if unit else "")
-
-
-_TIME_STEPS = tuple(
-    dt.timedelta(minutes=m)
-    for m in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)
+from wlm.web.scales import (
+    Linear,
+    Log,
+    Time,
+    format_value,
+    log_ticks,
+    nice_ticks,
+    time_label,
+    time_ticks,
 )
 
+__all__ = [
+    "EMPTY",
+    "Bin",
+    "Distribution",
+    "Point",
+    "Series",
+    "histogram_rows",
+    "scatter",
+    "series_class",
+    "time_columns",
+    "time_lines",
+]
 
-def _time_label(moment: dt.datetime, span: dt.timedelta) -> str:
-    if span <= dt.timedelta(hours=36):
-        return moment.strftime("%H:%M")
-    if span <= dt.timedelta(days=4):
-        return moment.strftime("%d %b %H:%M")
-    return moment.strftime("%d %b")
-
-
-def time_ticks(start: dt.datetime, end: dt.datetime, most: int = 6) -> list[dt.datetime]:
-    """Round moments (whole minutes, hours or days, UTC) between ``start`` and ``end``."""
-    span = end - start
-    step = next((s for s in _TIME_STEPS if span / s <= most), _TIME_STEPS[-1])
-    epoch = dt.datetime(1970, 1, 5)  # a Monday, so week steps fall on Mondays
-    first = epoch + step * -((start - epoch) // -step)  # ceil to a multiple of step
-    ticks = []
-    while first <= end:
-        ticks.append(first)
-        first += step
-    return ticks
+EMPTY = "No requests in this window"
+SERIES_CLASSES = 8  # .series-0 .. .series-7 in wlm.css
+HEADROOM = 1.08  # the top tick sits a little above the highest value
+TimeFormat = Callable[[dt.datetime, dt.timedelta], str]
 
 
-def _series_class(name: str, index: int, known: Collection[str]) -> str:
-    # Known providers keep their badge colour in charts; anything else takes the next colour.
+def series_class(name: str, index: int, known: Collection[str] = ()) -> str:
+    """``chart-<name>`` for a name with its own colour (a provider's badge colour),
+    else the next of the ``series-<n>`` colours."""
     return f"chart-{name}" if name in known else f"series-{index % SERIES_CLASSES}"
 
 
-def line_chart(
-    series: Mapping[str, Sequence[tuple[dt.datetime, float | None]]],
+@frozen
+class Series:
+    """A line: its name, CSS class, points in time (None breaks it), dashed or not."""
+
+    name: str
+    css: str
+    points: Sequence[tuple[dt.datetime, float | None]]
+    dashed: bool = False
+
+
+@frozen
+class Bin:
+    """A bar of a histogram: values in ``(lower, upper]`` and how many."""
+
+    lower: float
+    upper: float
+    n: float
+
+
+@frozen
+class Distribution:
+    """A histogram row: its name, CSS class, bins and markers such as ``("p95", 812.0)``."""
+
+    name: str
+    css: str
+    bins: Sequence[Bin]
+    markers: Sequence[tuple[str, float]] = ()
+
+
+@frozen
+class Point:
+    """A labelled point of a scatter chart."""
+
+    label: str
+    css: str
+    x: float
+    y: float
+    note: str = ""
+
+
+@frozen
+class _Frame:
+    """The plot area inside a chart of ``width`` x ``height``."""
+
+    width: int
+    height: int
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+
+def _f(value: float) -> str:
+    return f"{value:g}"
+
+
+def _open(kind: str, name: str, frame: _Frame, *, empty: bool, marks: int) -> list[str]:
+    flag = ' data-empty="true"' if empty else ""
+    return [
+        f'<svg class="chart {kind}" data-chart="{escape(name)}" data-marks="{marks}"'
+        f'{flag} viewBox="0 0 {frame.width} {frame.height}"'
+        f' role="img" aria-label="{escape(name)}">'
+    ]
+
+
+def _close(parts: list[str]) -> Markup:
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _empty_text(frame: _Frame, text: str) -> str:
+    x, y = (frame.left + frame.right) / 2, (frame.top + frame.bottom) / 2
+    return f'<text class="empty" x="{_f(x)}" y="{_f(y)}" text-anchor="middle">{escape(text)}</text>'
+
+
+def _y_axis(frame: _Frame, ticks: Sequence[float], y: Linear, unit: str) -> list[str]:
+    parts = []
+    for value in ticks:
+        at = y(value)
+        parts.append(
+            f'<line class="grid" x1="{_f(frame.left)}" x2="{_f(frame.right)}"'
+            f' y1="{_f(at)}" y2="{_f(at)}"/>'
+            f'<text class="tick" x="{_f(frame.left - 6)}" y="{_f(at + 4)}"'
+            f' text-anchor="end">{escape(format_value(value, unit))}</text>'
+        )
+    return parts
+
+
+_CHAR_PX = 6.2  # about how wide a tick label's character is (11px text)
+
+
+def _x_labels(frame: _Frame, labels: Sequence[tuple[float, str]]) -> list[str]:
+    """The x axis with its labelled ticks; a label that would overrun the chart is
+    anchored to its tick's side, and one that would overlap the label before it is
+    left out (its tick stays)."""
+    parts = [
+        f'<line class="axis" x1="{_f(frame.left)}" x2="{_f(frame.right)}"'
+        f' y1="{_f(frame.bottom)}" y2="{_f(frame.bottom)}"/>'
+    ]
+    shown_to = float("-inf")
+    for x, label in labels:
+        half = len(label) * _CHAR_PX / 2
+        anchor, left = "middle", x - half
+        if x + half > frame.width:
+            anchor, left = "end", x - 2 * half
+        elif left < 0:
+            anchor, left = "start", x
+        parts.append(
+            f'<line class="axis" x1="{_f(x)}" x2="{_f(x)}" y1="{_f(frame.bottom)}"'
+            f' y2="{_f(frame.bottom + 4)}"/>'
+        )
+        if left < shown_to + 6:
+            continue
+        shown_to = left + 2 * half
+        parts.append(
+            f'<text class="tick" x="{_f(x)}" y="{_f(frame.bottom + 17)}"'
+            f' text-anchor="{anchor}">{escape(label)}</text>'
+        )
+    return parts
+
+
+def _time_axis(
+    frame: _Frame, x: Time, now: dt.datetime | None, time_format: TimeFormat
+) -> list[str]:
+    span = x.hi - x.lo
+    labels = [(x(t), time_format(t, span)) for t in time_ticks(x.lo, x.hi)]
+    parts = _x_labels(frame, labels)
+    if now is not None and x.lo < now < x.hi:
+        at = x(now)
+        parts.append(
+            f'<line class="now" x1="{_f(at)}" x2="{_f(at)}" y1="{_f(frame.top)}"'
+            f' y2="{_f(frame.bottom)}"><title>now</title></line>'
+        )
+    return parts
+
+
+def _value_scale(frame: _Frame, top: float, whole: bool = False) -> tuple[list[float], Linear]:
+    ticks = nice_ticks(top * HEADROOM, whole=whole)
+    return ticks, Linear(0.0, ticks[-1], frame.bottom, frame.top)
+
+
+def _lone_label(x: float, y: float, frame: _Frame, text: str) -> str:
+    anchor = "end" if x > (frame.left + frame.right) / 2 else "start"
+    dx = -8 if anchor == "end" else 8
+    return (
+        f'<text class="value" x="{_f(x + dx)}" y="{_f(y - 6)}"'
+        f' text-anchor="{anchor}">{escape(text)}</text>'
+    )
+
+
+def time_lines(
+    name: str,
+    series: Sequence[Series],
     start: dt.datetime,
     end: dt.datetime,
     *,
     unit: str = "",
+    now: dt.datetime | None = None,
     width: int = 640,
     height: int = 220,
-    named_colours: Collection[str] = (),
-) -> LineChart:
-    """Lay out one line per series over ``start..end`` (a None value breaks the line).
+    empty: str = EMPTY,
+    time_format: TimeFormat = time_label,
+    whole: bool = False,
+) -> Markup:
+    """One line per series over ``start..end``; a None value breaks a line.
 
-    A series named in ``named_colours`` gets the CSS class ``chart-<name>`` (the
-    provider's own colour), the others ``series-<n>``.
+    Points are drawn as dots with their value and time in a ``<title>``; a lone
+    point (nothing on either side) gets a bigger dot, and when no line has more than one
+    point, the solid lines' values are written beside them.
+    ``now``, when inside the span, is marked with a vertical line.
     """
-    left, top, right, bottom = 56, 12, 12, 28
-    plot_w, plot_h = width - left - right, height - top - bottom
-    span = end - start
-    seconds = max(span.total_seconds(), 1.0)
-    values = [v for points in series.values() for _, v in points if v is not None]
-    ticks = nice_ticks(max(values) if values else 0.0)
-    y_max = ticks[-1] or 1.0
-
-    def x_of(moment: dt.datetime) -> float:
-        return round(left + plot_w * (moment - start).total_seconds() / seconds, 1)
-
-    def y_of(value: float) -> float:
-        return round(top + plot_h * (1 - value / y_max), 1)
-
-    lines = []
-    for index, (name, points) in enumerate(series.items()):
-        segments: list[str] = []
-        current: list[str] = []
-        dots = []
-        for moment, value in sorted(points, key=lambda p: p[0]):
+    frame = _Frame(width, height, 72, 12, width - 14, height - 26)
+    values = [v for s in series for _, v in s.points if v is not None]
+    ticks, y = _value_scale(frame, max(values, default=0.0), whole=whole)
+    x = Time(start, end, frame.left, frame.right)
+    parts = _open("line-chart", name, frame, empty=not values, marks=len(values))
+    parts += _y_axis(frame, ticks if values else [], y, unit)
+    parts += _time_axis(frame, x, now, time_format)
+    if not values:
+        parts.append(_empty_text(frame, empty))
+    for line in series:
+        dash = " dashed" if line.dashed else ""
+        parts.append(f'<g class="series {line.css}{dash}" data-series="{escape(line.name)}">')
+        runs: list[list[tuple[float, float, str]]] = [[]]
+        for moment, value in sorted(line.points, key=lambda p: p[0]):
             if value is None:
-                if current:
-                    segments.append(" ".join(current))
-                current = []
+                runs.append([])
                 continue
-            x, y = x_of(moment), y_of(value)
-            current.append(f"{x},{y}")
-            dots.append((x, y, f"{name}: {_label(value, unit)} at {moment:%Y-%m-%d %H:%M} UTC"))
-        if current:
-            segments.append(" ".join(current))
-        css = _series_class(name, index, named_colours)
-        lines.append(Line(name, css, tuple(segments), tuple(dots)))
-    x_ticks = []
-    for moment in time_ticks(start, end):
-        x = x_of(moment)
-        anchor = "start" if x - left < 20 else "end" if left + plot_w - x < 20 else "middle"
-        x_ticks.append(Tick(x, _time_label(moment, span), anchor))
-    y_ticks = tuple(Tick(y_of(t), _label(t, unit)) for t in ticks)
-    return LineChart(
-        width=width,
-        height=height,
-        left=left,
-        top=top,
-        right=width - right,
-        bottom=height - bottom,
-        lines=tuple(lines),
-        x_ticks=tuple(x_ticks),
-        y_ticks=y_ticks,
-        unit=unit,
-        empty=not values,
-    )
+            title = f"{line.name}: {format_value(value, unit)} at {moment:%Y-%m-%d %H:%M} UTC"
+            runs[-1].append((x(moment), y(value), title))
+        # One bucket only (a fresh install): write the value beside each solid line's dot.
+        lone = not line.dashed and all(sum(v is not None for _, v in s.points) <= 1 for s in series)
+        for run in runs:
+            if len(run) > 1:
+                points = " ".join(f"{_f(px)},{_f(py)}" for px, py, _ in run)
+                parts.append(f'<polyline points="{points}"/>')
+            radius = 3 if len(run) > 1 else 4.5
+            for px, py, title in run:
+                parts.append(
+                    f'<circle cx="{_f(px)}" cy="{_f(py)}" r="{radius}">'
+                    f"<title>{escape(title)}</title></circle>"
+                )
+                if lone:
+                    parts.append(
+                        _lone_label(px, py, frame, title.split(": ", 1)[1].split(" at ")[0])
+                    )
+        parts.append("</g>")
+    return _close(parts)
 
 
-def stacked_bars(
-    rows: Sequence[tuple[str, Mapping[str, float | None]]],
-    parts: Sequence[str],
+def time_columns(
+    name: str,
+    columns: Sequence[tuple[dt.datetime, Mapping[str, float]]],
+    parts_css: Sequence[tuple[str, str]],
+    start: dt.datetime,
+    end: dt.datetime,
+    bucket: dt.timedelta,
     *,
-    width: int = 640,
-    bar_height: int = 22,
     unit: str = "",
-) -> BarChart:
-    """One horizontal bar per row, split into ``parts`` (in order), on a shared scale."""
-    left, right, gap = 150, 16, 10
-    plot_w = width - left - right
-    totals = [sum(v or 0 for v in values.values()) for _, values in rows]
-    ticks = nice_ticks(max(totals, default=0.0))
-    scale = plot_w / (ticks[-1] or 1.0)
-    classes = {part: f"series-{i % SERIES_CLASSES}" for i, part in enumerate(parts)}
-    bars = []
-    for index, ((label, values), total) in enumerate(zip(rows, totals, strict=True)):
-        x = float(left)
-        segments = []
-        for part in parts:
-            value = values.get(part) or 0
+    now: dt.datetime | None = None,
+    width: int = 640,
+    height: int = 220,
+    empty: str = EMPTY,
+    time_format: TimeFormat = time_label,
+    whole: bool = False,
+) -> Markup:
+    """Stacked columns, one per bucket (``bucket`` long from its start), parts stacked
+    in the order of ``parts_css`` (``(part, css class)``), bottom up; ``whole`` for
+    counts (whole-number ticks)."""
+    frame = _Frame(width, height, 72, 12, width - 14, height - 26)
+    totals = [sum(v for v in values.values() if v > 0) for _, values in columns]
+    ticks, y = _value_scale(frame, max(totals, default=0.0), whole=whole)
+    x = Time(start, end, frame.left, frame.right)
+    marks = sum(1 for t in totals if t > 0)
+    parts = _open("column-chart", name, frame, empty=not marks, marks=marks)
+    parts += _y_axis(frame, ticks if marks else [], y, unit)
+    if not marks:
+        parts.append(_empty_text(frame, empty))
+    lone = marks == 1
+    for (begin, values), total in zip(columns, totals, strict=True):
+        if total <= 0:
+            continue
+        left, right = x(max(begin, start)), x(min(begin + bucket, end))
+        gap = min(1.0, (right - left) / 4)
+        bar_w = max(right - left - 2 * gap, 1.0)
+        parts.append(f'<g class="column" data-at="{begin:%Y-%m-%dT%H:%M:%S}">')
+        base = 0.0
+        for part, css in parts_css:
+            value = values.get(part, 0.0)
             if value <= 0:
                 continue
-            w = round(value * scale, 1)
-            title = f"{label}: {_label(value, unit)} {part}"
-            segments.append(Segment(round(x, 1), w, classes[part], title))
-            x += w
-        bars.append(Bar(label, float(gap + index * (bar_height + gap)), total, tuple(segments)))
-    height = gap + len(rows) * (bar_height + gap) + 24
-    x_ticks = tuple(Tick(round(left + t * scale, 1), _label(t, unit)) for t in ticks)
-    return BarChart(
-        width=width,
-        height=height,
-        left=left,
-        bar_height=bar_height,
-        bars=tuple(bars),
-        legend=tuple((classes[p], p) for p in parts),
-        x_ticks=x_ticks,
-        empty=not any(totals),
-    )
+            top, bottom = y(base + value), y(base)
+            title = f"{part}: {format_value(value, unit)}, {begin:%Y-%m-%d %H:%M} UTC"
+            parts.append(
+                f'<rect class="{css}" x="{_f(left + gap)}" y="{_f(top)}" width="{_f(bar_w)}"'
+                f' height="{_f(max(bottom - top, 0.5))}"><title>{escape(title)}</title></rect>'
+            )
+            base += value
+        if lone:
+            parts.append(
+                _lone_label(left + gap + bar_w / 2, y(total), frame, format_value(total, unit))
+            )
+        parts.append("</g>")
+    parts += _time_axis(frame, x, now, time_format)
+    return _close(parts)
+
+
+def histogram_rows(
+    name: str,
+    rows: Sequence[Distribution],
+    *,
+    unit: str = "ms",
+    width: int = 640,
+    row_height: int = 58,
+    empty: str = EMPTY,
+) -> Markup:
+    """A histogram per row on one shared log axis (``unit`` values), bars scaled to each
+    row's tallest bin so every row's shape shows; markers (p50, p95...) as ticks."""
+    rows = [r for r in rows if any(b.n > 0 for b in r.bins)]
+    height = 12 + max(len(rows), 1) * row_height + 26
+    frame = _Frame(width, height, 130, 12, width - 14, height - 26)
+    bins = [b for r in rows for b in r.bins if b.n > 0]
+    marks = len(bins)
+    parts = _open("histogram-chart", name, frame, empty=not marks, marks=marks)
+    if not bins:
+        parts += _x_labels(frame, [])
+        parts.append(_empty_text(frame, empty))
+        return _close(parts)
+    low = min(b.lower for b in bins)
+    high = max(max(b.upper for b in bins), low * 10)
+    ticks = log_ticks(low, high)
+    x = Log(low, high, frame.left, frame.right)
+    for value in ticks:
+        parts.append(
+            f'<line class="grid" x1="{_f(x(value))}" x2="{_f(x(value))}"'
+            f' y1="{_f(frame.top)}" y2="{_f(frame.bottom)}"/>'
+        )
+    parts += _x_labels(frame, [(x(v), format_value(v, unit)) for v in ticks])
+    for index, row in enumerate(rows):
+        band_bottom = frame.top + (index + 1) * row_height - 4
+        band = row_height - 16
+        tallest = max(b.n for b in row.bins)
+        count = sum(b.n for b in row.bins)
+        parts.append(
+            f'<g class="distribution {row.css}" data-series="{escape(row.name)}">'
+            f'<text class="label" x="{_f(frame.left - 8)}" y="{_f(band_bottom - band / 2)}"'
+            f' text-anchor="end">{escape(row.name)}</text>'
+            f'<text class="tick" x="{_f(frame.left - 8)}" y="{_f(band_bottom - band / 2 + 13)}"'
+            f' text-anchor="end">{escape(format_value(count))} ok</text>'
+        )
+        for b in row.bins:
+            if b.n <= 0:
+                continue
+            left, right = x(b.lower), x(b.upper)
+            h = max(band * b.n / tallest, 1.0)
+            share = 100 * b.n / count
+            title = (
+                f"{row.name}: {share:.1f}% of requests ({format_value(b.n)}) took "
+                f"{format_value(b.lower, unit)} to {format_value(b.upper, unit)}"
+            )
+            parts.append(
+                f'<rect x="{_f(left)}" y="{_f(band_bottom - h)}" width="{_f(max(right - left - 0.5, 1))}"'
+                f' height="{_f(h)}"><title>{escape(title)}</title></rect>'
+            )
+        for step, (label, value) in enumerate(row.markers):
+            at = x(min(max(value, low), high))
+            parts.append(
+                f'<line class="marker" x1="{_f(at)}" x2="{_f(at)}" y1="{_f(band_bottom - band - 2)}"'
+                f' y2="{_f(band_bottom)}"><title>{escape(label)}: '
+                f"{escape(format_value(value, unit))}</title></line>"
+                f'<text class="marker-label" x="{_f(at + 2)}" y="{_f(band_bottom - band + 6 + 9 * step)}">'
+                f"{escape(label)}</text>"
+            )
+        parts.append(
+            f'<line class="axis" x1="{_f(frame.left)}" x2="{_f(frame.right)}"'
+            f' y1="{_f(band_bottom)}" y2="{_f(band_bottom)}"/></g>'
+        )
+    return _close(parts)
+
+
+def scatter(
+    name: str,
+    points: Sequence[Point],
+    *,
+    x_unit: str = "",
+    y_unit: str = "",
+    width: int = 900,
+    height: int = 320,
+    empty: str = EMPTY,
+) -> Markup:
+    """Labelled points on linear axes from zero (a point at x = 0 sits on the y axis)."""
+    frame = _Frame(width, height, 70, 14, width - 20, height - 28)
+    x_ticks = nice_ticks(max((p.x for p in points), default=0.0) * HEADROOM or 0.01)
+    y_ticks, y = _value_scale(frame, max((p.y for p in points), default=0.0))
+    x = Linear(0.0, x_ticks[-1], frame.left + 8, frame.right)
+    parts = _open("scatter-chart", name, frame, empty=not points, marks=len(points))
+    if points:  # an empty chart has no scale to show
+        parts += _y_axis(frame, y_ticks, y, y_unit)
+    parts += _x_labels(frame, [(x(v), format_value(v, x_unit)) for v in x_ticks if points])
+    if not points:
+        parts.append(_empty_text(frame, empty))
+    for point in points:
+        px, py = x(point.x), y(point.y)
+        title = (
+            f"{point.label}: {format_value(point.y, y_unit)}, "
+            f"{format_value(point.x, x_unit)}" + (f" ({point.note})" if point.note else "")
+        )
+        anchor = "end" if px > frame.right - 140 else "start"
+        dx = -8 if anchor == "end" else 8
+        parts.append(
+            f'<g class="point {point.css}" data-label="{escape(point.label)}">'
+            f'<circle cx="{_f(px)}" cy="{_f(py)}" r="5.5"><title>{escape(title)}</title></circle>'
+            f'<text class="label" x="{_f(px + dx)}" y="{_f(py - 7)}" text-anchor="{anchor}">'
+            f"{escape(point.label)}</text></g>"
+        )
+    return _close(parts)
