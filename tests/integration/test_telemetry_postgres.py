@@ -325,6 +325,7 @@ async def test_postgresql_stopped_and_restarted_under_load_loses_and_doubles_not
             await asyncio.sleep(0.002)
 
     await load(150)
+    assert (await run_named(writer, "last_hour")).rows  # a reader connection in the pool
     await asyncio.to_thread(pg_cluster.stop, "immediate")  # a crash, mid-batch maybe
     try:
         await load(300)
@@ -336,6 +337,8 @@ async def test_postgresql_stopped_and_restarted_under_load_loses_and_doubles_not
         await asyncio.to_thread(pg_cluster.start)
     await load(150)
     assert await asyncio.to_thread(writer.flush, 30), writer.stats()
+    # The pooled reader the restart cut off is replaced: the first read after works.
+    assert (await run_named(writer, "last_hour")).rows
     up = writer.stats()
     assert up.healthy and up.spooled_bytes == 0 and up.dropped == 0, up
     assert not list(spool.iterdir())

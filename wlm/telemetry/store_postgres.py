@@ -435,14 +435,14 @@ class PostgresStore:
             raise TelemetryUnavailable(f"telemetry is not open ({self._name})")
         with self._lock:
             con = self._idle.pop() if self._idle else None
-        if con is None:
-            try:
-                con = self._connect(read_only=True)
-            except psycopg.Error as exc:
-                raise TelemetryUnavailable(
-                    f"cannot reach {self._name}: {_first_line(exc)}"
-                ) from None
-        return PostgresSession(con, self)
+        return PostgresSession(con if con is not None else self.connect_reader(), self)
+
+    def connect_reader(self) -> psycopg.Connection[Any]:
+        """A new reader connection; :class:`TelemetryUnavailable` when unreachable."""
+        try:
+            return self._connect(read_only=True)
+        except psycopg.Error as exc:
+            raise TelemetryUnavailable(f"cannot reach {self._name}: {_first_line(exc)}") from None
 
     def release(self, reader: Cursor) -> None:
         if not isinstance(reader, PostgresSession):
@@ -525,12 +525,22 @@ class PostgresSession:
             cur.execute(sql, prepare=True)
             return _fetch(cur, max_rows)
 
+    def _begin(self) -> None:
+        """Start the read-only transaction; a pooled connection the server dropped (a
+        restart) is replaced once, since nothing has run on it yet."""
+        try:
+            self.con.execute("BEGIN TRANSACTION READ ONLY")
+        except psycopg.OperationalError:
+            self.con.close()
+            self.con = self._store.connect_reader()
+            self.con.execute("BEGIN TRANSACTION READ ONLY")
+
     @contextmanager
     def _transaction(self, timeout_s: float) -> Iterator[psycopg.Cursor[Any]]:
-        con = self.con
         try:
+            self._begin()
+            con = self.con
             with con.cursor() as cur:
-                cur.execute("BEGIN TRANSACTION READ ONLY")
                 try:
                     cur.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}")
                     yield cur
@@ -542,7 +552,7 @@ class PostgresSession:
         except (pg_errors.InsufficientPrivilege, pg_errors.ReadOnlySqlTransaction) as exc:
             raise ForbiddenQuery(f"refused by PostgreSQL: {_first_line(exc)}") from None
         except psycopg.OperationalError as exc:
-            con.close()
+            self.con.close()
             raise TelemetryUnavailable(
                 f"{self._store.name} is unreachable: {_first_line(exc)}"
             ) from None
