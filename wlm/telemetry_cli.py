@@ -197,7 +197,11 @@ def add_telemetry_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     sql.add_argument("query", help='e.g. "SELECT provider, count(*) FROM requests GROUP BY 1"')
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
     sql.add_argument("--max-rows", type=int, default=10_000)
-    sql.add_argument("--file", action="store_true", help="read the file even if a server runs")
+    sql.add_argument(
+        "--file",
+        action="store_true",
+        help="read the file (or the WLM_TELEMETRY_URL database) itself, even if a server runs",
+    )
     add_server_options(sql)
     add_env_file_option(sql)
     sql.set_defaults(func=_sql)
