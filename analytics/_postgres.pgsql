@@ -7,7 +7,8 @@
 
 DROP VIEW IF EXISTS request_facts, request_log, attempts CASCADE;
 DROP FUNCTION IF EXISTS getvariable(TEXT), wlm_summary(DOUBLE PRECISION, BOOLEAN),
-    wlm_bucket_start(DOUBLE PRECISION, TIMESTAMP), wlm_request_detail(TEXT) CASCADE;
+    wlm_bucket_start(DOUBLE PRECISION, TIMESTAMP), wlm_request_detail(TEXT),
+    wlm_outcome(TEXT, INTEGER) CASCADE;
 
 -- DuckDB's getvariable: wlm sets wlm.<name> per query (set_config(..., true)); in psql
 -- SET wlm.hours = '168'; before running a file. Text, cast where used; NULL when unset.
@@ -25,6 +26,17 @@ RETURN round(x::NUMERIC, digits)::DOUBLE PRECISION;
 CREATE FUNCTION wlm_bucket_start(minutes DOUBLE PRECISION, ts TIMESTAMP) RETURNS TIMESTAMP
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN date_bin(INTERVAL '1 minute' * CAST(minutes AS BIGINT), ts, TIMESTAMP '2000-01-03');
+
+-- How a request ended, as the client saw it (analytics/_views.sql says how).
+CREATE FUNCTION wlm_outcome(status TEXT, http_status INTEGER) RETURNS TEXT
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN status = 'ok' THEN 'ok'
+    WHEN status = 'cancelled' THEN '499'
+    WHEN http_status IS NULL THEN 'error'
+    WHEN http_status < 400 THEN 'error after ' || CAST(http_status AS VARCHAR)
+    ELSE CAST(http_status AS VARCHAR)
+END;
 
 -- One row per request, with the derived figures the pages show.
 CREATE VIEW request_facts AS

@@ -44,6 +44,19 @@ WHERE r.upstream_endpoint IS NOT NULL
 CREATE OR REPLACE MACRO wlm_bucket_start(minutes, ts) AS
     time_bucket(to_minutes(CAST(minutes AS BIGINT)), ts);
 
+-- How a request ended, as the client saw it: 'ok', the HTTP status of a failure
+-- ('429', '502', ...), '499' for a client that left (whatever was stored: older rows
+-- kept the 200 of a stream the client left), 'error after 200' for a stream that
+-- failed once started, 'error' without a status on record (outcomes_*.sql).
+CREATE OR REPLACE MACRO wlm_outcome(status, http_status) AS
+    CASE
+        WHEN status = 'ok' THEN 'ok'
+        WHEN status = 'cancelled' THEN '499'
+        WHEN http_status IS NULL THEN 'error'
+        WHEN http_status < 400 THEN 'error after ' || CAST(http_status AS VARCHAR)
+        ELSE CAST(http_status AS VARCHAR)
+    END;
+
 -- One request, every column, with its conversation (NULL text when content logging was
 -- off). The *_key columns (a 64-bit digest of the id) make the lookup a fast scan; the
 -- id comparison makes it exact.

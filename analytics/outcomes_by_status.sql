@@ -11,13 +11,7 @@
 SELECT
     provider,
     model,
-    CASE
-        WHEN status = 'ok' THEN 'ok'
-        WHEN status = 'cancelled' THEN '499'
-        WHEN http_status IS NULL THEN 'error'
-        WHEN http_status < 400 THEN 'error after ' || CAST(http_status AS VARCHAR)
-        ELSE CAST(http_status AS VARCHAR)
-    END AS outcome,
+    wlm_outcome(status, http_status) AS outcome,
     sum(requests) AS requests
 FROM requests_hourly
 WHERE hour >= wlm_window_start(coalesce(CAST(getvariable('hours') AS INTEGER), 24))

@@ -8,13 +8,7 @@ SELECT
         AS bucket,
     CASE coalesce(CAST(getvariable('group_by') AS VARCHAR), 'provider')
         WHEN 'model' THEN model ELSE provider END AS series,
-    CASE
-        WHEN status = 'ok' THEN 'ok'
-        WHEN status = 'cancelled' THEN '499'
-        WHEN http_status IS NULL THEN 'error'
-        WHEN http_status < 400 THEN 'error after ' || CAST(http_status AS VARCHAR)
-        ELSE CAST(http_status AS VARCHAR)
-    END AS outcome,
+    wlm_outcome(status, http_status) AS outcome,
     count(*) AS requests
 FROM requests
 WHERE started_at >= (now() AT TIME ZONE 'UTC') - INTERVAL '1 minute'

@@ -242,32 +242,31 @@ def time_lines(
     parts += _time_axis(frame, x, now, time_format)
     if not values:
         parts.append(_empty_text(frame, empty))
+    # One bucket only (a fresh install): each solid line's value is written beside its dot.
+    one_bucket = all(sum(v is not None for _, v in line.points) <= 1 for line in series)
     for line in series:
         dash = " dashed" if line.dashed else ""
         parts.append(f'<g class="series {line.css}{dash}" data-series="{escape(line.name)}">')
-        runs: list[list[tuple[float, float, str]]] = [[]]
+        runs: list[list[tuple[float, float, str, str]]] = [[]]
         for moment, value in sorted(line.points, key=lambda p: p[0]):
             if value is None:
                 runs.append([])
                 continue
-            title = f"{line.name}: {format_value(value, unit)} at {moment:%Y-%m-%d %H:%M} UTC"
-            runs[-1].append((x(moment), y(value), title))
-        # One bucket only (a fresh install): write the value beside each solid line's dot.
-        lone = not line.dashed and all(sum(v is not None for _, v in s.points) <= 1 for s in series)
+            shown = format_value(value, unit)
+            title = f"{line.name}: {shown} at {moment:%Y-%m-%d %H:%M} UTC"
+            runs[-1].append((x(moment), y(value), title, shown))
         for run in runs:
             if len(run) > 1:
-                points = " ".join(f"{_f(px)},{_f(py)}" for px, py, _ in run)
+                points = " ".join(f"{_f(px)},{_f(py)}" for px, py, _, _ in run)
                 parts.append(f'<polyline points="{points}"/>')
             radius = 3 if len(run) > 1 else 4.5
-            for px, py, title in run:
+            for px, py, title, shown in run:
                 parts.append(
                     f'<circle cx="{_f(px)}" cy="{_f(py)}" r="{radius}">'
                     f"<title>{escape(title)}</title></circle>"
                 )
-                if lone:
-                    parts.append(
-                        _lone_label(px, py, frame, title.split(": ", 1)[1].split(" at ")[0])
-                    )
+                if one_bucket and not line.dashed:
+                    parts.append(_lone_label(px, py, frame, shown))
         parts.append("</g>")
     return _close(parts)
 

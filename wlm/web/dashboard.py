@@ -12,9 +12,9 @@ from litestar import Request, Response, get
 
 from wlm.metrics import PulseBucket
 from wlm.web.access import gateway_of
-from wlm.web.charts import Series, series_class, time_columns, time_lines
+from wlm.web.charts import Series, time_columns, time_lines
 from wlm.web.common import instances, live_figures, providers
-from wlm.web.figures import PROVIDER_COLOURS, Figure, Numbers
+from wlm.web.figures import Figure, Numbers, series_classes
 from wlm.web.render import page, plain, wants_json
 
 __all__ = ["DASHBOARD_ROUTES"]
@@ -34,7 +34,7 @@ def pulse_figures(buckets: Sequence[PulseBucket], now: float) -> list[Figure]:
     end = _moment((now // PULSE_BUCKET_S + 1) * PULSE_BUCKET_S)
     start = end - dt.timedelta(minutes=5)
     names = sorted({p for b in buckets for p in (*b.requests_per_s, *b.errors)})
-    classes = {n: series_class(n, i, PROVIDER_COLOURS) for i, n in enumerate(names)}
+    classes = series_classes(names)
     legend = tuple((classes[n], n) for n in names)
     at = [(_moment(b.at), b) for b in buckets]
     clock = f"{_moment(now):%H:%M:%S}"
@@ -75,18 +75,8 @@ def pulse_figures(buckets: Sequence[PulseBucket], now: float) -> list[Figure]:
         empty="No errors in the last 5 minutes",
         whole=True,
     )
-    rows = tuple(
-        (
-            f"{m:%H:%M:%S}",
-            p,
-            f"{b.requests_per_s.get(p, 0):g}",
-            str(b.errors.get(p, 0)),
-            str(b.in_flight),
-        )
-        for m, b in at
-        for p in (sorted({*b.requests_per_s, *b.errors}) or ["-"])
-    )
-    numbers = Numbers(("from (UTC)", "provider", "requests/s", "errors", "most in flight"), rows)
+    # Their numbers are the JSON twin's (`pulse`): a table here would close at each refresh.
+    numbers = Numbers((), ())
     return [
         Figure("live-rate", "Requests per second, by provider", rates, numbers, "pulse", legend),
         Figure("live-in-flight", "In flight", in_flight, numbers, "pulse", note=f"now {clock} UTC"),

@@ -39,6 +39,7 @@ __all__ = [
     "outcome_class",
     "over_time_figures",
     "request_figures",
+    "series_classes",
     "speed_cost_figure",
 ]
 
@@ -111,15 +112,16 @@ def _floor(moment: dt.datetime, bucket: dt.timedelta) -> dt.datetime:
     return _ORIGIN + (moment - _ORIGIN) // bucket * bucket
 
 
-def _series_names(rows: Iterable[Mapping[str, Any]], weight: str = "requests") -> list[str]:
-    """Series by their total ``weight``, heaviest first (so colours follow importance)."""
+def _series_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Series by their requests, busiest first (so colours follow importance)."""
     totals: dict[str, float] = defaultdict(float)
     for row in rows:
-        totals[row["series"] or UNROUTED] += float(row.get(weight) or 0)
+        totals[row["series"] or UNROUTED] += float(row.get("requests") or 0)
     return sorted(totals, key=lambda name: (-totals[name], name))
 
 
-def _classes(names: Sequence[str]) -> dict[str, str]:
+def series_classes(names: Sequence[str]) -> dict[str, str]:
+    """Each series' CSS class: a provider's own colour, else the next ``series-<n>``."""
     return {name: series_class(name, i, PROVIDER_COLOURS) for i, name in enumerate(names)}
 
 
@@ -243,7 +245,7 @@ def over_time_figures(rows: Sequence[Mapping[str, Any]], window: Window) -> list
     """Latency, TTFT, speed, tokens and cost per bucket and series (rows of
     ``timeseries`` or ``timeseries_minutely``)."""
     names = _series_names(rows)[:MAX_SERIES]
-    classes = _classes(names)
+    classes = series_classes(names)
     legend = tuple((classes[n], n) for n in names)
     figures = []
     ordered = sorted(rows, key=lambda r: (r["bucket"], r["series"] or ""))
@@ -322,7 +324,7 @@ def distribution_figures(
     """Latency and TTFT histograms per series with p50/p95/p99 marked (rows of
     ``latency_histogram``; markers from the summary rows, keyed by ``key``)."""
     names = _series_names(rows)[:MAX_SERIES]
-    classes = _classes(names)
+    classes = series_classes(names)
     marks = {str(s[key] or UNROUTED): s for s in summaries}
     figures = []
     for metric, title in (("latency_ms", "Latency"), ("ttft_ms", "Time to first token")):
@@ -373,7 +375,7 @@ def speed_cost_figure(models: Sequence[Mapping[str, Any]]) -> Figure:
     points = []
     table = []
     providers = sorted({str(m["provider"] or UNROUTED) for m in models})
-    classes = _classes(providers)
+    classes = series_classes(providers)
     for m in models:
         provider = str(m["provider"] or UNROUTED)
         speed = m.get("tokens_per_s_p50")
