@@ -5,6 +5,10 @@ fetched from the provider and cached; a provider that fails to answer keeps its
 last good list (or none) and never breaks the listing. Every listed id routes
 back to the provider that listed it: bare when resolution sends the bare id
 there, else ``<provider>/<id>``.
+
+A peer's local models (``WLM_PEERS``) come from the peers' background poll, never
+fetched here: each is listed as ``<peer>/<id>`` with its state on that box, and also
+bare when no other box, this one included, has that id.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from typing import Any
 
 import attrs
 
-from wlm.config import LOCAL
+from wlm.config import LOCAL, PEER_PREFIX
 from wlm.local.protocol import LocalModels
 from wlm.providers.base import Adapter, ModelEntry
+from wlm.providers.peer import PeerDirectory
 from wlm.redaction import Redactor
-from wlm.routing.resolve import Router
+from wlm.routing.resolve import PEER, Router
 
 __all__ = ["ModelCatalog", "ProviderListing", "listed_id"]
 
@@ -47,9 +52,15 @@ class ModelCatalog:
         *,
         redactor: Redactor,
         cache_s: float,
+        peers: PeerDirectory | None = None,
     ) -> None:
-        # Local models are listed from the manager's live state, never cached here.
-        self._adapters = {name: a for name, a in adapters.items() if name != LOCAL}
+        # Local and peer models are listed from live state, never fetched here.
+        self._adapters = {
+            name: a
+            for name, a in adapters.items()
+            if name != LOCAL and not name.startswith(PEER_PREFIX)
+        }
+        self._peers = peers
         self._router = router
         self._local = local
         self._redactor = redactor
@@ -123,6 +134,7 @@ class ModelCatalog:
                         "state": str(model.state),
                     }
                 )
+        out += self.peer_entries()
         for name in self._adapters:
             listing = self._listings.get(name)
             if listing is None:
@@ -140,6 +152,30 @@ class ModelCatalog:
                         "provider": name,
                     }
                 )
+        return out
+
+    def peer_entries(self) -> list[dict[str, Any]]:
+        """Each peer's local models with their state there: ``<peer>/<id>``, and the bare
+        id too when that box is the only one with it (and no route sends it elsewhere)."""
+        peers = self._peers
+        if not peers:
+            return []
+        out: list[dict[str, Any]] = []
+        router = self._router
+        for model in peers.models():
+            entry = {
+                "object": "model",
+                "created": 0,
+                "owned_by": model.provider,
+                "provider": model.provider,
+                "peer": model.peer,
+                "state": model.state,
+            }
+            prefixed = f"{model.peer}/{model.id}"
+            if router.routes_to(prefixed, model.provider):
+                out.append({"id": prefixed, **entry})
+            if peers.holders(model.id) == 1 and router.routes_to(model.id, PEER):
+                out.append({"id": model.id, **entry})
         return out
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "ConfigError",
     "KeyLimit",
     "OtlpConfig",
+    "PeerConfig",
     "PriceEntry",
     "ProviderConfig",
     "RoutePattern",
@@ -171,6 +172,29 @@ class OtlpConfig:
 
 
 @frozen
+class PeerConfig:
+    """Another wlm whose local models this one lists and routes to (``WLM_PEERS``)."""
+
+    name: str  # lowercase; its models are listed as <name>/<id>
+    base_url: str  # http://gpu-box-2:5250 (no /v1)
+    # WLM_PEER_<NAME>_KEY: a client key of the peer's WLM_API_KEYS, a secret like the keys.
+    key: str | None = attrs.field(default=None, repr=False)
+
+    @property
+    def provider(self) -> str:
+        """The provider name its requests carry (telemetry, headers, cooldowns)."""
+        return f"{PEER_PREFIX}{self.name}"
+
+    @property
+    def key_variable(self) -> str:
+        return f"WLM_PEER_{self.name.upper().replace('-', '_')}_KEY"
+
+
+# Requests a peer answers have provider "peer:<name>" (docs/telemetry.md).
+PEER_PREFIX = "peer:"
+
+
+@frozen
 class Settings:
     """Everything wlm is configured with. Build with :func:`load_settings`."""
 
@@ -225,6 +249,9 @@ class Settings:
     # repos (a secret like the keys), and another Hub-compatible endpoint (a mirror).
     hf_token: str | None = attrs.field(default=None, repr=False)
     hf_endpoint: str | None = None
+    # Other wlm servers whose local models are listed and routed to (docs/routing.md).
+    peers: tuple[PeerConfig, ...] = ()
+    peer_poll_s: float = 5.0  # how often each peer's model list is read
     otlp: OtlpConfig | None = None  # spans out (WLM_OTLP_ENDPOINT, OTEL_*); None: off
 
     @property
@@ -254,6 +281,7 @@ class Settings:
             values.append(self.admin_key)
         if self.hf_token:
             values.append(self.hf_token)
+        values += [peer.key for peer in self.peers if peer.key]
         if self.otlp is not None:
             values += self.otlp.secrets()
         password = url_password(self.telemetry_url) if self.telemetry_url else None
@@ -418,6 +446,7 @@ _SIMPLE: dict[str, str] = {
     "WLM_PRICES": "prices_file",
     "HF_TOKEN": "hf_token",
     "HF_ENDPOINT": "hf_endpoint",
+    "WLM_PEER_POLL_S": "peer_poll_s",
 }
 # A size DuckDB's memory_limit accepts, kept to the unambiguous forms.
 _MEMORY_SIZE = re.compile(
@@ -570,6 +599,8 @@ def load_settings(
             raise ConfigError(variable, f"must be 0 or more, got {value!r}")
         if field == "local_rescan_s" and not 0 <= values[field] < float("inf"):
             raise ConfigError(variable, f"must be 0 (off) or a number of seconds, got {value!r}")
+        if field == "peer_poll_s" and not 0 < values[field] < math.inf:
+            raise ConfigError(variable, f"must be more than 0 seconds, got {value!r}")
         if field == "port" and values[field] > 65535:
             raise ConfigError(variable, f"must be at most 65535, got {values[field]}")
         if field == "telemetry_url" and not _POSTGRES_URL.match(values[field]):
@@ -638,7 +669,54 @@ def load_settings(
     if values.get("prices_file") is not None:
         values["prices"] = _read_prices(values["prices_file"])
     values["otlp"] = _parse_otlp(env)
+    values["peers"] = _parse_peers(env, known)
     return Settings(**values)
+
+
+_PEER_KEY = re.compile(r"^WLM_PEER_(.+)_KEY$")
+
+
+def _parse_peers(env: Mapping[str, str], providers: set[str]) -> tuple[PeerConfig, ...]:
+    """``WLM_PEERS=box2=http://gpu-box-2:5250,box3=...`` and each ``WLM_PEER_<NAME>_KEY``.
+
+    A peer's name prefixes its model ids (``box2/qwen2.5-7b``), so it may not be a
+    provider's name; a key for a peer that is not listed is a typo, and an error."""
+    variable = "WLM_PEERS"
+    peers: dict[str, PeerConfig] = {}
+    for item in _split_list(env.get(variable, "")):
+        name, found, url = (s.strip() for s in item.partition("="))
+        name = name.lower()
+        if not found or not name or not url:
+            raise ConfigError(variable, f"expected name=http://host:port, got {item!r}")
+        if not PROVIDER_NAME.match(name):
+            raise ConfigError(
+                variable,
+                f"{name!r} is not a usable peer name "
+                "(a lowercase letter, then letters, digits, - or _)",
+            )
+        if name in providers:
+            raise ConfigError(
+                variable, f"peer {name!r} has the name of a provider; name it otherwise"
+            )
+        if name in peers:
+            raise ConfigError(variable, f"peer {name!r} is listed twice")
+        base_url = _check_url(variable, url)
+        if urlsplit(base_url).password or urlsplit(base_url).username:
+            raise ConfigError(
+                variable, f"peer {name!r}: put its key in WLM_PEER_<NAME>_KEY, not in the URL"
+            )
+        base_url = base_url.removesuffix("/v1").removesuffix("/api")
+        peers[name] = PeerConfig(name, base_url)
+    by_variable = {peer.key_variable: peer for peer in peers.values()}
+    for key_variable, value in env.items():
+        if not _PEER_KEY.match(key_variable) or not value.strip():
+            continue
+        peer = by_variable.get(key_variable)
+        if peer is None:
+            listed = ", ".join(sorted(by_variable)) or "none: WLM_PEERS is empty"
+            raise ConfigError(key_variable, f"no such peer in WLM_PEERS (keys it reads: {listed})")
+        peers[peer.name] = attrs.evolve(peer, key=value.strip())
+    return tuple(peers.values())
 
 
 def _parse_fallbacks(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:

@@ -28,6 +28,7 @@ from wlm.limits import KeyLimiter, client_slots
 from wlm.local.protocol import LocalModels
 from wlm.metrics import Metrics, Pulse
 from wlm.providers.base import Adapter
+from wlm.providers.peer import PeerDirectory
 from wlm.providers.registry import build_adapters
 from wlm.redaction import Redactor
 from wlm.resilience.cooldowns import Cooldowns
@@ -81,8 +82,17 @@ class Gateway:
         )
         self.local = local
         self.telemetry = telemetry
-        self.router = Router(settings, local.routable_ids if local is not None else frozenset)
+        # Other wlm boxes (WLM_PEERS): their local models, polled in the background.
+        self.peers = PeerDirectory(
+            settings.peers, transports, poll_s=settings.peer_poll_s, redactor=self.redactor
+        )
+        self.router = Router(
+            settings,
+            local.routable_ids if local is not None else frozenset,
+            self.peers if self.peers else None,
+        )
         self.adapters: dict[str, Adapter] = build_adapters(settings, transports, local)
+        self.adapters.update(self.peers.adapters)
         self.responses = ResponseStore(enabled=settings.log_content)
         self.dialects = build_dialects(self.responses)
         self.metrics = Metrics()
@@ -95,6 +105,7 @@ class Gateway:
         self.retry_policy = RetryPolicy(settings.retries, settings.retry_max_wait_s)
         self.fallbacks = FallbackChains(settings.fallbacks)
         self.cooldowns = Cooldowns(settings.cooldown_failures, settings.cooldown_s)
+        self.peers.watch(self.cooldowns)
         self.pacing = Pacing()
         self.prices = Prices.from_settings(settings)
         self.key_limits = KeyLimiter(settings.key_limits)
@@ -108,6 +119,7 @@ class Gateway:
             local,
             redactor=self.redactor,
             cache_s=settings.models_cache_s,
+            peers=self.peers,
         )
         # Models from the Hugging Face Hub (wlm/hub/): pulled in background threads; a
         # finished pull rescans the models directory so the model is listed at once.
@@ -135,6 +147,7 @@ class Gateway:
         if self.local is not None:
             await self.local.start()
         self.catalog.refresh_in_background()
+        self.peers.start()
         self._pulse_task = asyncio.create_task(self._beat(), name="wlm-pulse")
         self.started.set()
 
@@ -183,6 +196,7 @@ class Gateway:
         if self._pulse_task is not None:
             self._pulse_task.cancel()
         await self.pulls.close()
+        await self.peers.close()
         await self.catalog.close()
         if self.local is not None:
             try:

@@ -116,6 +116,9 @@ async def serve(
             await _serve_chain(gateway, reply, request, forwarded, names)
             return
     route = gateway.router.resolve(request.model)
+    if route.also:
+        await _serve_peers(gateway, reply, request, forwarded, route)
+        return
     cooldowns = gateway.cooldowns
     admission = _GO
     if not cooldowns.quiet:
@@ -158,6 +161,32 @@ async def _serve_chain(
                 exchange.fallback_from = request.model
             return
     raise AssertionError("the last routable target answers or raises")  # pragma: no cover
+
+
+async def _serve_peers(
+    gateway: Gateway, reply: Reply, request: ParsedRequest, forwarded: Forwarded, route: Route
+) -> None:
+    """A model several peer boxes have: the best box first (wlm.routing.peers ranked
+    them), then the next when it cannot answer; the last one's error otherwise."""
+    exchange = reply.exchange
+    cooldowns = gateway.cooldowns
+    model = route.upstream_model
+    boxes = (route.provider, *route.also)
+    for index, provider in enumerate(boxes):
+        rest = boxes[index + 1 :]
+        admission = _GO
+        if not cooldowns.quiet:
+            admission = cooldowns.admit(
+                (provider, model), last=cooldowns.none_admitted((p, model) for p in rest)
+            )
+            if admission is Admission.SKIP:
+                exchange.passed_over(provider, model, "cooldown_skip", None)
+                continue
+        target = Route(provider, model, route.rule)
+        later = functools.partial(bool, rest)
+        if await _try_target(gateway, reply, request, forwarded, target, admission, later=later):
+            return
+    raise AssertionError("the last box answers or raises")  # pragma: no cover
 
 
 class _Chain:

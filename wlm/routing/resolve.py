@@ -2,9 +2,11 @@
 
 1. an alias from ``WLM_ALIASES`` (applied once, then resolution goes on): an exact
    alias first, then aliases whose left side is a shell glob, in the order written;
-2. a local model id;
+2. a local model id; then a model id a peer box has (``WLM_PEERS``: the box chosen
+   per request by :mod:`wlm.routing.peers`);
 3. a ``WLM_ROUTES`` glob;
-4. a ``provider/`` prefix naming a configured provider (``local/<id>`` too);
+4. a ``provider/`` prefix naming a configured provider (``local/<id>`` too) or a
+   peer (``box2/<id>``);
 5. ``WLM_DEFAULT_PROVIDER``;
 6. otherwise :class:`~wlm.errors.ModelNotFound`.
 
@@ -19,13 +21,21 @@ from fnmatch import fnmatchcase
 
 from attrs import frozen
 
-from wlm.config import LOCAL, ProviderConfig, Settings
+from wlm.config import LOCAL, PEER_PREFIX, ProviderConfig, Settings
 from wlm.errors import ModelNotFound, ProviderNotConfigured
 from wlm.routing.patterns import PatternTable
+from wlm.routing.peers import PeerIndex
 
-__all__ = ["LOCAL", "Route", "Router"]
+__all__ = ["LOCAL", "PEER", "Route", "Router"]
 
 _MATCHED_MAX = 4096
+# The provider of a bare id that peers have, before the box is chosen (never called).
+PEER = "peer"
+_NO_IDS: frozenset[str] = frozenset()
+
+
+def _no_ids() -> frozenset[str]:
+    return _NO_IDS
 
 
 @frozen
@@ -34,14 +44,19 @@ class Route:
 
     provider: str
     upstream_model: str
-    rule: str  # "local", "route", "prefix", "default"
+    rule: str  # "local", "peer", "route", "prefix", "default"
+    # A model on several peer boxes: the other boxes' providers, to fail over to in turn.
+    also: tuple[str, ...] = ()
 
 
 class Router:
     """Resolves model names for one Settings; ``local_ids`` is read on every call."""
 
     def __init__(
-        self, settings: Settings, local_ids: Callable[[], frozenset[str]] = frozenset
+        self,
+        settings: Settings,
+        local_ids: Callable[[], frozenset[str]] = frozenset,
+        peers: PeerIndex | None = None,
     ) -> None:
         # Exact aliases win; then aliases with a shell glob on the left, in the order written
         # (so that a client's own model names, e.g. claude-haiku-*, can go anywhere).
@@ -50,6 +65,10 @@ class Router:
         self._default = settings.default_provider
         self._providers: dict[str, ProviderConfig] = {p.name: p for p in settings.providers}
         self._local_ids = local_ids
+        self._peers = peers
+        self._peer_ids = peers.model_ids if peers is not None else _no_ids
+        self._peer_names = peers.names if peers is not None else _NO_IDS
+        self._peer_ids_for: frozenset[str] | None = None
         # Names already matched, while the local ids stay the same set (a rescan that
         # finds a change makes a new one): bounded, since clients may send any name.
         self._matched: dict[str, Route | None] = {}
@@ -63,6 +82,12 @@ class Router:
         route = self._match(name)
         if route is None:
             raise ModelNotFound(model, self._hint(name))
+        if route.provider == PEER:
+            assert self._peers is not None
+            boxes = self._peers.order(name)
+            if not boxes:  # the last box that had it dropped it since
+                raise ModelNotFound(model, self._hint(name))
+            return Route(boxes[0], name, "peer", boxes[1:])
         if route.provider in self._unconfigured:
             provider = self._providers[route.provider]
             if not provider.configured:
@@ -86,21 +111,27 @@ class Router:
 
     def _match(self, name: str) -> Route | None:
         local_ids = self._local_ids()
+        peer_ids = self._peer_ids()
         matched = self._matched
-        if local_ids is not self._matched_for and local_ids != self._matched_for:
+        if (
+            local_ids is not self._matched_for and local_ids != self._matched_for
+        ) or peer_ids is not self._peer_ids_for:
             matched.clear()
             self._matched_for = local_ids
+            self._peer_ids_for = peer_ids
         elif name in matched:
             return matched[name]
-        route = self._find(name, local_ids)
+        route = self._find(name, local_ids, peer_ids)
         if len(matched) >= _MATCHED_MAX:
             matched.clear()
         matched[name] = route
         return route
 
-    def _find(self, name: str, local_ids: frozenset[str]) -> Route | None:
+    def _find(self, name: str, local_ids: frozenset[str], peer_ids: frozenset[str]) -> Route | None:
         if name in local_ids:
             return Route(LOCAL, name, "local")
+        if name in peer_ids:
+            return Route(PEER, name, "peer")
         for pattern in self._routes:
             if fnmatchcase(name, pattern.pattern):
                 return Route(pattern.provider, name, "route")
@@ -108,6 +139,8 @@ class Router:
         if slash and rest:
             if prefix == LOCAL and rest in local_ids:
                 return Route(LOCAL, rest, "prefix")
+            if prefix in self._peer_names:
+                return Route(f"{PEER_PREFIX}{prefix}", rest, "prefix")
             provider = self._providers.get(prefix)
             if provider is not None and provider.configured:
                 return Route(prefix, rest, "prefix")

@@ -57,7 +57,7 @@ async def models_page(request: Request[Any, Any, Any]) -> Response[Any]:
     query = request.query_params.get("q", "").strip()
     rows = _local_rows(request)
     rows += [
-        {"provider": e["provider"], "id": e["id"]}
+        {"provider": e["provider"], "id": e["id"], "state": e.get("state"), "peer": e.get("peer")}
         for e in await gateway.catalog.entries()
         if e["provider"] != LOCAL
     ]

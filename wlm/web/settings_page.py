@@ -26,6 +26,7 @@ _SECTIONED = frozenset(
         "default_provider",
         "key_limits",
         "otlp",
+        "peers",
     }
 )
 
@@ -95,7 +96,27 @@ def settings_view(settings: Settings, gateway: Gateway) -> dict[str, Any]:
         },
         "limits": _limits(settings, gateway),
         "otlp": _otlp(settings),
+        "peers": _peers(settings, gateway),
     }
+
+
+def _peers(settings: Settings, gateway: Gateway) -> list[dict[str, Any]]:
+    """Each peer (WLM_PEERS): where, its key only "set"/"not set", and how it answers."""
+    status = {s["name"]: s for s in gateway.peers.status()}
+    return [
+        {
+            "name": p.name,
+            "provider": p.provider,
+            "base_url": gateway.redactor.text(p.base_url),
+            "key_variable": p.key_variable,
+            "key": _set(p.key),
+            "up": status.get(p.name, {}).get("up"),
+            "models": status.get(p.name, {}).get("models", 0),
+            "in_flight": status.get(p.name, {}).get("in_flight", 0),
+            "error": status.get(p.name, {}).get("error"),
+        }
+        for p in settings.peers
+    ]
 
 
 def _otlp(settings: Settings) -> dict[str, Any] | None:
