@@ -315,6 +315,8 @@ def _make_test_model(args: argparse.Namespace) -> int:
         problem = "--stop-after takes a number from 1 to 32"
     elif tool_call_problem:
         problem = tool_call_problem
+    elif args.reranker and (args.stop_after is not None or tool_call is not None):
+        problem = "--reranker does not generate: it takes no --stop-after or --tool-call"
     elif path.is_dir():
         problem = f"{path} is a directory; give the file to write, e.g. {path / 'tiny.gguf'}"
     else:
@@ -340,6 +342,7 @@ def _make_test_model(args: argparse.Namespace) -> int:
             context_length=args.ctx,
             stop_after=stop_after,
             tool_call=tool_call,
+            reranker=args.reranker,
         )
     except OSError as exc:
         print(f"wlm make-test-model: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
@@ -350,10 +353,12 @@ def _make_test_model(args: argparse.Namespace) -> int:
     ends = f"end after {stop_after} tokens" if stop_after is not None else "run to max_tokens"
     if tool_call is not None:
         ends += f", or call {tool_call[0]} while a request offers tools and has no tool result"
+    what = f"whose replies are gibberish and {ends}"
+    if args.reranker:
+        what = "for /v1/rerank (set reranking = true for it in WLM_LOCAL_OPTIONS)"
     print(
         f"wrote {first}{parts} ({size_kb} KB): a random-weight test model (context "
-        f"{args.ctx}) whose replies are gibberish and {ends}; wlm lists it when it is "
-        "under WLM_MODELS_DIR",
+        f"{args.ctx}) {what}; wlm lists it when it is under WLM_MODELS_DIR",
         file=sys.stderr,
     )
     return 0
@@ -429,6 +434,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a request that offers tools and holds no tool result yet gets this one call "
         '(finish reason tool_calls), e.g. --tool-call Bash \'{"command": "ls"}\'; '
         "any other gets text (implies --stop-after 8 unless given)",
+    )
+    test_model.add_argument(
+        "--reranker",
+        action="store_true",
+        help="a reranker for /v1/rerank (random scores, fixed per seed, query and document); "
+        "serve it with reranking = true in WLM_LOCAL_OPTIONS",
     )
     test_model.add_argument("--force", action="store_true", help="overwrite existing files")
     test_model.set_defaults(func=_make_test_model)

@@ -67,8 +67,8 @@ class ProviderConfig:
     extra_headers: tuple[tuple[str, str], ...] = ()
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0
-    # Client dialects the upstream serves natively (chat, messages, responses); a
-    # request in another dialect is translated through chat.
+    # Client dialects the upstream serves natively (chat, messages, responses, rerank);
+    # a request in another dialect is translated through chat (rerank never is).
     dialects: tuple[str, ...] = ("chat",)
     # How its /responses differs from OpenAI's. OpenAI keeps the responses it answers
     # (previous_response_id, GET /responses/{id}) and reads every tool and input item
@@ -317,7 +317,7 @@ def redact_url_password(url: str) -> str:
 # The provider name of local GGUF models (``local/<id>`` routes there too).
 LOCAL = "local"
 
-DIALECT_NAMES = ("chat", "messages", "responses")
+DIALECT_NAMES = ("chat", "messages", "responses", "rerank")
 # What an upstream serves natively: OpenAI itself chat and responses; any other
 # OpenAI-compatible server chat; Anthropic messages (and chat, which its adapter
 # translates).
@@ -516,6 +516,8 @@ def _provider(env: Mapping[str, str], name: str) -> ProviderConfig:
     dialects_var = f"WLM_{prefix}_DIALECTS"
     if env.get(dialects_var, "").strip():
         dialects = _dialects(dialects_var, env[dialects_var])
+        if kind == "anthropic" and "rerank" in dialects:
+            raise ConfigError(dialects_var, "Anthropic's API has no rerank endpoint")
         if kind == "anthropic":
             dialects = tuple(dict.fromkeys(("chat", "messages", *dialects)))
     else:
@@ -538,7 +540,7 @@ def _dialects(variable: str, value: str) -> tuple[str, ...]:
     unknown = [d for d in dialects if d not in DIALECT_NAMES]
     if unknown:
         raise ConfigError(
-            variable, f"expected a list of chat, messages, responses; got {unknown[0]!r}"
+            variable, f"expected a list of {', '.join(DIALECT_NAMES)}; got {unknown[0]!r}"
         )
     return dialects
 

@@ -124,3 +124,20 @@ def test_tool_call_arguments_must_be_a_json_object(
     assert run.returncode == 1
     assert one_line(run).startswith(f"wlm make-test-model: {problem}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reranker_writes_the_model_for_rerank(tmp_path: Path) -> None:
+    run = make_test_model(tmp_path, "ranker.gguf", "--reranker")
+
+    assert run.returncode == 0, run.stderr
+    assert one_line(run).endswith(
+        "for /v1/rerank (set reranking = true for it in WLM_LOCAL_OPTIONS); "
+        "wlm lists it when it is under WLM_MODELS_DIR"
+    )
+    written = write_tiny_gguf(tmp_path / "same.gguf", reranker=True)
+    assert (tmp_path / "ranker.gguf").read_bytes() == written.read_bytes()
+    ranker = scan_models(tmp_path)["ranker"]
+    assert ranker.usable and ranker.architecture == "qwen3"
+    refused = make_test_model(tmp_path, "other.gguf", "--reranker", "--stop-after", "4")
+    assert refused.returncode == 1
+    assert "--reranker does not generate" in one_line(refused)

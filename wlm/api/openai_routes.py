@@ -19,11 +19,16 @@ __all__ = ["PROXIED_PATHS", "ROUTES", "json_response"]
 
 _PREFIXES = ("/v1", "/api/v1")
 _ENDPOINTS = tuple(PROXIED_ENDPOINTS)
+# The other paths llama-server answers rerank on, so a client pointed at one works here.
+_ALIASES = {"rerank": ("/rerank", "/reranking", "/v1/reranking", "/api/v1/reranking")}
+
+
+def _paths(endpoint: str) -> list[str]:
+    return [f"{p}/{endpoint}" for p in _PREFIXES] + list(_ALIASES.get(endpoint, ()))
+
 
 # Path -> proxied endpoint, for the server-level dispatch in wlm.app.serve_app.
-PROXIED_PATHS = {
-    f"{prefix}/{endpoint}": endpoint for prefix in _PREFIXES for endpoint in _ENDPOINTS
-}
+PROXIED_PATHS = {path: endpoint for endpoint in _ENDPOINTS for path in _paths(endpoint)}
 
 
 def json_response(content: Any, status: int = 200) -> Response[Any]:
@@ -70,7 +75,7 @@ def _proxied(endpoint: str) -> ASGIRouteHandler:
         await proxy_endpoint(gateway, endpoint, scope, receive, send)
 
     handler.__name__ = f"proxy_{endpoint.replace('/', '_')}"
-    return asgi(path=[f"{p}/{endpoint}" for p in _PREFIXES], copy_scope=False)(handler)
+    return asgi(path=_paths(endpoint), copy_scope=False)(handler)
 
 
 @get([f"{p}/models" for p in _PREFIXES], guards=[client_guard])

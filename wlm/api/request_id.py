@@ -25,7 +25,10 @@ def request_id_for(request: Request[Any, Any, Any]) -> str:
 
 
 class RequestIdMiddleware(AbstractMiddleware):
-    exclude = r"^(/api)?/v1/(chat/completions|completions|embeddings|messages|messages/count_tokens|responses)$"
+    exclude = (
+        r"^(/api)?/v1/(chat/completions|completions|embeddings|messages|messages/count_tokens"
+        r"|responses|rerank|reranking)$|^/rerank(ing)?$"
+    )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = next((v for k, v in scope["headers"] if k == _HEADER_BYTES), None)

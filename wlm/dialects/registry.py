@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from wlm.dialects.base import Dialect
 from wlm.dialects.chat import ChatDialect
 from wlm.dialects.messages import MessagesDialect
+from wlm.dialects.rerank import RerankDialect
 from wlm.dialects.response_store import ResponseStore
 from wlm.dialects.responses import ResponsesDialect
 
@@ -20,6 +21,7 @@ PROXIED_ENDPOINTS: Mapping[str, str] = {
     "messages": "messages",
     "messages/count_tokens": "messages",
     "responses": "responses",
+    "rerank": "rerank",
 }
 
 
@@ -29,5 +31,6 @@ def build_dialects(store: ResponseStore) -> dict[str, Dialect]:
         "chat": ChatDialect(),
         "messages": MessagesDialect(),
         "responses": ResponsesDialect(store),
+        "rerank": RerankDialect(),
     }
     return {endpoint: by_name[name] for endpoint, name in PROXIED_ENDPOINTS.items()}

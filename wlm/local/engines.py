@@ -97,7 +97,9 @@ def llama_server_args(spec: EngineSpec, port: int) -> list[str]:
     if options.threads is not None:
         args += ["-t", str(options.threads)]
     args += ["-np", str(options.parallel), "--jinja", "--metrics", "--alias", spec.model_id]
-    if options.embeddings:
+    if options.reranking:
+        args.append("--reranking")  # embeddings with pooling rank: --pooling would undo it
+    elif options.embeddings:
         args.append("--embeddings")
         if options.pooling:
             args += ["--pooling", options.pooling]

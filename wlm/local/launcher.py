@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mmproj")
     parser.add_argument("--embeddings", "--embedding", action="store_true")
     parser.add_argument("--pooling", choices=["none", "mean", "cls", "last", "rank"])
+    parser.add_argument("--reranking", "--rerank", action="store_true")
     parser.add_argument("--jinja", action="store_true")
     parser.add_argument("--metrics", action="store_true")
     return parser
@@ -86,7 +87,10 @@ def _params(args: argparse.Namespace) -> Any:
         params.mmproj.path = args.mmproj
     params.use_jinja = True
     params.endpoint_metrics = args.metrics
-    if args.embeddings:
+    if args.reranking:  # as llama-server: an embedding model pooled by its rank head
+        params.embedding = True
+        params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_RANK
+    elif args.embeddings:
         params.embedding = True
         pooling = (args.pooling or "mean").upper()
         params.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{pooling}")

@@ -14,6 +14,9 @@ The file (``WLM_LOCAL_OPTIONS``) looks like this; every key is optional::
     embeddings = true
     pooling = "mean"
 
+    [models."rerank/*"]
+    reranking = true                # serve /v1/rerank (pooling rank)
+
 An exact id wins over globs; globs are tried in file order. Unknown keys and wrong
 types are errors that name the table and the key.
 """
@@ -55,7 +58,8 @@ class EngineOptions:
     ``ctx_size`` is llama.cpp's ``-c`` (the context shared by the parallel slots),
     ``threads`` its ``-t`` (None: the engine's own default), ``parallel`` its ``-np``.
     ``extra_args`` are appended to the engine's command line. ``projector=False``
-    skips an attached mmproj file.
+    skips an attached mmproj file. ``reranking`` starts the engine as a reranker
+    (llama-server's ``--reranking``: pooling rank), which ``embeddings`` then cannot change.
     """
 
     ctx_size: int = 4096
@@ -63,6 +67,7 @@ class EngineOptions:
     parallel: int = 4
     embeddings: bool = False
     pooling: str | None = None
+    reranking: bool = False
     projector: bool = True
     extra_args: tuple[str, ...] = ()
 
@@ -113,7 +118,7 @@ def _check_table(where: str, table: Any) -> tuple[tuple[str, Any], ...]:
     for key, value in table.items():
         if key in ("ctx_size", "parallel") or key == "threads":
             checked[key] = _positive_int(where, key, value)
-        elif key in ("embeddings", "projector"):
+        elif key in ("embeddings", "projector", "reranking"):
             if not isinstance(value, bool):
                 raise OptionsError(f"{where}: {key} must be true or false, got {value!r}")
             checked[key] = value
@@ -127,7 +132,9 @@ def _check_table(where: str, table: Any) -> tuple[tuple[str, Any], ...]:
                 raise OptionsError(f"{where}: extra_args must be a list of strings, got {value!r}")
             checked[key] = tuple(str(v).lower() if isinstance(v, bool) else str(v) for v in value)
         else:
-            known = "ctx_size, threads, parallel, embeddings, pooling, projector, extra_args"
+            known = (
+                "ctx_size, threads, parallel, embeddings, pooling, reranking, projector, extra_args"
+            )
             raise OptionsError(f"{where}: unknown option {key!r} (known: {known})")
     return tuple(sorted(checked.items()))
 

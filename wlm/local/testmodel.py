@@ -29,6 +29,14 @@ between two newlines) -> ``</tool_call>`` -> ``</s>``. Its chat template
 and ends the generation prompt with ``<|wlm_tool_turn|>`` while the request offers
 tools and holds no tool result; otherwise the prompt ends as usual and the reply is
 ``stop_after`` word pieces.
+
+``reranker=True`` writes a reranker instead, for llama.cpp's ``--reranking`` (pooling
+rank) and ``/v1/rerank``: the same weights as architecture ``qwen3`` (whose loader reads
+a classifier head, ``cls.output``, and whose rank pooling takes the last token's
+hidden state through it and a softmax), with the per-head Q/K norms that architecture
+needs, two output labels (``yes``, ``no``) and pooling type rank in the metadata. Each
+document's score is the softmax's ``yes``: a number in (0, 1), random but fixed for a
+seed and a (query, document) pair, whatever the other documents or their order.
 """
 
 from __future__ import annotations
@@ -245,6 +253,21 @@ def _tool_chain(embeddings: np.ndarray, output: np.ndarray, chain: list[int]) ->
         output[follower, _BIAS_DIM] = 0.0
 
 
+_RANK_LABELS = ["yes", "no"]
+
+
+def _rank_head(writer: gguf.GGUFWriter, head: np.ndarray, head_dim: int) -> None:
+    """What makes the model a qwen3 reranker: the classifier head over the last token
+    (one row per label; llama.cpp's score is the softmax of the first), the per-head
+    Q/K norms qwen3 layers read (ones: no change), and pooling type rank."""
+    writer.add_pooling_type(gguf.PoolingType.RANK)
+    writer.add_classifier_output_labels(_RANK_LABELS)
+    for layer in range(_N_LAYER):
+        for name in ("attn_q_norm", "attn_k_norm"):
+            writer.add_tensor(f"blk.{layer}.{name}.weight", np.ones(head_dim, dtype=np.float32))
+    writer.add_tensor("cls.output.weight", head)
+
+
 def write_tiny_gguf(
     path: Path,
     seed: int = 0,
@@ -253,6 +276,7 @@ def write_tiny_gguf(
     context_length: int = DEFAULT_CONTEXT_LENGTH,
     stop_after: int | None = None,
     tool_call: tuple[str, Mapping[str, Any]] | None = None,
+    reranker: bool = False,
 ) -> Path:
     """Write the tiny model to ``path`` (deterministic for ``seed``) and return ``path``.
 
@@ -265,13 +289,17 @@ def write_tiny_gguf(
     ``TOOL_CALL_STOP_AFTER``) a request that offers tools and holds no tool result yet
     gets that one call (finish reason ``tool_calls``); any other gets ``stop_after``
     word pieces. One of the request's tools must accept the call: llama.cpp checks it
-    against the tools' schemas and fails the request otherwise.
+    against the tools' schemas and fails the request otherwise. ``reranker=True``
+    writes a model for ``/v1/rerank`` (start it with ``reranking = true``).
 
     Example::
 
         model = write_tiny_gguf(tmp_path / "tiny.gguf", context_length=32768, stop_after=8)
         bash = write_tiny_gguf(tmp_path / "bash.gguf", tool_call=("Bash", {"command": "ls"}))
+        ranker = write_tiny_gguf(tmp_path / "ranker.gguf", reranker=True)
     """
+    if reranker and (tool_call is not None or stop_after is not None):
+        raise ValueError("a reranker does not generate: no stop_after or tool_call")
     if tool_call is not None:
         name, arguments = tool_call
         if not name or not isinstance(arguments, Mapping):
@@ -305,8 +333,9 @@ def write_tiny_gguf(
     def weights(*shape: int, scale: float = 0.02) -> np.ndarray:
         return (rng.standard_normal(shape) * scale).astype(np.float32)
 
-    writer = gguf.GGUFWriter(path, "llama", split_max_tensors=max_tensors_per_file)
-    writer.add_name(f"wlm-tiny-{seed}")
+    arch = "qwen3" if reranker else "llama"
+    writer = gguf.GGUFWriter(path, arch, split_max_tensors=max_tensors_per_file)
+    writer.add_name(f"wlm-tiny-{'reranker-' if reranker else ''}{seed}")
     writer.add_context_length(context_length)
     writer.add_embedding_length(_N_EMBD)
     writer.add_block_count(_N_LAYER)
@@ -353,6 +382,8 @@ def write_tiny_gguf(
         writer.add_tensor(f"{prefix}.ffn_gate.weight", weights(_N_FF, _N_EMBD))
         writer.add_tensor(f"{prefix}.ffn_up.weight", weights(_N_FF, _N_EMBD))
         writer.add_tensor(f"{prefix}.ffn_down.weight", weights(_N_EMBD, _N_FF))
+    if reranker:
+        _rank_head(writer, weights(len(_RANK_LABELS), _N_EMBD, scale=0.1), head_dim)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

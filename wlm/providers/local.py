@@ -71,7 +71,9 @@ def local_provider_config(
     """The provider entry of local engines (addresses come per request from the lease).
 
     llama.cpp's server answers /v1/messages and /v1/responses itself; its Responses
-    keep nothing between requests and read only some tool and item types.
+    keep nothing between requests and read only some tool and item types. Every engine
+    takes /v1/rerank too: one not started with ``reranking = true`` refuses it, and
+    :meth:`LocalAdapter.upstream_error` says what to set.
     """
     return ProviderConfig(
         name=LOCAL,
@@ -81,7 +83,7 @@ def local_provider_config(
         connect_timeout_s=10.0,
         # A local engine may take long over a long prompt on a CPU.
         read_timeout_s=max(600.0, load_timeout_s),
-        dialects=dialects,
+        dialects=tuple(dict.fromkeys((*dialects, "rerank"))),
         keeps_responses=False,
         responses_types=LLAMA_CPP_TYPES,
     )
@@ -355,6 +357,15 @@ class LocalAdapter:
                 status=501,
                 type="not_supported_error",
                 code="embeddings_disabled",
+                param="model",
+            )
+        if status == 501 and "--reranking" in error.message:
+            # The request is fine for a reranker; this model was not started as one.
+            return BadRequest(
+                "This local model does not rerank as started: set `reranking = true` for "
+                "it in the WLM_LOCAL_OPTIONS file (docs/local-models.md#rerank), then "
+                "unload it so that it restarts.",
+                code="reranking_disabled",
                 param="model",
             )
         if "[json.exception." in error.message:

@@ -90,3 +90,16 @@ def test_configured_llama_server_gets_a_free_port(tmp_path: Path) -> None:
     assert command.argv[0] == str(binary)
     assert command.port > 0
     assert command.argv[command.argv.index("--port") + 1] == str(command.port)
+
+
+def test_reranking_starts_a_reranker_whatever_the_embeddings_options() -> None:
+    options = EngineOptions(reranking=True, embeddings=True, pooling="mean", threads=1)
+    args = llama_server_args(EngineSpec("m", Path("/m.gguf"), options), 0)
+
+    # llama-server's --reranking is embeddings with pooling rank; a --pooling would undo it.
+    assert "--reranking" in args
+    assert "--embeddings" not in args
+    assert "--pooling" not in args
+    parsed, unknown = _parser().parse_known_args(args)
+    assert unknown == []
+    assert parsed.reranking is True

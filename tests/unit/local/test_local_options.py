@@ -84,3 +84,12 @@ def test_missing_file_is_an_error_and_no_file_means_no_overrides(tmp_path: Path)
     with pytest.raises(OptionsError, match="cannot read"):
         load_options(tmp_path / "nope.toml")
     assert load_options(None).resolve("x", BASE) == BASE
+
+
+def test_reranking_is_a_boolean_option() -> None:
+    table = parse_options('[models."rerank/*"]\nreranking = true\n')
+
+    assert table.resolve("rerank/bge", BASE).reranking is True
+    assert table.resolve("chat/qwen", BASE).reranking is False
+    with pytest.raises(OptionsError, match="reranking must be true or false"):
+        parse_options('[models."a"]\nreranking = 1')

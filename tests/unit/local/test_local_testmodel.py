@@ -195,3 +195,26 @@ def test_a_malformed_tool_call_is_refused(tmp_path: Path, tool_call: Any) -> Non
     with pytest.raises(ValueError, match="tool_call must be"):
         write_tiny_gguf(tmp_path / "x.gguf", tool_call=tool_call)
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_reranker_is_the_same_weights_as_qwen3_with_a_rank_head(tmp_path: Path) -> None:
+    plain = gguf.GGUFReader(write_tiny_gguf(tmp_path / "plain.gguf", seed=3))
+    ranker = gguf.GGUFReader(write_tiny_gguf(tmp_path / "ranker.gguf", seed=3, reranker=True))
+
+    def field(key: str) -> object:
+        return ranker.fields[key].contents()
+
+    assert field("general.architecture") == "qwen3"
+    assert field("qwen3.pooling_type") == int(gguf.PoolingType.RANK)
+    assert field("qwen3.classifier.output_labels") == ["yes", "no"]
+    assert field("qwen3.embedding_length") == 64
+    tensors = {t.name: np.array(t.data) for t in ranker.tensors}
+    assert tensors["cls.output.weight"].shape == (2, 64)
+    assert tensors["blk.1.attn_q_norm.weight"].shape == (16,)
+    for t in plain.tensors:  # the rest is the chat model of the same seed, unchanged
+        assert np.array_equal(tensors[t.name], np.array(t.data)), t.name
+
+
+def test_reranker_does_not_generate() -> None:
+    with pytest.raises(ValueError, match="does not generate"):
+        write_tiny_gguf(Path("/nonexistent/x.gguf"), reranker=True, stop_after=4)
