@@ -109,13 +109,18 @@ class ModelCatalog:
     def listings(self) -> list[ProviderListing]:
         return list(self._listings.values())
 
-    async def entries(self) -> list[dict[str, Any]]:
-        """The merged list in OpenAI's model-object shape, plus ``provider``."""
+    async def entries(self, *, wait: bool = True) -> list[dict[str, Any]]:
+        """The merged list in OpenAI's model-object shape, plus ``provider``.
+
+        Stale provider lists are refreshed; ``wait=False`` does not wait for them and
+        merges the cached lists as they are (a page that shows the list on the side).
+        """
         if any(self._stale(name) for name in self._adapters):
             if self._refreshing is None or self._refreshing.done():
                 self._refreshing = asyncio.create_task(self.refresh())
             # Wait briefly for fresh lists; a slow provider is served from cache next time.
-            await asyncio.wait({self._refreshing}, timeout=5.0)
+            if wait:
+                await asyncio.wait({self._refreshing}, timeout=5.0)
         router = self._router
         out: list[dict[str, Any]] = []
         local = self._local

@@ -25,9 +25,12 @@ from attrs import frozen
 from dotenv import dotenv_values
 
 __all__ = [
+    "ADMIN_CLIENT",
     "BUILTIN_PROVIDERS",
     "DIALECT_NAMES",
     "LOCAL",
+    "PLAYGROUND_CLIENT",
+    "RESERVED_CLIENT_NAMES",
     "ClientKey",
     "ConfigError",
     "KeyLimit",
@@ -43,6 +46,13 @@ __all__ = [
 ]
 
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# The client names wlm gives requests itself (telemetry's client column, WLM_KEY_LIMITS):
+# the admin key presented to the API, and the pages' playground, which has no key
+# (docs/playground.md). A client key may take neither, or it would share their limits,
+# budget and rows.
+ADMIN_CLIENT = "admin"
+PLAYGROUND_CLIENT = "playground"
+RESERVED_CLIENT_NAMES = frozenset({ADMIN_CLIENT, PLAYGROUND_CLIENT})
 
 
 class ConfigError(Exception):
@@ -663,9 +673,16 @@ def load_settings(
         variable = "WLM_ALIASES" if "alias" in str(exc) else "WLM_API_KEYS"
         raise ConfigError(variable, str(exc)) from None
     values["api_keys"] = tuple(ClientKey(name, key) for name, key in keys)
+    for name, _ in keys:
+        if name.lower() in RESERVED_CLIENT_NAMES:
+            raise ConfigError(
+                "WLM_API_KEYS",
+                f"{name!r} is a name wlm keeps for itself ({ADMIN_CLIENT!r}: the admin key, "
+                f"{PLAYGROUND_CLIENT!r}: the pages' playground); give the key another name",
+            )
     values["fallbacks"] = _parse_fallbacks(env.get("WLM_FALLBACKS", ""))
     key_names = {k.name for k in values["api_keys"]} | (
-        {"admin"} if values.get("admin_key") else set()
+        {ADMIN_CLIENT} if values.get("admin_key") else set()
     )
     values["key_limits"] = _parse_key_limits(env.get("WLM_KEY_LIMITS", ""), key_names)
     if values.get("prices_file") is not None:
@@ -754,8 +771,8 @@ def _parse_key_limits(value: str, key_names: set[str]) -> tuple[KeyLimit, ...]:
         key = key.strip()
         if not found or not key or not settings.strip():
             raise ConfigError(variable, f"expected name:limit=value;limit=value, got {item!r}")
-        # "playground": the pages' playground, which has no key (docs/playground.md)
-        if key not in ("*", "playground") and key not in key_names:
+        # PLAYGROUND_CLIENT: the pages' playground, which has no key (docs/playground.md)
+        if key not in ("*", PLAYGROUND_CLIENT) and key not in key_names:
             known = ", ".join(sorted(key_names)) or "none: set WLM_API_KEYS"
             raise ConfigError(
                 variable, f"{key!r} is not a key name from WLM_API_KEYS (known: {known}) nor *"

@@ -21,7 +21,7 @@ import attrs
 
 from wlm.auth import KeyRing
 from wlm.catalog import ModelCatalog
-from wlm.config import ClientKey, Settings
+from wlm.config import ADMIN_CLIENT, ClientKey, Settings
 from wlm.dialects import ResponseStore, build_dialects
 from wlm.hub import HubClient, PullManager
 from wlm.limits import KeyLimiter, client_slots
@@ -78,7 +78,7 @@ class Gateway:
         self.redactor = Redactor(settings.secrets())
         self.client_keys = KeyRing(settings.api_keys)
         self.admin_keys = KeyRing(
-            [ClientKey("admin", settings.admin_key)] if settings.admin_key else []
+            [ClientKey(ADMIN_CLIENT, settings.admin_key)] if settings.admin_key else []
         )
         self.local = local
         self.telemetry = telemetry

@@ -11,7 +11,8 @@ needs no storage either.
 
 The pages (wlm/web/access.py) and the proxy both read sessions: the playground's
 requests to ``/v1/chat/completions`` carry the page's cookie and its CSRF token instead
-of a client key (:meth:`SessionSigner.from_headers`, docs/playground.md).
+of a client key (:meth:`SessionSigner.from_headers`), and both ask
+:func:`playground_refusal` whether a session may send them (docs/playground.md).
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from attrs import frozen
 
-__all__ = ["COOKIE_NAME", "CSRF_FIELD", "CSRF_HEADER", "Session", "SessionSigner", "cookie_value"]
+__all__ = [
+    "COOKIE_NAME",
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "Session",
+    "SessionSigner",
+    "cookie_value",
+    "playground_refusal",
+]
 
 COOKIE_NAME = "wlm_session"
 CSRF_HEADER = "x-csrf-token"
@@ -70,14 +79,14 @@ class SessionSigner:
         secret: bytes | None = None,
         *,
         max_age_s: int = 7 * 24 * 3600,
-        clock: object = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._secret = secret or secrets.token_bytes(32)
         self._max_age_s = max_age_s
         self._clock = clock
 
     def _now(self) -> int:
-        return int(self._clock())  # type: ignore[operator]
+        return int(self._clock())
 
     def _mac(self, purpose: str, payload: str) -> str:
         digest = hmac.new(self._secret, f"{purpose}|{payload}".encode(), hashlib.sha256)
@@ -132,3 +141,27 @@ class SessionSigner:
         wanted = CSRF_HEADER.encode()
         token = next((v.decode("latin-1") for k, v in headers if k == wanted), None)
         return session if self.check_csrf(session, token) else None
+
+
+def playground_refusal(
+    session: Session | None, *, admin_keys: bool, client_keys: bool
+) -> str | None:
+    """Why the playground may not send requests on ``session``'s behalf; None when it may.
+
+    The one rule the page (which then says why and disables Send) and the proxy (which
+    answers 401 with it) both follow. ``session`` is the page session that came with its
+    CSRF token (None: none did, see :meth:`SessionSigner.from_headers`); it must be an
+    admin's whenever wlm has keys: with ``WLM_ADMIN_KEY`` whoever logged in, and with
+    client keys alone nobody can log in, so no session may stand in for a client key.
+    Without keys any session the pages gave out will do.
+    """
+    if session is None:
+        return "no valid page session and CSRF token came with it: reload /playground"
+    if session.admin or not (admin_keys or client_keys):
+        return None
+    if admin_keys:
+        return "its session is not logged in: log in at /login"
+    return (
+        "WLM_API_KEYS is set without WLM_ADMIN_KEY, so nobody can log in and no page "
+        "session may stand in for a client key: set WLM_ADMIN_KEY and log in"
+    )

@@ -8,6 +8,7 @@ and Anthropic servers and the tiny local GGUF.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -325,4 +326,34 @@ def test_a_logged_request_opens_in_the_playground_and_replays_on_another_model(
     assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
     assert sent["temperature"] == 0.2 and sent["max_tokens"] == 60
     view.screenshot("playground-replay")
+    assert_clean(view, world)
+
+
+def test_a_replay_link_from_another_site_loads_but_waits_for_a_click(
+    world: World, browser_page: Callable[[], Watched]
+) -> None:
+    view = browser_page()
+    page = view.page
+    link = f"{world.base_url}/playground?from={world.logged_id}&replay={REPLAY_ON}"
+    # Another site's page (about:blank's opaque origin) links to a replay; the admin, not
+    # logged in yet, follows it, goes through /login and lands on the playground.
+    page.set_content(f'<a id="elsewhere" href="{html.escape(link)}">a link</a>')
+    sent = len(world.fakes["anthropic"].requests)
+    page.click("#elsewhere")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.fill("#key", ADMIN_KEY)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/playground\?from="))
+    expect(page.locator("#pg-form[data-ready='1']")).to_be_visible()
+    # Loaded (the logged answer and its conversation) but nothing sent until a click.
+    expect(page.locator("#pg-replay-confirm")).to_be_visible()
+    expect(page.locator(".pg-column.pg-logged")).to_be_visible()
+    expect(page.locator("#pg-messages .pg-message")).to_have_count(3)
+    expect(page.locator("#pg-send")).to_have_text("Replay")
+    page.wait_for_timeout(1000)
+    expect(page.locator(".pg-column:not(.pg-logged)")).to_have_count(0)
+    assert len(world.fakes["anthropic"].requests) == sent
+    page.click("#pg-send")
+    expect(column(view, REPLAY_ON)).to_have_attribute("data-phase", "done", timeout=30_000)
+    assert len(world.fakes["anthropic"].requests) == sent + 1
     assert_clean(view, world)

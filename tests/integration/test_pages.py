@@ -20,9 +20,9 @@ from tests.integration.local.localhelpers import write_unloadable_gguf
 from wlm.app import create_app
 from wlm.config import load_settings
 from wlm.local.testmodel import write_tiny_gguf
+from wlm.sessions import Session, SessionSigner
 from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
 from wlm.web.conversation import conversation_view
-from wlm.web.session import Session, SessionSigner
 
 PAGES = ["/", "/models", "/analytics", "/requests", "/instances", "/settings"]
 ADMIN_KEY = "admin-key-0123456789-abcdef"

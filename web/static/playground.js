@@ -403,5 +403,7 @@
   refreshModelButtons();
   columns.dataset.count = String(columns.querySelectorAll(".pg-column").length);
   form.dataset.ready = "1";
+  // A replay sends at once only when the server saw the browser come from the request's
+  // own page (from_request_page in wlm/web/playground.py); from a link it waits for a click.
   if (form.dataset.autorun === "1" && !sendButton.disabled) form.requestSubmit();
 })();

@@ -26,6 +26,7 @@ from wlm.api.attempts import JSON_HEADERS, STREAM_HEADERS, serve
 from wlm.api.exchange import Exchange
 from wlm.api.recording import record_exchange
 from wlm.auth import presented_key
+from wlm.config import ADMIN_CLIENT, PLAYGROUND_CLIENT
 from wlm.dialects import Dialect
 from wlm.errors import (
     AuthenticationFailed,
@@ -37,13 +38,14 @@ from wlm.limits import ClientBusy
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import FORWARDED_HEADERS
 from wlm.resilience.fallbacks import FALLBACKS_HEADER
+from wlm.sessions import playground_refusal
 from wlm.sse import encode_comment
 from wlm.tracecontext import start_span
 
 if TYPE_CHECKING:
     from wlm.gateway import Gateway
 
-__all__ = ["PLAYGROUND_CLIENT", "Receive", "Scope", "Send", "proxy_endpoint"]
+__all__ = ["Receive", "Scope", "Send", "proxy_endpoint"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -58,9 +60,8 @@ _DISCARD_TIMEOUT_S = 5.0
 # that outlives it is still cancelled within this much of the client's leaving.
 _WATCH_AFTER_S = 0.05
 _FALLBACKS_HEADER = FALLBACKS_HEADER.encode()
-# What the playground page (wlm/web/playground.py) sends, and the client it is recorded as.
+# What the playground page (wlm/web/playground.py) sends instead of a key.
 _PLAYGROUND_HEADER = b"x-wlm-playground"
-PLAYGROUND_CLIENT = "playground"
 _COUNTS = [b"%d" % n for n in range(10)]
 
 
@@ -349,7 +350,11 @@ def _identify(gateway: Gateway, exchange: Exchange, scope: Scope, playground: bo
 
     A request from the playground page (``x-wlm-playground`` and no key) is named
     ``playground`` when it carries a page session and that session's CSRF token, else
-    refused: see :func:`_playground`.
+    refused: see :func:`_playground`. The header is looked for in one of two places, so
+    that an ordinary request pays nothing for it: without client keys, by
+    :func:`proxy_endpoint`'s one pass over the headers (the one that finds
+    ``x-request-id``), which passes ``playground`` here; with client keys, here, and
+    only when no key came.
     """
     if not gateway.client_keys:
         if playground and presented_key(scope["headers"]) is None:
@@ -361,7 +366,7 @@ def _identify(gateway: Gateway, exchange: Exchange, scope: Scope, playground: bo
         return
     client = gateway.client_keys.identify(key)
     if client is None and gateway.admin_keys.identify(key) is not None:
-        client = "admin"
+        client = ADMIN_CLIENT
     if client is None:
         gateway.metrics.rejected["auth"] += 1
         raise AuthenticationFailed(
@@ -378,21 +383,16 @@ def _playground(gateway: Gateway, exchange: Exchange, scope: Scope) -> None:
     """Admit a request the playground page sent with the browser's session, not a key.
 
     It needs a valid session cookie and that session's CSRF token (which a cross-site
-    page can send neither of), and the session must be an admin's whenever wlm has keys:
-    with ``WLM_ADMIN_KEY`` the one who logged in; with client keys alone nobody can log
-    in, so the playground is refused rather than open a way around them.
+    page can send neither of), and the session must pass the rule the page applies too
+    (:func:`wlm.sessions.playground_refusal`: an admin's whenever wlm has keys).
     """
     session = gateway.sessions.from_headers(scope["headers"])
-    keys_on = bool(gateway.admin_keys) or bool(gateway.client_keys)
-    if session is None or (keys_on and not session.admin):
+    refusal = playground_refusal(
+        session, admin_keys=bool(gateway.admin_keys), client_keys=bool(gateway.client_keys)
+    )
+    if refusal is not None:
         gateway.metrics.rejected["auth"] += 1
-        if session is None:
-            reason = "no valid page session and CSRF token came with it: reload /playground"
-        elif gateway.admin_keys:
-            reason = "its session is not logged in: log in at /login"
-        else:
-            reason = "WLM_API_KEYS is set without WLM_ADMIN_KEY, so no session may stand for a key"
-        raise AuthenticationFailed(f"This playground request was refused: {reason}.")
+        raise AuthenticationFailed(f"This playground request was refused: {refusal}.")
     exchange.client = PLAYGROUND_CLIENT
 
 

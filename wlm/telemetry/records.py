@@ -63,10 +63,12 @@ class RequestRecord:
 class ConversationRecord:
     """One row of the ``conversations`` table, keyed by the request id.
 
-    ``request_json`` is the client's request body (messages, prompt or input) as
-    JSON text; ``response_text`` the assembled reply text; ``tool_calls_json`` the
-    assembled tool calls as a JSON list. All three are ``None`` when content
-    logging is off.
+    ``request_json`` is the client's request as JSON text: its messages, prompt or
+    input, and beside them the system prompt (Anthropic's ``system``, the Responses
+    ``instructions``) and the generation settings (temperature, the token limit...), so
+    the playground can replay it; ``response_text`` the assembled reply text;
+    ``tool_calls_json`` the assembled tool calls as a JSON list. All are ``None`` when
+    content logging is off.
     """
 
     request_id: str

@@ -3,15 +3,16 @@
 Wire them into the app with two calls::
 
     app = Litestar(
-        route_handlers=[*all_routes(), *web_routes()],
+        route_handlers=[*all_routes(), *web_routes(gateway.sessions)],
         template_config=template_config(),
         ...
     )
 
 Templates live in ``web/templates`` (``_name.html`` are the htmx fragments), static
 files (vendored htmx and its SSE extension, the CSS) in ``web/static``, served from
-``/static``. Each call to :func:`web_routes` makes a fresh :class:`WebState` (its own
-session secret), so two apps in one process share nothing.
+``/static``. Each call to :func:`web_routes` makes a fresh :class:`WebState` around the
+session signer it is given: the app's gateway's, whose secret the proxy checks the
+playground's requests against too, so two apps in one process share nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+from wlm.sessions import SessionSigner
 from wlm.shipped import shipped_dir
 from wlm.telemetry.analytics import load_named_queries
 from wlm.web.access import WebState, before_request, page_middleware
@@ -36,7 +38,6 @@ from wlm.web.login import LOGIN_ROUTES
 from wlm.web.models import MODELS_ROUTES
 from wlm.web.playground import PLAYGROUND_ROUTES
 from wlm.web.requests import REQUESTS_ROUTES
-from wlm.web.session import SessionSigner
 from wlm.web.settings_page import SETTINGS_ROUTES
 
 __all__ = ["STATIC_DIR", "TEMPLATES_DIR", "WEB_DIR", "template_config", "web_routes"]
@@ -46,11 +47,12 @@ TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
 
 
-def web_routes(signer: SessionSigner | None = None) -> list[Any]:
+def web_routes(signer: SessionSigner) -> list[Any]:
     """The pages (behind login when ``WLM_ADMIN_KEY`` is set) and ``/static``.
 
-    ``signer`` signs the session cookies: the gateway's, so the proxy accepts the
-    playground's requests from the same sessions (a fresh one when not given).
+    ``signer`` signs the session cookies: the gateway's (``gateway.sessions``), so the
+    proxy accepts the playground's requests from the same sessions. There is no default:
+    a signer of its own would make every playground request a 401.
     """
     state = WebState(load_named_queries(), signer)
     pages = Router(

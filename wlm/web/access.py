@@ -25,7 +25,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from wlm.auth import presented_key
 from wlm.errors import AuthenticationFailed
 from wlm.gateway import Gateway
-from wlm.web.session import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, Session, SessionSigner
+from wlm.sessions import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, Session, SessionSigner
 
 __all__ = ["WebState", "before_request", "page_middleware", "safe_next"]
 
@@ -50,13 +50,14 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class WebState:
     """What the pages share for the life of one app.
 
-    The session signer (its secret lives only here), the named analytics queries
-    (``{name: sql}``, read once), and the background tasks a page started.
+    The session signer (the gateway's: the proxy checks the playground's requests
+    against the same secret), the named analytics queries (``{name: sql}``, read once),
+    and the background tasks a page started.
     """
 
-    def __init__(self, queries: Mapping[str, str], signer: SessionSigner | None = None) -> None:
+    def __init__(self, queries: Mapping[str, str], signer: SessionSigner) -> None:
         self.queries = queries
-        self.signer = signer or SessionSigner()
+        self.signer = signer
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:

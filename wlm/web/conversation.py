@@ -11,7 +11,14 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, TypedDict
 
-__all__ = ["ConversationView", "MessageView", "Part", "ToolCall", "conversation_view"]
+__all__ = [
+    "ConversationView",
+    "MessageView",
+    "Part",
+    "ToolCall",
+    "conversation_view",
+    "json_or_text",
+]
 
 
 class Part(TypedDict):
@@ -47,9 +54,11 @@ class ConversationView(TypedDict):
     tool_calls: list[ToolCall]
 
 
-def _loads(text: str | None) -> Any:
-    if text is None:
-        return None
+def json_or_text(text: Any) -> Any:
+    """A stored JSON column parsed; the text itself when it does not parse (shown, or
+    loaded into the playground, as it is); anything not a string as it is (None)."""
+    if not isinstance(text, str):
+        return text
     try:
         return json.loads(text)
     except ValueError:
@@ -96,7 +105,7 @@ def _tool_calls(calls: Any) -> list[ToolCall]:
         if not isinstance(function, dict):
             function = {}
         arguments = function.get("arguments", call.get("arguments", ""))
-        parsed = _loads(arguments) if isinstance(arguments, str) else arguments
+        parsed = json_or_text(arguments)
         out.append(
             {
                 "id": str(call.get("id") or ""),
@@ -144,7 +153,7 @@ def _messages(messages: Any) -> list[MessageView]:
 
 def conversation_view(row: dict[str, Any]) -> ConversationView:
     """What the request page shows of ``row``'s conversation (``logged`` False when none)."""
-    request = _loads(row.get("request_json"))
+    request = json_or_text(row.get("request_json"))
     logged = any(
         row.get(key) is not None
         for key in ("request_json", "response_text", "reasoning_text", "tool_calls_json")
@@ -156,7 +165,7 @@ def conversation_view(row: dict[str, Any]) -> ConversationView:
         "input": None,
         "response_text": row.get("response_text"),
         "reasoning_text": row.get("reasoning_text"),
-        "tool_calls": _tool_calls(_loads(row.get("tool_calls_json"))),
+        "tool_calls": _tool_calls(json_or_text(row.get("tool_calls_json"))),
     }
     if isinstance(request, dict):
         # Anthropic's system and the Responses instructions sit beside the messages.

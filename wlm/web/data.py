@@ -122,14 +122,14 @@ class TelemetryReader:
             **flt.variables(),
         )
 
-    async def request(self, request_id: str) -> dict[str, Any] | None:
+    async def request(self, request_id: str, *, client_ids: bool = True) -> dict[str, Any] | None:
         """One request with its conversation columns, or None.
 
-        ``request_id`` is the row's id or, failing that, a client's own x-request-id
-        (its latest request with it).
+        ``request_id`` is the row's id or, failing that (unless ``client_ids`` is False:
+        one query instead of two), a client's own x-request-id (its latest request with it).
         """
         rows = await self.named("request_detail", max_rows=1, request_id=request_id)
-        if not rows:
+        if not rows and client_ids:
             tagged = await self.named("request_by_client_id", max_rows=1, request_id=request_id)
             if tagged:
                 rows = await self.named("request_detail", max_rows=1, request_id=tagged[0]["id"])

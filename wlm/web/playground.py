@@ -9,24 +9,27 @@ and ``x-wlm-playground: 1`` instead of a key (wlm/api/proxy.py admits it as clie
 
 ``?from=<request id>`` fills the form from a logged request (its messages and settings,
 when content logging kept them); ``&replay=<model>`` also shows the logged answer in a
-column of its own and sends the same conversation to ``<model>`` at once.
+column of its own and sends the same conversation to ``<model>``: at once when the
+browser came from that request's page (:func:`from_request_page`), else on a click.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Request, Response, get
 
 from wlm.routing.resolve import LOCAL
-from wlm.web.access import gateway_of
+from wlm.sessions import playground_refusal
+from wlm.web.access import gateway_of, session_of
 from wlm.web.common import reader
+from wlm.web.conversation import json_or_text
 from wlm.web.data import NoTelemetry
 from wlm.web.render import page, plain
 
-__all__ = ["PLAYGROUND_ROUTES", "model_choices", "seed_from"]
+__all__ = ["PLAYGROUND_ROUTES", "from_request_page", "model_choices", "seed_from"]
 
 MAX_COLUMNS = 4
 DEFAULT_TEMPERATURE = 0.7
@@ -49,8 +52,14 @@ FIGURES_WAIT_S = 10.0
 _FIGURES_POLL_S = 0.2
 
 
-async def model_choices(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
-    """The merged model list (what ``/v1/models`` lists), local engines with their state."""
+async def model_choices(
+    request: Request[Any, Any, Any], *, wait: bool = True
+) -> list[dict[str, Any]]:
+    """The merged model list (what ``/v1/models`` lists), local engines with their state.
+
+    ``wait=False`` takes the cached lists as they are, even stale, rather than wait for
+    a provider's (a page where the list is an extra, not the point).
+    """
     gateway = gateway_of(request)
     local_ids: dict[str, str] = {}
     if gateway.local is not None:
@@ -58,7 +67,7 @@ async def model_choices(request: Request[Any, Any, Any]) -> list[dict[str, Any]]
             local_ids[model.id] = model.id
             local_ids[f"{LOCAL}/{model.id}"] = model.id
     choices = []
-    for entry in await gateway.catalog.entries():
+    for entry in await gateway.catalog.entries(wait=wait):
         provider = str(entry.get("provider") or "")
         local_id = local_ids.get(entry["id"]) if provider == LOCAL else None
         choices.append(
@@ -70,15 +79,6 @@ async def model_choices(request: Request[Any, Any, Any]) -> list[dict[str, Any]]
             }
         )
     return choices
-
-
-def _loads(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 def _text(content: Any) -> tuple[str, int]:
@@ -112,7 +112,7 @@ def seed_from(row: dict[str, Any]) -> dict[str, Any]:
     completions). What a text form cannot hold (images, tool calls and their results) is
     left out and counted in ``left_out``. ``messages`` is empty when no content was kept.
     """
-    body = _loads(row.get("request_json"))
+    body = json_or_text(row.get("request_json"))
     seed: dict[str, Any] = {
         "system": "",
         "messages": [],
@@ -182,10 +182,33 @@ def _logged(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def from_request_page(request: Request[Any, Any, Any]) -> bool:
+    """Whether the browser says this page was opened from one of wlm's request pages.
+
+    A replay sends requests as soon as the page loads, on the admin's session, so a link
+    from anywhere else must not start one: another site's link (it may pass through
+    ``/login?next=...`` first) could have the admin replay a prompt a client logged (its
+    own x-request-id is a ``from=``) on an expensive model. Both must hold:
+
+    - ``Sec-Fetch-Site: same-origin``: the browser sets it, no page can, and a
+      navigation that began on another site stays ``cross-site`` through redirects;
+    - a ``Referer`` whose path is a ``/requests/`` page (wlm's pages send it to
+      themselves, ``referrer-policy: same-origin``): after logging in it is ``/login``.
+
+    Without them (a typed URL, a bookmark, a browser that sends no fetch metadata, such
+    as over plain http to a LAN address) the form loads and a click on Replay sends it.
+    """
+    headers = request.headers
+    if headers.get("sec-fetch-site") != "same-origin":
+        return False
+    return urlsplit(headers.get("referer", "")).path.startswith("/requests/")
+
+
 @get(["/playground", "/playground.json"])
 async def playground_page(request: Request[Any, Any, Any]) -> Response[Any]:
     """The playground; ``?from=<request id>`` loads a logged request, ``&replay=<model>``
-    sends it to that model next to the logged answer."""
+    sends it to that model next to the logged answer (at once only when the browser came
+    from the request's page, else on a click)."""
     gateway = gateway_of(request)
     params = request.query_params
     from_id = params.get("from", "").strip()
@@ -203,10 +226,14 @@ async def playground_page(request: Request[Any, Any, Any]) -> Response[Any]:
         "logged": None,
         "left_out": 0,
         "autorun": False,
+        "confirm_replay": False,  # a replay from a link: loaded, sent on a click
         "telemetry_error": None,
-        # With client keys but no admin key nobody can log in, and no session may stand
-        # in for a key: the proxy refuses the playground's requests (docs/playground.md).
-        "refused": bool(gateway.client_keys) and not gateway.admin_keys,
+        # Why the proxy would refuse this session's requests (the same rule), or None.
+        "refused": playground_refusal(
+            session_of(request),
+            admin_keys=bool(gateway.admin_keys),
+            client_keys=bool(gateway.client_keys),
+        ),
         "log_content": gateway.settings.log_content,
     }
     if from_id:
@@ -233,7 +260,9 @@ async def playground_page(request: Request[Any, Any, Any]) -> Response[Any]:
             if replay:
                 context["selected"] = replay
                 context["logged"] = _logged(row)
-                context["autorun"] = bool(seed["messages"]) and not context["refused"]
+                runnable = bool(seed["messages"]) and not context["refused"]
+                context["autorun"] = runnable and from_request_page(request)
+                context["confirm_replay"] = runnable and not context["autorun"]
             elif not context["selected"] and row.get("model"):
                 context["selected"] = [row["model"]]
     if not context["selected"] and choices:
@@ -248,6 +277,9 @@ async def playground_figures(request: Request[Any, Any, Any]) -> Response[Any]:
     The row is written a moment after the answer ends, so this waits for it (up to
     :data:`FIGURES_WAIT_S`) rather than have the page poll and log a 404 for each miss.
     ``record`` is None when it did not come in time or telemetry is off (``error``).
+    The id is the row's own (the page sends no x-request-id, so its answer's
+    ``x-request-id`` is the row id): each look is one query, not a second one for a
+    client's own id.
     """
     request_id = request.query_params.get("id", "").strip()
     telemetry = reader(request)
@@ -256,7 +288,7 @@ async def playground_figures(request: Request[Any, Any, Any]) -> Response[Any]:
     error = None
     while request_id:
         try:
-            row = await telemetry.request(request_id)
+            row = await telemetry.request(request_id, client_ids=False)
         except NoTelemetry as exc:
             error = str(exc)
             break

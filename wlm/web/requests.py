@@ -101,10 +101,12 @@ async def request_page(request: Request[Any, Any, Any], request_id: str) -> Resp
     content_keys = ("request_json", "response_text", "reasoning_text", "tool_calls_json")
     context["record"] = {k: v for k, v in row.items() if k not in content_keys}
     context["conversation"] = conversation_view(row)
-    # Open it in the playground, or replay it on another model (when its messages were kept).
+    # Open it in the playground, or replay it on another model (when its messages were
+    # kept). The models as cached: a stale provider's list is not waited for here.
+    choices = await model_choices(request, wait=False)
     context["replay"] = {
         "messages": len(seed_from(row)["messages"]),
-        "models": [m["id"] for m in await model_choices(request) if m["id"] != row.get("model")],
+        "models": [m["id"] for m in choices if m["id"] != row.get("model")],
     }
     return page(request, "request.html", context, active="/requests")
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from wlm.gateway import Gateway
-from wlm.sessions import COOKIE_NAME, SessionSigner, cookie_value
+from wlm.sessions import COOKIE_NAME, Session, SessionSigner, cookie_value, playground_refusal
+from wlm.web import web_routes
 from wlm.web.conversation import conversation_view
 from wlm.web.playground import seed_from
 
@@ -53,7 +54,15 @@ async def test_an_admin_session_with_its_token_is_client_playground() -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["no cookie", "no token", "wrong token", "forged cookie", "not logged in", "no header"],
+    [
+        "no cookie",
+        "no token",
+        "wrong token",
+        "another session's token",
+        "forged cookie",
+        "not logged in",
+        "no header",
+    ],
 )
 async def test_without_a_logged_in_session_and_its_token_it_is_refused(case: str) -> None:
     gateway, sink = keyed(WLM_ADMIN_KEY=ADMIN, WLM_API_KEYS=f"alice:{ALICE}")
@@ -64,6 +73,10 @@ async def test_without_a_logged_in_session_and_its_token_it_is_refused(case: str
         headers = [h for h in headers if h[0] != b"x-csrf-token"]
     elif case == "wrong token":
         headers = session_headers(gateway, token="not-the-token")
+    elif case == "another session's token":
+        # Both valid admin sessions of this process: a token binds to its own cookie only.
+        another = gateway.sessions.new(admin=True)
+        headers = session_headers(gateway, token=gateway.sessions.csrf_token(another))
     elif case == "forged cookie":
         other = SessionSigner(b"another secret, another process")
         forged = other.encode(other.new(admin=True))
@@ -114,6 +127,33 @@ async def test_a_key_sent_with_the_header_names_the_client_as_usual() -> None:
         headers=[(b"authorization", f"Bearer {ALICE}".encode()), (b"x-wlm-playground", b"1")],
     )
     assert reply.status == 200 and sink.only.client == "alice"
+
+
+@pytest.mark.parametrize(
+    ("session", "admin_keys", "client_keys", "refused"),
+    [
+        (None, False, False, "reload /playground"),
+        (None, True, True, "reload /playground"),
+        ("page", False, False, None),  # no keys: any page session
+        ("admin", True, False, None),
+        ("admin", True, True, None),
+        ("page", True, False, "log in at /login"),
+        ("page", True, True, "log in at /login"),
+        ("page", False, True, "WLM_ADMIN_KEY"),  # nobody can log in: never
+    ],
+)
+def test_one_rule_says_which_sessions_the_playground_may_send_on(
+    session: str | None, admin_keys: bool, client_keys: bool, refused: str | None
+) -> None:
+    found = None if session is None else Session("sid", 0, admin=session == "admin")
+    reason = playground_refusal(found, admin_keys=admin_keys, client_keys=client_keys)
+    assert reason is None if refused is None else refused in (reason or "")
+
+
+def test_the_pages_take_the_gateways_signer_and_make_none_of_their_own() -> None:
+    # A signer of their own would make every playground request a 401 at the proxy.
+    with pytest.raises(TypeError):
+        web_routes()  # type: ignore[call-arg]
 
 
 def test_the_session_cookie_is_found_among_others_and_split_headers() -> None:

@@ -23,6 +23,9 @@ from wlm.config import ConfigError, load_settings
         ({"WLM_PROVIDERS": "groq"}, "GROQ_BASE_URL", "has no URL"),
         ({"WLM_PROVIDERS": "groq", "GROQ_BASE_URL": "ftp://x"}, "GROQ_BASE_URL", "http(s) URL"),
         ({"WLM_API_KEYS": "justakey"}, "WLM_API_KEYS", "name:key"),
+        # Names wlm gives itself: a client key so named would share their limits and rows.
+        ({"WLM_API_KEYS": "playground:sk-client-1"}, "WLM_API_KEYS", "'playground' is a name"),
+        ({"WLM_API_KEYS": "app:sk-0,Admin:sk-client-1"}, "WLM_API_KEYS", "'Admin' is a name"),
         ({"WLM_ALIASES": "fast"}, "WLM_ALIASES", "alias=model"),
         ({"WLM_TELEMETRY_MEMORY_LIMIT": "lots"}, "WLM_TELEMETRY_MEMORY_LIMIT", "512MB"),
         ({"WLM_TELEMETRY_MEMORY_LIMIT": "80%"}, "WLM_TELEMETRY_MEMORY_LIMIT", "512MB"),
