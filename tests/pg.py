@@ -49,7 +49,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _unprivileged_user() -> pwd.struct_passwd:
+def unprivileged_user() -> pwd.struct_passwd:
     """``wlmtest`` (a system user, created when missing), else ``nobody``."""
     try:
         return pwd.getpwnam(_USER)
@@ -78,7 +78,7 @@ class PgCluster:
         self.port = _free_port()
         self._databases = 0
         self._as_root = os.geteuid() == 0
-        self._user = _unprivileged_user() if self._as_root else pwd.getpwuid(os.geteuid())
+        self._user = unprivileged_user() if self._as_root else pwd.getpwuid(os.geteuid())
         self.socket_dir.mkdir()
         if self._as_root:
             for path in (self.root, self.socket_dir):
