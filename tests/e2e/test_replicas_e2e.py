@@ -193,23 +193,24 @@ def test_two_replicas_behind_nginx_one_killed_mid_run(
     assert len(answered) >= REQUESTS - THREADS, Counter(o.answered for o in outcomes)
     assert any(o.stream for o in answered) and any(not o.stream for o in answered)
     served_by = {rid: upstreams for rid, upstreams, _, _ in proxy.access_log()}
-    after = [o for o in answered if o.ended > kill]
-    assert after and all(addresses[1] in served_by[o.request_id].split(", ")[-1] for o in after)
-    used = Counter(served_by[o.request_id].split(", ")[-1] for o in answered)
-    assert set(used) == set(addresses), used  # both replicas took a share
+    # The replica that answered: the last one nginx tried.
+    answered_by = {o.request_id: served_by[o.request_id].split(", ")[-1] for o in answered}
+    assert set(answered_by.values()) == set(addresses), Counter(answered_by.values())
+    by_survivor = [o for o in answered if answered_by[o.request_id] == addresses[1]]
+    by_victim = [o for o in answered if answered_by[o.request_id] == addresses[0]]
+    served_on = sum(o.ended > kill for o in by_survivor)  # without the victim
+    assert served_on >= (REQUESTS - KILL_AFTER) // 2, served_on
 
     # Every answered request has its row, once. The victim's last quarter second of rows
     # died with it (they were in its memory), so its answers in the flush window before
     # the kill may have none; never two.
-    assert wait_until(lambda: all(rows_by_request_id(pg_url)[o.request_id] for o in after), 10)
+    assert wait_until(lambda: all(rows_by_request_id(pg_url)[o.request_id] for o in by_survivor))
     rows = rows_by_request_id(pg_url)
     sent_ids = {o.request_id for o in outcomes} | {"paced"}
     assert set(rows) <= sent_ids, set(rows) - sent_ids
     assert max(rows.values()) == 1, [rid for rid, n in rows.items() if n > 1]
-    missing = [o for o in answered if not rows[o.request_id]]
-    for outcome in missing:
-        on_victim = served_by[outcome.request_id].split(", ")[-1] == addresses[0]
-        assert on_victim and kill - FLUSH_WINDOW_S < outcome.ended <= kill, outcome
+    lost = [o for o in by_victim if not rows[o.request_id]]
+    assert all(o.ended > kill - FLUSH_WINDOW_S for o in lost), (kill, lost)
 
     # The victim comes back on its port and data dir; `wlm sql` on either replica reads
     # every row, the same as PostgreSQL holds.
