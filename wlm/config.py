@@ -30,6 +30,7 @@ __all__ = [
     "DIALECT_NAMES",
     "LOCAL",
     "PLAYGROUND_CLIENT",
+    "PRIORITIES",
     "RESERVED_CLIENT_NAMES",
     "ClientKey",
     "ConfigError",
@@ -253,6 +254,9 @@ class Settings:
     cooldown_s: float = 30.0
     local_max_wait_s: float | None = None  # None: wait for a local engine as long as it takes
     key_limits: tuple[KeyLimit, ...] = ()
+    # WLM_KEY_PRIORITY: a client key's default place in the local engines' queue
+    # (name or *, and interactive, normal or batch); x-wlm-priority overrides it.
+    key_priority: tuple[tuple[str, str], ...] = ()
     prices_file: Path | None = None
     prices: tuple[PriceEntry, ...] = ()  # read from prices_file at start
     # The Hugging Face Hub (wlm pull, the Models page): a token for gated or private
@@ -685,6 +689,7 @@ def load_settings(
         {ADMIN_CLIENT} if values.get("admin_key") else set()
     )
     values["key_limits"] = _parse_key_limits(env.get("WLM_KEY_LIMITS", ""), key_names)
+    values["key_priority"] = _parse_key_priority(env.get("WLM_KEY_PRIORITY", ""), key_names)
     if values.get("prices_file") is not None:
         values["prices"] = _read_prices(values["prices_file"])
     values["otlp"] = _parse_otlp(env)
@@ -799,6 +804,33 @@ def _parse_key_limits(value: str, key_names: set[str]) -> tuple[KeyLimit, ...]:
             limits[name] = parsed
         entries[key] = KeyLimit(key, **limits)
     return tuple(entries.values())
+
+
+# The local engines' queue (wlm/local/queue.py), best first.
+PRIORITIES = ("interactive", "normal", "batch")
+
+
+def _parse_key_priority(value: str, key_names: set[str]) -> tuple[tuple[str, str], ...]:
+    """``name:priority`` pairs, ``,``-separated: ``ci:batch,alice:interactive,*:normal``."""
+    variable = "WLM_KEY_PRIORITY"
+    entries: dict[str, str] = {}
+    for item in _split_list(value):
+        key, found, priority = (s.strip() for s in item.partition(":"))
+        if not found or not key or not priority:
+            raise ConfigError(variable, f"expected name:priority, got {item!r}")
+        if key not in ("*", PLAYGROUND_CLIENT) and key not in key_names:
+            known = ", ".join(sorted(key_names)) or "none: set WLM_API_KEYS"
+            raise ConfigError(
+                variable, f"{key!r} is not a key name from WLM_API_KEYS (known: {known}) nor *"
+            )
+        if key in entries:
+            raise ConfigError(variable, f"{key!r} has two entries")
+        if priority.lower() not in PRIORITIES:
+            raise ConfigError(
+                variable, f"{key}: unknown priority {priority!r}; use {', '.join(PRIORITIES)}"
+            )
+        entries[key] = priority.lower()
+    return tuple(entries.items())
 
 
 _PRICE_FIELDS = {f.name for f in attrs.fields(PriceEntry)} - {"pattern"}

@@ -34,6 +34,7 @@ __all__ = [
     "ModelNotFound",
     "ModelUnavailable",
     "ProviderNotConfigured",
+    "RequestCancelled",
     "UnsupportedParameter",
     "UpstreamBroken",
     "UpstreamError",
@@ -117,6 +118,25 @@ class ModelUnavailable(GatewayError):
     status = 503
     type = "service_unavailable"
     code = "model_unavailable"
+
+
+class RequestCancelled(GatewayError):
+    """An administrator cancelled the request (``DELETE /api/queue/{id}``).
+
+    A 503 that clients must not repeat on their own: OpenAI's and Anthropic's SDKs
+    honour ``x-should-retry: false``; the message says who stopped it.
+    """
+
+    status = 503
+    type = "request_cancelled"
+    code = "cancelled_by_admin"
+
+    def __init__(self, request_id: str, model: str) -> None:
+        super().__init__(
+            f"This request ({request_id}) for local model '{model}' was cancelled by an "
+            "administrator (DELETE /api/queue/{id}, or Cancel on the /instances page).",
+            headers={"x-should-retry": "false"},
+        )
 
 
 class UpstreamError(GatewayError):

@@ -33,6 +33,7 @@ no chain and records one try.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -45,7 +46,8 @@ import msgspec
 from wlm.api.exchange import Exchange, MovedOn
 from wlm.config import LOCAL
 from wlm.dialects import AS_SENT, Dialect, ParsedRequest, Passage, Translation
-from wlm.errors import Failure, GatewayError, UpstreamBroken
+from wlm.errors import Failure, GatewayError, RequestCancelled, UpstreamBroken
+from wlm.local.protocol import QueuePlace
 from wlm.providers.base import Adapter, Call, StreamRelay
 from wlm.resilience.cooldowns import Admission, Cooldowns
 from wlm.resilience.fallbacks import request_chain
@@ -86,6 +88,8 @@ class Reply(Protocol):
     async def body(self, data: bytes, more: bool) -> None: ...
 
     async def loading(self, model_id: str) -> None: ...
+
+    async def queued(self, position: int, total: int) -> None: ...
 
     def retrying(self, error: GatewayError) -> None: ...
 
@@ -253,7 +257,10 @@ async def _try_target(
     adapter = gateway.adapters[route.provider]
     local = route.provider == LOCAL
     max_wait_s = gateway.settings.local_max_wait_s if local and later() else None
-    call, wrap, translation = _call_for(reply, request, route, adapter, forwarded, max_wait_s)
+    place = _queue_place(gateway, exchange, route.upstream_model) if local else None
+    call, wrap, translation = _call_for(
+        reply, request, route, adapter, forwarded, max_wait_s, place
+    )
     if call is None:
         assert translation is not None
         await _answer_locally(reply, adapter, route, translation)
@@ -344,6 +351,35 @@ async def _try_target(
         await pacing.sleep(decision.delay_s)
 
 
+def _queue_place(gateway: Gateway, exchange: Exchange, model: str) -> QueuePlace:
+    """Who this request is in the local engines' queue: its priority (x-wlm-priority,
+    else its key's WLM_KEY_PRIORITY, else ``*``'s, else normal), and how to cancel it."""
+    priority = exchange.priority
+    if priority is None:
+        defaults = dict(gateway.settings.key_priority)
+        priority = defaults.get(exchange.client or "", defaults.get("*", "normal"))
+    task = asyncio.current_task()
+
+    def cancel() -> None:
+        if exchange.stopped is None and task is not None and not task.done():
+            exchange.stopped = RequestCancelled(exchange.record_id, model)
+            task.cancel()
+
+    def waited(seconds: float) -> None:
+        exchange.queue_s = (exchange.queue_s or 0.0) + seconds
+
+    return QueuePlace(
+        request_id=exchange.record_id,
+        priority=priority,
+        client=exchange.client,
+        stream=exchange.stream,
+        cancel=cancel,
+        tokens=exchange.account.pieces,
+        waited=waited,
+        client_request_id=exchange.request_id,
+    )
+
+
 def _report(
     cooldowns: Cooldowns, target: tuple[str, str], failure: UpstreamFailure, admission: Admission
 ) -> None:
@@ -366,6 +402,7 @@ def _call_for(
     adapter: Adapter,
     forwarded: Forwarded,
     max_wait_s: float | None,
+    place: QueuePlace | None = None,
 ) -> tuple[Call | None, Translation | Passage | None, Translation | None]:
     """The call ``route`` takes, how its answer is wrapped, and the translation if any
     (a call of None: the translation answers itself, as count_tokens may)."""
@@ -387,6 +424,7 @@ def _call_for(
             forwarded_headers=forwarded,
             request_id=exchange.request_id,
             max_wait_s=max_wait_s,
+            place=place,
         )
         return call, passage, None
     # The backend does not speak the client's dialect: Chat Completions, the hub
@@ -410,6 +448,7 @@ def _call_for(
         forwarded_headers=forwarded,
         request_id=exchange.request_id,
         max_wait_s=max_wait_s,
+        place=place,
     )
     return call, translation, translation
 

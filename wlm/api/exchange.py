@@ -89,6 +89,11 @@ class Exchange:
     failure: Failure | None = None
     answered: bool = False  # the client has the whole answer (a stream's last event)
     trace: TraceContext | None = None  # its span, when spans are exported (OTLP)
+    # The local engines' queue: the x-wlm-priority asked for (None: the key's default),
+    # the time waited in it, and why it was stopped when an administrator cancelled it.
+    priority: str | None = None
+    queue_s: float | None = None
+    stopped: GatewayError | None = None
 
     # -- how it ended ----------------------------------------------------------------
 
@@ -107,6 +112,10 @@ class Exchange:
             return
         self.status = "cancelled"
         self.http_status = CLIENT_CLOSED
+
+    def stopped_by_admin(self) -> None:
+        """Recorded as cancelled (with its failure's type), not as an error."""
+        self.status = "cancelled"
 
     def settle_stream(self) -> None:
         """A stream finished: a failure the upstream reported inside it counts as ours."""
@@ -236,6 +245,7 @@ class Exchange:
             local_cache_n=timings.get("cache_n"),
             upstream_endpoint=self.upstream_endpoint,
             fallback_from=text(self.fallback_from) if self.fallback_from else None,
+            queue_ms=self.queue_s * 1000 if self.queue_s is not None else None,
             **counts,
         )
         if request is None or route is None:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
-from litestar import Request, Response, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
@@ -163,6 +163,30 @@ async def api_instance_logs(request: Request[Any, Any, Any], path: str) -> Respo
     )
 
 
+@get("/api/queue", guards=[admin_guard])
+async def api_queue(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The requests running on the local engines and waiting for them (running first,
+    then by position), and each engine's slots."""
+    local = _gateway(request).local
+    entries = [_plain(e) for e in local.queue()] if local else []
+    return json_response({"data": entries})
+
+
+@delete("/api/queue/{request_id:str}", guards=[admin_guard], status_code=200)
+async def api_queue_cancel(request: Request[Any, Any, Any], request_id: str) -> Response[Any]:
+    """Cancel a running or waiting local request: its client gets a clear error."""
+    local = _local(request)
+    entry = local.cancel_queued(request_id)
+    if entry is None:
+        raise GatewayError(
+            f"No local request {request_id!r} is running or waiting (GET /api/queue lists them).",
+            status=404,
+            type="not_found_error",
+            code="request_not_found",
+        )
+    return json_response({"cancelled": _plain(entry)})
+
+
 @post("/api/sql", guards=[admin_guard], status_code=200)
 async def api_sql(request: Request[Any, Any, Any]) -> Response[Any]:
     """Read-only SQL over the telemetry (what ``wlm sql`` uses while the server runs)."""
@@ -220,4 +244,12 @@ async def api_sql(request: Request[Any, Any, Any]) -> Response[Any]:
     )
 
 
-MANAGEMENT_ROUTES = [api_models, api_model_action, api_instances, api_instance_logs, api_sql]
+MANAGEMENT_ROUTES = [
+    api_models,
+    api_model_action,
+    api_instances,
+    api_instance_logs,
+    api_queue,
+    api_queue_cancel,
+    api_sql,
+]

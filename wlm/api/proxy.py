@@ -26,10 +26,11 @@ from wlm.api.attempts import JSON_HEADERS, STREAM_HEADERS, serve
 from wlm.api.exchange import Exchange
 from wlm.api.recording import record_exchange
 from wlm.auth import presented_key
-from wlm.config import ADMIN_CLIENT, PLAYGROUND_CLIENT
+from wlm.config import ADMIN_CLIENT, PLAYGROUND_CLIENT, PRIORITIES
 from wlm.dialects import Dialect
 from wlm.errors import (
     AuthenticationFailed,
+    BadRequest,
     Failure,
     GatewayError,
     UpstreamBroken,
@@ -63,6 +64,9 @@ _FALLBACKS_HEADER = FALLBACKS_HEADER.encode()
 # What the playground page (wlm/web/playground.py) sends instead of a key.
 _PLAYGROUND_HEADER = b"x-wlm-playground"
 _COUNTS = [b"%d" % n for n in range(10)]
+# A local request's place in the engines' queue (wlm/local/queue.py).
+_PRIORITY_HEADER = b"x-wlm-priority"
+_PRIORITIES = {p.encode(): p for p in PRIORITIES}
 
 
 class ClientGone(Exception):
@@ -200,6 +204,14 @@ class _Reply:
             await self.start(200, STREAM_HEADERS)
         await self.body(encode_comment(f"loading {model_id} ..."), True)
 
+    async def queued(self, position: int, total: int) -> None:
+        """A stream learns its place in the local engines' queue through SSE comments."""
+        if not self.exchange.stream:
+            return
+        if not self.headers_sent:
+            await self.start(200, STREAM_HEADERS)
+        await self.body(b": queued position=%d of %d\n\n" % (position, total), True)
+
     def retrying(self, error: GatewayError) -> None:
         exchange = self.exchange
         route = exchange.route
@@ -307,10 +319,16 @@ async def proxy_endpoint(
     except ClientGone:
         exchange.cancelled()
     except asyncio.CancelledError:
-        if watch is None or not watch.gone:
+        if exchange.stopped is not None and (watch is None or not watch.gone):
+            # An administrator cancelled it (DELETE /api/queue/{id}): the client is told.
+            task.uncancel()
+            await _fail_quietly(reply, Failure.of(exchange.stopped, str))
+            exchange.stopped_by_admin()
+        elif watch is None or not watch.gone:
             raise
-        task.uncancel()
-        exchange.cancelled()
+        else:
+            task.uncancel()
+            exchange.cancelled()
     except GatewayError as error:
         if isinstance(error, ClientBusy):
             gateway.metrics.rejected["concurrency"] += 1
@@ -338,6 +356,18 @@ async def proxy_endpoint(
             gateway.key_limits.finished(
                 exchange.client, tokens=counts["total_tokens"], cost_usd=counts["cost_usd"]
             )
+
+
+def _priority(value: bytes) -> str:
+    """``x-wlm-priority``'s value (any case); a 400 that lists the choices otherwise."""
+    priority = _PRIORITIES.get(value.strip().lower())
+    if priority is None:
+        raise BadRequest(
+            f"x-wlm-priority must be one of {', '.join(PRIORITIES)}, "
+            f"got {value.decode('latin-1')[:40]!r}.",
+            code="invalid_priority",
+        )
+    return priority
 
 
 def _address(scope: Scope) -> str:
@@ -415,6 +445,8 @@ async def _serve(
             forwarded.append((name.decode(), value.decode("latin-1")))
         elif name == _FALLBACKS_HEADER:
             chain_header = value.decode("latin-1")
+        elif name == _PRIORITY_HEADER:
+            exchange.priority = _priority(value)
     if gateway.settings.otlp is not None:  # wlm's span, the client's its parent, upstream's child
         exchange.trace, forwarded = start_span(forwarded)
     await serve(gateway, reply, request, tuple(forwarded), chain_header)

@@ -25,15 +25,17 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from wlm.config import Settings
 from wlm.errors import ModelNotFound, ModelUnavailable
 from wlm.local.discovery import DiscoveredModel, HeaderCache, log_scan_problems, scan_models
+from wlm.local.dispatch import Dispatcher, Ticket
 from wlm.local.engines import EngineCommand, EngineSpec, engine_command
 from wlm.local.options import EngineOptions, OptionsError, OptionsTable, load_options
-from wlm.local.protocol import EngineLease, LocalModel, ScanChanges
-from wlm.local.supervisor import InstanceInfo, InstanceState, Supervisor
+from wlm.local.protocol import EngineLease, LocalModel, QueueEntry, QueuePlace, ScanChanges
+from wlm.local.queue import Priority
+from wlm.local.supervisor import Instance, InstanceInfo, InstanceState, Supervisor
 from wlm.redaction import Redactor
 
 __all__ = ["InstanceInfo", "InstanceState", "LocalManager", "LocalModel", "ScanChanges"]
@@ -78,6 +80,14 @@ class LocalManager:
             load_timeout_s=settings.local_load_timeout_s,
             redact=Redactor(settings.secrets()).text,
         )
+        # The queue in front of the engines (wlm/local/queue.py): it re-plans after every
+        # change the supervisor makes.
+        self._queue = Dispatcher(
+            self._supervisor,
+            lambda model_id: self.engine_options(model_id).parallel,
+            settings.max_loaded_models,
+        )
+        self._supervisor.on_change = self._queue.dispatch
         self._poller: asyncio.Task[None] | None = None
         self._unloads: set[asyncio.Task[None]] = set()
 
@@ -95,6 +105,10 @@ class LocalManager:
         self._supervisor.start()
         if self._scan_interval_s > 0:
             self._poller = asyncio.create_task(self._poll(), name="wlm models scan")
+
+    def on_engine_event(self, sink: Callable[[str, str, str], None] | None) -> None:
+        """Tell ``sink(model_id, event, detail)`` of each crash and crash-loop hold."""
+        self._supervisor.on_event = sink
 
     def kill_engines_now(self) -> list[int]:
         """SIGKILL every engine's process group at once, from any thread; their ids.
@@ -251,12 +265,16 @@ class LocalManager:
         instance = self._supervisor.get(model_id)
         return instance is not None and instance.state is InstanceState.READY
 
-    async def acquire(self, model_id: str, *, max_wait_s: float | None = None) -> EngineLease:
-        """Hold ``model_id``'s running engine for one request (starting it if needed).
+    async def acquire(
+        self, model_id: str, *, max_wait_s: float | None = None, place: QueuePlace | None = None
+    ) -> EngineLease:
+        """Hold one slot of ``model_id``'s running engine for one request (starting it if
+        needed), after waiting for its turn in the queue (``place``: who waits).
 
         The request counts as in flight until the lease is released. Raises
         :class:`ModelNotFound` for an unknown id and :class:`ModelUnavailable` (with the
-        engine's reason) when it cannot start.
+        engine's reason) when it cannot start; every request waiting for that start
+        gets the same error.
 
         With ``max_wait_s`` (a request that has somewhere else to go), the engine must
         be ready with one of its parallel slots free within that many seconds, else
@@ -264,23 +282,69 @@ class LocalManager:
         this request began goes on for the next one.
         """
         await self._known(model_id)
-        if max_wait_s is None:
-            instance = await self._supervisor.acquire(model_id)
-        else:
-            slots = self.engine_options(model_id).parallel
-            try:
-                async with asyncio.timeout(max_wait_s):
-                    instance = await self._supervisor.acquire(model_id, slots=slots)
-            except TimeoutError:
-                running = self._supervisor.get(model_id)
-                busy = running is not None and running.state is InstanceState.READY
-                why = f"all {slots} of its slots are busy" if busy else "it is still loading"
-                raise ModelUnavailable(
-                    f"Local model '{model_id}' could not take the request within "
-                    f"{max_wait_s:g} s (WLM_LOCAL_MAX_WAIT_S): {why}."
-                ) from None
+        place = place or QueuePlace()
+        ticket = self._queue.enter(
+            model_id,
+            request_id=place.request_id or None,
+            client_request_id=place.client_request_id or None,
+            priority=Priority.parse(place.priority),
+            client=place.client,
+            stream=place.stream,
+            cancel=place.cancel,
+            tokens=place.tokens,
+        )
+        try:
+            if max_wait_s is None:
+                instance = await self._through(ticket, place)
+            else:
+                try:
+                    async with asyncio.timeout(max_wait_s):
+                        instance = await self._through(ticket, place)
+                except TimeoutError:
+                    raise ModelUnavailable(
+                        f"Local model '{model_id}' could not take the request within "
+                        f"{max_wait_s:g} s (WLM_LOCAL_MAX_WAIT_S): {self._why_waiting(ticket)}."
+                    ) from None
+        except BaseException:
+            self._queue.leave(ticket)
+            raise
         assert instance.base_url is not None
-        return EngineLease(instance.base_url, functools.partial(self._supervisor.release, instance))
+        return EngineLease(instance.base_url, functools.partial(self._release, instance, ticket))
+
+    async def _through(self, ticket: Ticket, place: QueuePlace) -> Instance:
+        """Wait for ``ticket``'s turn (telling its position as it changes), then take
+        its engine from the supervisor (which starts it when needed)."""
+        await self._queue.wait_turn(ticket, place)
+        try:
+            return await self._supervisor.acquire(ticket.model, evict=ticket.evict)
+        except ModelUnavailable as exc:
+            self._queue.fail_waiting(ticket.model, exc)  # they waited for the same start
+            raise
+
+    def _why_waiting(self, ticket: Ticket) -> str:
+        running = self._supervisor.get(ticket.model)
+        ready = running is not None and running.state is InstanceState.READY
+        if ready and ticket.waiting:
+            slots = self.engine_options(ticket.model).parallel
+            ahead = f" ({ticket.position[0] - 1} ahead of it)" if ticket.position else ""
+            return f"all {slots} of its slots are busy{ahead}"
+        if ticket.waiting:
+            return "it waits for its turn to start the engine (another model's is in use)"
+        return "it is still loading"
+
+    def _release(self, instance: Instance, ticket: Ticket) -> None:
+        self._supervisor.release(instance)
+        self._queue.leave(ticket)
+
+    def queue(self) -> list[QueueEntry]:
+        """The requests running on the engines and waiting for them (running first)."""
+        return self._queue.entries()
+
+    def cancel_queued(self, request_id: str) -> QueueEntry | None:
+        """Cancel a running or waiting request by its id; what it was, or None."""
+        entries = {e.id: e for e in self._queue.entries()}
+        ticket = self._queue.cancel(request_id)
+        return entries.get(ticket.key) if ticket is not None else None
 
     @contextlib.asynccontextmanager
     async def use(self, model_id: str) -> AsyncIterator[str]:

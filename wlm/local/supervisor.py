@@ -90,6 +90,7 @@ class Instance:
         self.load: asyncio.Task[None] | None = None
         self.crashed = False
         self.starts = 0
+        self.evict: str | None = None  # the engine its next start evicts (the queue's choice)
 
     @property
     def base_url(self) -> str | None:
@@ -158,6 +159,8 @@ class Supervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle_task: asyncio.Task[None] | None = None
         self._closing = False
+        # Called (synchronously) after every state change: the queue re-plans.
+        self.on_change: Callable[[], object] | None = None
 
     # -- observation ---------------------------------------------------------------
 
@@ -178,6 +181,8 @@ class Supervisor:
         """Wake everyone waiting in :meth:`wait_for` (they re-check their condition)."""
         event, self._changed = self._changed, asyncio.Event()
         event.set()
+        if self.on_change is not None:
+            self.on_change()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> None:
         """Wait until ``predicate()`` is true after some state change; TimeoutError after ``timeout``."""
@@ -187,15 +192,20 @@ class Supervisor:
 
     # -- requests ------------------------------------------------------------------
 
-    async def acquire(self, model_id: str, *, slots: int | None = None) -> Instance:
+    async def acquire(
+        self, model_id: str, *, slots: int | None = None, evict: str | None = None
+    ) -> Instance:
         """Count one request on ``model_id``'s engine, starting it first if needed.
 
         Returns the ready instance; call :meth:`release` exactly once afterwards.
         Raises :class:`ModelUnavailable` when the engine cannot be started. With
         ``slots`` (the engine's parallel slots), a ready engine with that many requests
         in flight is waited on until one ends, rather than queued inside the engine.
+        ``evict``: the engine to stop first if a start needs room (the queue's choice;
+        else the least recently used one).
         """
         instance = self.instance(model_id)
+        instance.evict = evict
         while True:
             if self._closing:
                 raise ModelUnavailable("The local model manager is shutting down.")
@@ -294,7 +304,11 @@ class Supervisor:
                 event = self._changed
                 await event.wait()
                 continue
-            victim = min(candidates, key=lambda i: (i.in_flight > 0, i.last_used_mono))
+            chosen = newcomer.evict
+            victim = min(
+                candidates,
+                key=lambda i: (i.model_id != chosen, i.in_flight > 0, i.last_used_mono),
+            )
             newcomer.logs.append(f"wlm: waiting for {victim.model_id} to unload")
             await self._stop(victim, f"evicted to make room for {newcomer.model_id}")
 

@@ -85,6 +85,11 @@ class ResponseAccount:
                     self._add_tool_fragments(delta.tool_calls)
         return bears_tokens
 
+    def pieces(self) -> int | None:
+        """Text and reasoning pieces relayed so far (about a token each from a llama.cpp
+        stream); None when content is not kept (nothing counts them then)."""
+        return len(self._text) + len(self._reasoning) if self.keep_content else None
+
     def add_text(self, text: str) -> None:
         """Generated text read from another dialect's events (kept when logging content)."""
         if self.keep_content:

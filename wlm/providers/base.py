@@ -16,6 +16,7 @@ from attrs import frozen
 
 from wlm.config import ProviderConfig
 from wlm.errors import Failure, GatewayError, render_error_event
+from wlm.local.protocol import QueuePlace
 from wlm.providers.accounting import ResponseAccount
 from wlm.sse import SSEEvent, SSEParser, plain_data
 from wlm.transport import UpstreamResponse
@@ -64,6 +65,8 @@ class Call:
     # A local engine's longest wait (loading, or every slot busy) before the call gives
     # up with ModelUnavailable: the request has a fallback (WLM_LOCAL_MAX_WAIT_S).
     max_wait_s: float | None = None
+    # Who waits in the queue in front of a local engine (None: not a local call).
+    place: QueuePlace | None = None
 
 
 @frozen
@@ -80,6 +83,10 @@ class Progress(Protocol):
 
     async def loading(self, model_id: str) -> None:
         """Called every few seconds while a local engine loads."""
+
+    async def queued(self, position: int, total: int) -> None:
+        """Called when a local request's place in the engines' queue changes while it
+        waits, and every few seconds while it stays."""
 
     def retrying(self, error: GatewayError) -> None:
         """The adapter tries again on its own after ``error`` (a local engine that died

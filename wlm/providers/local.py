@@ -33,7 +33,7 @@ from wlm.errors import (
     UpstreamError,
     UpstreamUnreachable,
 )
-from wlm.local.protocol import EngineLease, LocalModels
+from wlm.local.protocol import EngineLease, LocalModels, QueuePlace
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.anthropic import MessagesPassthroughRelay
 from wlm.providers.base import (
@@ -251,7 +251,7 @@ class LocalAdapter:
     async def open(self, call: Call, progress: Progress) -> UpstreamResponse:
         check_field_types(call.body)
         for attempt in (1, 2):
-            lease = await self._acquire(call.upstream_model, progress, call.max_wait_s)
+            lease = await self._acquire(call.upstream_model, progress, call.max_wait_s, call.place)
             try:
                 response = await self.transport.send(self._prepare(call, lease.base_url))
             except (UpstreamUnreachable, UpstreamBroken) as error:
@@ -288,25 +288,45 @@ class LocalAdapter:
         return self._openai.prepare(call, f"{base_url}/v1")
 
     async def _acquire(
-        self, model_id: str, progress: Progress, max_wait_s: float | None = None
+        self,
+        model_id: str,
+        progress: Progress,
+        max_wait_s: float | None = None,
+        place: QueuePlace | None = None,
     ) -> EngineLease:
-        """The engine's lease; ``progress.loading`` every few seconds while it loads.
+        """The engine's lease, after the request's turn in the queue: ``progress.queued``
+        when its place changes and every few seconds while it waits,
+        ``progress.loading`` every few seconds while the engine loads.
 
-        With ``max_wait_s`` (the request has a fallback) the wait is bounded, loading and
-        busy slots alike, and reports nothing: a loading comment would commit the
+        With ``max_wait_s`` (the request has a fallback) the wait is bounded, queue,
+        loading and busy slots alike, and reports nothing: a comment would commit the
         request to this model, and past the bound it goes elsewhere (ModelUnavailable).
         """
         if max_wait_s is not None:
-            return await self._local.acquire(model_id, max_wait_s=max_wait_s)
-        if self._local.is_ready(model_id):
-            return await self._local.acquire(model_id)
-        acquiring = asyncio.ensure_future(self._local.acquire(model_id))
+            return await self._local.acquire(model_id, max_wait_s=max_wait_s, place=place)
+        watch = _QueueWatch()
+        place = attrs.evolve(place or QueuePlace(), on_position=watch.moved)
+        acquiring = asyncio.ensure_future(self._local.acquire(model_id, place=place))
         try:
+            told: tuple[int, int] | None = None
             while True:
-                done, _ = await asyncio.wait({acquiring}, timeout=self._loading_every_s)
-                if done:
+                moved = asyncio.ensure_future(watch.changed.wait())
+                done, _ = await asyncio.wait(
+                    {acquiring, moved},
+                    timeout=self._loading_every_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                moved.cancel()
+                if acquiring in done:
                     return acquiring.result()
-                await progress.loading(model_id)
+                watch.changed.clear()
+                position = watch.position
+                if position is not None:
+                    if position != told or moved not in done:  # moved, or a keep-alive
+                        told = position
+                        await progress.queued(*position)
+                elif moved not in done and not self._local.is_ready(model_id):
+                    await progress.loading(model_id)
         except BaseException:
             acquiring.cancel()
             # A lease granted just as we were cancelled must not leak an in-flight count.
@@ -436,6 +456,20 @@ def _too_long(body: bytes) -> str:
         "give the model more context (WLM_LOCAL_CTX_SIZE, shared by WLM_LOCAL_PARALLEL "
         "slots, or ctx_size for it in WLM_LOCAL_OPTIONS; docs/local-models.md)."
     )
+
+
+class _QueueWatch:
+    """A waiting request's place in the queue, as the manager tells it."""
+
+    __slots__ = ("changed", "position")
+
+    def __init__(self) -> None:
+        self.position: tuple[int, int] | None = None
+        self.changed = asyncio.Event()
+
+    async def moved(self, position: int | None, total: int) -> None:
+        self.position = (position, total) if position is not None else None
+        self.changed.set()
 
 
 def _release_granted(acquiring: asyncio.Future[EngineLease]) -> None:

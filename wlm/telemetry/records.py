@@ -57,6 +57,7 @@ class RequestRecord:
     upstream_endpoint: str | None = None
     cache_write_tokens: int | None = None  # prompt tokens written to a cache, when reported
     fallback_from: str | None = None  # the first target's model, when another one answered
+    queue_ms: float | None = None  # waited in the local engines' queue (None: not local)
 
 
 @frozen

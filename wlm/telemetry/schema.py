@@ -405,7 +405,15 @@ _V6 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Version 7: the queue in front of the local engines (issue 13): how long a local
+# request waited in it for its turn. NULL for requests that went elsewhere.
+_V7 = Migration(
+    7,
+    "queue_ms: the wait in the local engines' queue",
+    ("ALTER TABLE requests ADD COLUMN queue_ms DOUBLE",),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 # Insert order used by the writer; names match the record fields one to one.

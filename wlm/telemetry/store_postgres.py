@@ -201,7 +201,14 @@ _V6 = schema.Migration(
     ),
 )
 
-MIGRATIONS: tuple[schema.Migration, ...] = (_V6,)
+# DuckDB's version 7: the local engines' queue wait.
+_V7 = schema.Migration(
+    7,
+    "queue_ms: the wait in the local engines' queue",
+    ("ALTER TABLE requests ADD COLUMN queue_ms DOUBLE PRECISION",),
+)
+
+MIGRATIONS: tuple[schema.Migration, ...] = (_V6, _V7)
 assert MIGRATIONS[-1].version == schema.SCHEMA_VERSION, "migrate PostgreSQL along with DuckDB"
 
 _GENERATING = "completion_tokens IS NOT NULL AND latency_ms > coalesce(ttft_ms, 0)"

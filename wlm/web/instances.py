@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, post
 from litestar.response import Stream
 from markupsafe import escape
 
+from wlm.gateway import Gateway
 from wlm.sse import encode_comment, encode_event
 from wlm.web.access import gateway_of
 from wlm.web.common import instances
-from wlm.web.render import page
+from wlm.web.render import fragment, page
 
 __all__ = ["INSTANCES_ROUTES"]
 
@@ -33,6 +34,7 @@ async def instances_page(request: Request[Any, Any, Any]) -> Response[Any]:
     context = {
         "local_enabled": gateway.local is not None,
         "instances": rows,
+        "queue": _queue(gateway),
         "log_model": wanted if wanted in ids else (ids[0] if ids else None),
     }
     return page(
@@ -42,6 +44,45 @@ async def instances_page(request: Request[Any, Any, Any]) -> Response[Any]:
         active="/instances",
         fragments={"instances-table": "_instances_table.html"},
     )
+
+
+def _queue(gateway: Gateway) -> list[dict[str, Any]]:
+    """Each request running on an engine or waiting for one (running first)."""
+    if gateway.local is None:
+        return []
+    text = gateway.redactor.text
+    return [
+        {
+            "id": entry.id,
+            "request_id": text(entry.request_id),
+            "model": entry.model,
+            "state": entry.state,
+            "position": entry.position,
+            "priority": entry.priority,
+            "client": entry.client,
+            "stream": entry.stream,
+            "waited_s": entry.waited_s,
+            "running_s": entry.running_s,
+            "tokens": entry.tokens,
+        }
+        for entry in gateway.local.queue()
+    ]
+
+
+@post("/instances/cancel", status_code=200)
+async def instance_request_cancel(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Cancel a running or waiting local request (form field ``id``); answers with the
+    refreshed table. Its client gets an error saying an administrator cancelled it."""
+    gateway = gateway_of(request)
+    request_id = str((await request.form()).get("id") or "")
+    cancelled = gateway.local.cancel_queued(request_id) if gateway.local is not None else None
+    context = {
+        "instances": instances(gateway),
+        "queue": _queue(gateway),
+        "log_model": request.query_params.get("log"),
+        "cancelled": request_id if cancelled is not None else None,
+    }
+    return fragment(request, "_instances_table.html", context, status=200)
 
 
 @get("/instances/logs/stream")
@@ -65,4 +106,4 @@ async def instance_log_stream(request: Request[Any, Any, Any]) -> Response[Any] 
     )
 
 
-INSTANCES_ROUTES = [instances_page, instance_log_stream]
+INSTANCES_ROUTES = [instances_page, instance_request_cancel, instance_log_stream]

@@ -14,7 +14,10 @@ from wlm.api.proxy import Message, proxy_endpoint
 from wlm.config import load_settings
 from wlm.errors import ModelUnavailable
 from wlm.gateway import Gateway, Pacing
-from wlm.local.protocol import EngineLease
+from wlm.local.dispatch import Dispatcher
+from wlm.local.protocol import EngineLease, QueueEntry, QueuePlace
+from wlm.local.queue import Priority
+from wlm.local.supervisor import Instance, InstanceState
 from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
 from wlm.transport import MockResponse, MockTransport, UpstreamRequest
 
@@ -78,6 +81,13 @@ class FakeLocal:
         self.failed_to_load: str | None = None  # set: the engine cannot start, and why
         self.bounded: list[float] = []  # the max_wait_s of each bounded acquire
         self.url = "http://127.0.0.1:9"
+        self.places: list[QueuePlace | None] = []  # what each acquire was told
+
+    def queue(self) -> list[QueueEntry]:
+        return []
+
+    def cancel_queued(self, request_id: str) -> QueueEntry | None:
+        return None
 
     async def start(self) -> None: ...
 
@@ -104,7 +114,10 @@ class FakeLocal:
     def is_ready(self, model_id: str) -> bool:
         return self.ready.is_set()
 
-    async def acquire(self, model_id: str, *, max_wait_s: float | None = None) -> EngineLease:
+    async def acquire(
+        self, model_id: str, *, max_wait_s: float | None = None, place: QueuePlace | None = None
+    ) -> EngineLease:
+        self.places.append(place)
         if max_wait_s is not None:
             self.bounded.append(max_wait_s)
             if self.failed_to_load is not None:
@@ -142,6 +155,73 @@ class FakeLocal:
 
     async def wait_for_state(self, model_id: str, *states: str, timeout: float = 30.0) -> str:
         return "failed"
+
+
+class _ReadyEngines:
+    """The engines a :class:`QueuedLocal` has: always ready, never loading."""
+
+    def __init__(self, ids: frozenset[str]) -> None:
+        self._instances = {}
+        for model_id in sorted(ids):
+            instance = Instance(model_id, 10)
+            instance.state = InstanceState.READY
+            instance.starts = 1
+            self._instances[model_id] = instance
+
+    def instances(self) -> list[Instance]:
+        return list(self._instances.values())
+
+    def get(self, model_id: str) -> Instance | None:
+        return self._instances.get(model_id)
+
+
+class QueuedLocal(FakeLocal):
+    """Ready engines of ``slots`` slots each, behind the real queue (wlm/local/dispatch.py):
+    a request that finds every slot held waits for its turn."""
+
+    def __init__(self, ids: frozenset[str] = frozenset({"tiny"}), slots: int = 1) -> None:
+        super().__init__(ids)
+        self.engines = _ReadyEngines(ids)
+        self.dispatcher = Dispatcher(self.engines, lambda _: slots, max_loaded=len(ids))
+        self.through: list[str] = []  # request ids, in the order they got a slot
+
+    def queue(self) -> list[QueueEntry]:
+        return self.dispatcher.entries()
+
+    def cancel_queued(self, request_id: str) -> QueueEntry | None:
+        entries = {e.id: e for e in self.dispatcher.entries()}
+        ticket = self.dispatcher.cancel(request_id)
+        return entries.get(ticket.key) if ticket is not None else None
+
+    async def acquire(
+        self, model_id: str, *, max_wait_s: float | None = None, place: QueuePlace | None = None
+    ) -> EngineLease:
+        self.places.append(place)
+        place = place or QueuePlace()
+        ticket = self.dispatcher.enter(
+            model_id,
+            request_id=place.request_id or None,
+            client_request_id=place.client_request_id or None,
+            priority=Priority.parse(place.priority),
+            client=place.client,
+            stream=place.stream,
+            cancel=place.cancel,
+            tokens=place.tokens,
+        )
+        try:
+            await self.dispatcher.wait_turn(ticket, place)
+        except BaseException:
+            self.dispatcher.leave(ticket)
+            raise
+        self.through.append(ticket.request_id)
+        self.acquired += 1
+        self.leased += 1
+
+        def release() -> None:
+            self.leased -= 1
+            self.dispatcher.leave(ticket)
+
+        return EngineLease(self.url, release)
 
 
 @attrs.define

@@ -1,0 +1,295 @@
+"""The queue's moving parts: tickets for the requests that wait, run by :func:`plan`.
+
+Every request for a local model takes a :class:`Ticket` in :class:`Dispatcher`; after
+every change (a request arrives, ends or is cancelled; an engine becomes ready, stops
+or crashes) the dispatcher asks :func:`wlm.local.queue.plan` what to do and lets the
+chosen tickets through: to their ready engine, or to start theirs (the supervisor
+then evicts the engine the plan named, after its running requests end). A ticket let
+through stays counted as running on its engine until the request releases it, which
+is how the queue knows the engine's free slots.
+
+Everything runs on the event loop; :meth:`Dispatcher.dispatch` is synchronous and
+only completes futures, so it may run from the supervisor's change notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import attrs
+
+from wlm.local.protocol import QueueEntry, QueuePlace
+from wlm.local.queue import EngineView, Plan, Priority, Waiter, plan
+from wlm.local.supervisor import Instance, InstanceState
+
+__all__ = ["Dispatcher", "Engines", "Ticket"]
+
+
+class Engines(Protocol):
+    """What the queue reads of the engines (the :class:`Supervisor`)."""
+
+    def instances(self) -> list[Instance]: ...
+
+    def get(self, model_id: str) -> Instance | None: ...
+
+
+@attrs.define(eq=False)
+class Ticket:
+    """One request's place in the queue (waiting, then running)."""
+
+    key: str
+    request_id: str
+    model: str
+    priority: Priority
+    seq: int
+    client: str | None = None
+    stream: bool = False
+    cancel: Callable[[], None] | None = None
+    tokens: Callable[[], int | None] | None = None
+    enqueued: float = attrs.field(factory=time.monotonic)
+    enqueued_at: float = attrs.field(factory=time.time)
+    started: float | None = None  # monotonic: when it was let through
+    evict: str | None = None  # the engine its start evicts (the plan's choice)
+    position: tuple[int, int] | None = None  # (position, of) while waiting
+    granted: asyncio.Future[None] = attrs.field(
+        factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    moved: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    @property
+    def waiting(self) -> bool:
+        return self.started is None
+
+    def waited_s(self, now: float | None = None) -> float:
+        end = self.started if self.started is not None else (now or time.monotonic())
+        return max(0.0, end - self.enqueued)
+
+
+class Dispatcher:
+    """The tickets of every local request, and the plan that lets them through.
+
+    ``slots_for(model)``: an engine's parallel slots (read when it becomes ready).
+    """
+
+    def __init__(
+        self, supervisor: Engines, slots_for: Callable[[str], int], max_loaded: int
+    ) -> None:
+        self._supervisor = supervisor
+        self._slots_for = slots_for
+        self._max_loaded = max(1, max_loaded)
+        self._seq = itertools.count(1)
+        self._last_seq = 0
+        self._tickets: dict[str, Ticket] = {}  # waiting and running, by key
+        self._keys = itertools.count(1)
+        # Per model: (the engine's start number, the last seq of its batch, its slots).
+        self._ready: dict[str, tuple[int, int, int]] = {}
+        self._evicting: dict[str, str] = {}  # a pending start's model -> the engine it evicts
+        self.plans = 0  # how many times the plan ran (for tests)
+
+    # -- tickets -------------------------------------------------------------------
+
+    def enter(
+        self,
+        model: str,
+        *,
+        request_id: str | None = None,
+        client_request_id: str | None = None,
+        priority: Priority = Priority.NORMAL,
+        client: str | None = None,
+        stream: bool = False,
+        cancel: Callable[[], None] | None = None,
+        tokens: Callable[[], int | None] | None = None,
+    ) -> Ticket:
+        """Queue a request for ``model`` and run the plan (it may go through at once)."""
+        seq = next(self._seq)
+        self._last_seq = seq
+        key = request_id or f"local-{next(self._keys)}"
+        if key in self._tickets:  # a retry of the same request, or a reused id
+            key = f"{key}#{seq}"
+        ticket = Ticket(
+            key,
+            client_request_id or request_id or key,
+            model,
+            priority,
+            seq,
+            client=client,
+            stream=stream,
+            cancel=cancel,
+            tokens=tokens,
+        )
+        self._tickets[key] = ticket
+        self.dispatch()
+        return ticket
+
+    async def wait_turn(self, ticket: Ticket, place: QueuePlace) -> None:
+        """Wait until ``ticket`` is let through, telling ``place`` its position as it
+        changes and, at the end, how long it waited. Raises the error of a start it
+        waited for (:meth:`fail_waiting`)."""
+        told: tuple[int, int] | None = None
+        while not ticket.granted.done():
+            position = ticket.position
+            if place.on_position is not None and position is not None and position != told:
+                told = position
+                await place.on_position(*position)
+                continue
+            ticket.moved.clear()
+            if ticket.granted.done() or ticket.position != position:
+                continue
+            await ticket.moved.wait()
+        ticket.granted.result()
+        if told is not None and place.on_position is not None:
+            await place.on_position(None, 0)
+        if place.waited is not None:
+            place.waited(ticket.waited_s())
+
+    def leave(self, ticket: Ticket) -> None:
+        """The request is done with its ticket (it ended, failed or gave up waiting)."""
+        if self._tickets.get(ticket.key) is ticket:
+            del self._tickets[ticket.key]
+            if not ticket.granted.done():
+                ticket.granted.cancel()
+            self.dispatch()
+
+    def fail_waiting(self, model: str, error: BaseException) -> None:
+        """Every request still waiting for ``model`` gets ``error`` (its engine cannot start)."""
+        for ticket in list(self._tickets.values()):
+            if ticket.model == model and ticket.waiting and not ticket.granted.done():
+                del self._tickets[ticket.key]
+                ticket.granted.set_exception(error)
+                ticket.granted.add_done_callback(_retrieved)  # its waiter may be gone
+                ticket.moved.set()
+        self.dispatch()
+
+    def cancel(self, key: str) -> Ticket | None:
+        """Cancel the request with this id (the telemetry id, or its x-request-id when
+        that names one request only); the ticket, or None when there is none."""
+        ticket = self._tickets.get(key)
+        if ticket is None:
+            found = [t for t in self._tickets.values() if t.request_id == key]
+            if len(found) != 1:
+                return None
+            ticket = found[0]
+        if ticket.cancel is None:
+            return None
+        ticket.cancel()
+        if ticket.waiting:  # out of the queue at once (a running one holds its slot
+            del self._tickets[ticket.key]  # until its request has unwound)
+            self.dispatch()
+        return ticket
+
+    def entries(self) -> list[QueueEntry]:
+        """Running requests first (oldest first), then the waiting ones by position."""
+        now = time.monotonic()
+        running = sorted((t for t in self._tickets.values() if not t.waiting), key=lambda t: t.seq)
+        waiting = sorted(
+            (t for t in self._tickets.values() if t.waiting),
+            key=lambda t: t.position[0] if t.position else t.seq,
+        )
+        return [self._entry(t, now) for t in (*running, *waiting)]
+
+    @staticmethod
+    def _entry(ticket: Ticket, now: float) -> QueueEntry:
+        tokens = None
+        if ticket.tokens is not None and not ticket.waiting:
+            tokens = ticket.tokens()
+        return QueueEntry(
+            id=ticket.key,
+            request_id=ticket.request_id,
+            model=ticket.model,
+            priority=ticket.priority.label,
+            state="waiting" if ticket.waiting else "running",
+            position=ticket.position[0] if ticket.position and ticket.waiting else None,
+            client=ticket.client,
+            stream=ticket.stream,
+            enqueued_at=ticket.enqueued_at,
+            waited_s=ticket.waited_s(now),
+            running_s=now - ticket.started if ticket.started is not None else None,
+            tokens=tokens,
+        )
+
+    # -- the plan ------------------------------------------------------------------
+
+    def _views(self) -> dict[str, EngineView]:
+        running: dict[str, int] = {}
+        for ticket in self._tickets.values():
+            if not ticket.waiting:
+                running[ticket.model] = running.get(ticket.model, 0) + 1
+        views: dict[str, EngineView] = {}
+        evicted = set(self._evicting.values())
+        for instance in self._supervisor.instances():
+            model = instance.model_id
+            state = instance.state
+            count = running.get(model, 0)
+            if state is InstanceState.READY:
+                known = self._ready.get(model)
+                if known is None or known[0] != instance.starts:
+                    # Just became ready: whoever waits for it now is its batch.
+                    known = (instance.starts, self._last_seq, max(1, self._slots_for(model)))
+                    self._ready[model] = known
+                views[model] = EngineView(
+                    model,
+                    "stopping" if model in evicted else "ready",
+                    known[2],
+                    count,
+                    known[1],
+                    instance.last_used_mono,
+                )
+                continue
+            self._ready.pop(model, None)
+            if state is InstanceState.STARTING or (count and state is not InstanceState.STOPPING):
+                views[model] = EngineView(model, "starting", running=count)
+            elif state is InstanceState.STOPPING:
+                views[model] = EngineView(model, "stopping", running=count)
+        for model, count in running.items():
+            if model not in views:  # let through to start it; the supervisor has not yet
+                views[model] = EngineView(model, "starting", running=count)
+        return views
+
+    def dispatch(self) -> Plan:
+        """Run the plan on the present state and let its tickets through."""
+        self.plans += 1
+        # A pending start is over once its engine is ready, or nothing waits on it.
+        for model in list(self._evicting):
+            instance = self._supervisor.get(model)
+            pending = any(not t.waiting and t.model == model for t in self._tickets.values())
+            if not pending or (instance is not None and instance.state is InstanceState.READY):
+                del self._evicting[model]
+        views = self._views()
+        waiters = [
+            Waiter(t.key, t.model, t.priority, t.seq)
+            for t in self._tickets.values()
+            if t.waiting and not t.granted.done()
+        ]
+        step = plan(waiters, views, self._max_loaded)
+        now = time.monotonic()
+        for key in step.admit:
+            self._let_through(self._tickets[key], now)
+        if step.start is not None:
+            ticket = self._tickets[step.start]
+            ticket.evict = step.evict
+            if step.evict is not None:
+                self._evicting[ticket.model] = step.evict
+            self._let_through(ticket, now)
+        total = len(step.waiting)
+        for index, key in enumerate(step.waiting, 1):
+            ticket = self._tickets[key]
+            if ticket.position != (index, total):
+                ticket.position = (index, total)
+                ticket.moved.set()
+        return step
+
+    @staticmethod
+    def _let_through(ticket: Ticket, now: float) -> None:
+        ticket.started = now
+        if not ticket.granted.done():
+            ticket.granted.set_result(None)
+        ticket.moved.set()
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
