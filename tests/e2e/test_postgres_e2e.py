@@ -5,6 +5,7 @@ what they must with a clear error), and the password shows nowhere."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -137,3 +138,49 @@ def test_postgresql_away_and_back_under_a_running_server(
     rows = written()
     assert sorted(r[0] for r in rows) == sorted(request_id for _, request_id in answers)
     assert PASSWORD not in server.log()
+
+
+def test_postgresql_stopped_and_restarted_under_load_every_row_once(
+    wlm_factory: Callable[..., WlmServer],
+    openai_fake: FakeUpstream,
+    pg_cluster: Any,
+    pg_url: str,
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL crashes and comes back while a burst runs through a real server: every
+    request is served, and its row arrives once, from the spool or not."""
+    workdir = tmp_path / "wlm"
+    (workdir / "models").mkdir(parents=True)
+    server = wlm_factory(
+        {
+            "OPENAI_API_KEY": openai_fake.api_key,
+            "OPENAI_BASE_URL": openai_fake.base_url,
+            "WLM_ROUTES": "gpt-*=openai",
+            "WLM_TELEMETRY_URL": pg_url,
+        },
+        workdir,
+    )
+    http = httpx.Client(base_url=server.base_url, timeout=10)
+    answers: list[tuple[int, str]] = []
+    load = threading.Thread(
+        target=lambda: answers.extend(asyncio.run(burst(server.base_url, 3000, concurrency=10)))
+    )
+
+    def written() -> list[str]:
+        with psycopg.connect(pg_url) as con:
+            return [row[0] for row in con.execute("SELECT request_id FROM requests")]
+
+    load.start()
+    try:
+        assert wait_until(lambda: len(written()) >= 100, timeout=30)
+        pg_cluster.stop("immediate")
+        spooling = wait_until(lambda: http.get("/health").json()["telemetry"]["spooled_bytes"])
+    finally:
+        pg_cluster.start()
+    assert spooling, "the rows did not go to the spool"
+    assert load.is_alive(), "the burst ended before PostgreSQL came back"
+    load.join(120)
+    assert Counter(status for status, _ in answers) == {200: 3000}
+    assert wait_until(lambda: "degraded" not in http.get("/health").json(), timeout=30)
+    assert wait_until(lambda: len(written()) >= 3000, timeout=10)
+    assert sorted(written()) == sorted(request_id for _, request_id in answers)
