@@ -4,11 +4,15 @@
     .venv/bin/python benchmarks/telemetry.py --rows 1000000     # one size
     .venv/bin/python benchmarks/telemetry.py --ingest 500000 --rows 0
     .venv/bin/python benchmarks/telemetry.py --ingest 0 --rows 10000000 --pages
+    .venv/bin/python benchmarks/telemetry.py --rows 0 --postgres   # ingest into PostgreSQL too
 
 Ingest: records are submitted from one thread as fast as it can (the event
 loop's role) while the writer thread appends them; the rate is rows written
 per second of wall time, from the first submit until everything is on disk.
 Queries: a file of N synthetic rows over 30 days is generated with DuckDB SQL
+With ``--postgres`` the ingest runs again into a PostgreSQL database (a throwaway
+cluster of Debian's postgresql, tests/pg.py, or ``--postgres URL``) through the
+same writer, COPY into staging tables instead of DuckDB's appender.
 (8 models on 4 providers, each at its own speed and price, 4% errors, 1%
 cancelled, random ids), the rollups are rebuilt from it as a migration would,
 and each named query runs through ``run_named`` on the writer's own cursors:
@@ -24,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import duckdb
@@ -34,6 +39,7 @@ from wlm.telemetry import schema
 from wlm.telemetry.analytics import load_named_queries, run_named
 from wlm.telemetry.query import run_user_sql
 from wlm.telemetry.records import ConversationRecord, RequestRecord
+from wlm.telemetry.store_postgres import PostgresStore
 from wlm.telemetry.writer import TelemetryWriter
 
 # Variables per query, as a page would pass them; None = the file's defaults.
@@ -115,11 +121,11 @@ def make_records(n: int) -> list[tuple[RequestRecord, ConversationRecord]]:
     return out
 
 
-def bench_ingest(n: int, workdir: Path, *, log_content: bool) -> None:
+def bench_ingest(n: int, workdir: Path, *, log_content: bool, postgres: str | None = None) -> None:
+    """Rows/s into the DuckDB file, or into ``postgres`` (a URL) when given."""
     items = make_records(n)
-    writer = TelemetryWriter(
-        workdir / f"ingest-{log_content}.duckdb", log_content=log_content, queue_max=n + 1
-    )
+    target = PostgresStore(postgres) if postgres else workdir / f"ingest-{log_content}.duckdb"
+    writer = TelemetryWriter(target, log_content=log_content, queue_max=n + 1)
     writer.start()
     t0 = time.perf_counter()
     submit_ns = []
@@ -138,7 +144,7 @@ def bench_ingest(n: int, workdir: Path, *, log_content: bool) -> None:
     assert stats.written == n and stats.dropped == 0, stats
     what = "requests + conversations" if log_content else "requests only"
     print(
-        f"ingest {n:,} records ({what}): {n / elapsed:,.0f} rows/s "
+        f"ingest {'PostgreSQL' if postgres else 'DuckDB'} {n:,} records ({what}): {n / elapsed:,.0f} rows/s "
         f"(submit loop {t_submitted:.2f} s; submit() median "
         f"{statistics.median(submit_ns) / 1000:.2f} us, max {max(submit_ns) / 1000:.1f} us)"
     )
@@ -259,13 +265,30 @@ def main() -> None:
     parser.add_argument(
         "--pages", action="store_true", help="also time the pages (/analytics, /) per size"
     )
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const="throwaway",
+        help="also ingest into PostgreSQL: a URL, or none for a throwaway cluster",
+    )
     args = parser.parse_args()
     print(f"duckdb {duckdb.__version__}, python {sys.version.split()[0]}")
-    with tempfile.TemporaryDirectory(prefix="wlm-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="wlm-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
+        urls = []
+        if args.postgres == "throwaway":
+            from tests.pg import start_cluster
+
+            cluster = start_cluster()
+            stack.callback(cluster.destroy)
+            urls = [cluster.create_database(), cluster.create_database()]
+        elif args.postgres:
+            urls = [args.postgres, args.postgres]
         if args.ingest:
             bench_ingest(args.ingest, workdir, log_content=False)
             bench_ingest(args.ingest, workdir, log_content=True)
+            for url, log_content in zip(urls, (False, True), strict=False):
+                bench_ingest(args.ingest, workdir, log_content=log_content, postgres=url)
         for n in (int(x) for x in args.rows.split(",") if int(x) > 0):
             path = workdir / f"synthetic-{n}.duckdb"
             took = build_synthetic(path, n)
