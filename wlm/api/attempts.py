@@ -37,16 +37,16 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import msgspec
 
-from wlm.api.exchange import Exchange, MovedOn
-from wlm.config import LOCAL
+from wlm.api.exchange import Exchange, MovedOn, QueueNote
+from wlm.config import LOCAL, PRIORITIES
 from wlm.dialects import AS_SENT, Dialect, ParsedRequest, Passage, Translation
-from wlm.errors import Failure, GatewayError, RequestCancelled, UpstreamBroken
+from wlm.errors import BadRequest, Failure, GatewayError, RequestCancelled, UpstreamBroken
 from wlm.local.protocol import QueuePlace
 from wlm.providers.base import Adapter, Call, StreamRelay
 from wlm.resilience.cooldowns import Admission, Cooldowns
@@ -71,6 +71,10 @@ STREAM_HEADERS = [
 _GO = Admission.GO
 _PROBE = Admission.PROBE
 
+# A local request's place in the engines' queue (wlm/local/queue.py).
+_PRIORITY_HEADER = b"x-wlm-priority"
+_PRIORITIES = {p.encode(): p for p in PRIORITIES}
+
 # What a translation adds that some chat models refuse: Claude Code and Codex always ask
 # for reasoning, which OpenAI's non-reasoning models answer with a 400.
 _OPTIONAL = "reasoning_effort"
@@ -82,6 +86,7 @@ class Reply(Protocol):
     exchange: Exchange
     dialect: Dialect
     headers_sent: bool
+    request_headers: Iterable[tuple[bytes, bytes]]
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
 
@@ -257,7 +262,7 @@ async def _try_target(
     adapter = gateway.adapters[route.provider]
     local = route.provider == LOCAL
     max_wait_s = gateway.settings.local_max_wait_s if local and later() else None
-    place = _queue_place(gateway, exchange, route.upstream_model) if local else None
+    place = _queue_place(gateway, reply, route.upstream_model) if local else None
     call, wrap, translation = _call_for(
         reply, request, route, adapter, forwarded, max_wait_s, place
     )
@@ -351,22 +356,37 @@ async def _try_target(
         await pacing.sleep(decision.delay_s)
 
 
-def _queue_place(gateway: Gateway, exchange: Exchange, model: str) -> QueuePlace:
+def _queue_place(gateway: Gateway, reply: Reply, model: str) -> QueuePlace:
     """Who this request is in the local engines' queue: its priority (x-wlm-priority,
-    else its key's WLM_KEY_PRIORITY, else ``*``'s, else normal), and how to cancel it."""
-    priority = exchange.priority
+    else its key's WLM_KEY_PRIORITY, else ``*``'s, else normal), and how to cancel it.
+
+    Only local requests come here, so the header costs other requests nothing; a bad
+    value is a 400 before anything is tried.
+    """
+    exchange = reply.exchange
+    priority = None
+    for name, value in reply.request_headers:
+        if name == _PRIORITY_HEADER:
+            priority = _PRIORITIES.get(value.strip().lower())
+            if priority is None:
+                raise BadRequest(
+                    f"x-wlm-priority must be one of {', '.join(PRIORITIES)}, "
+                    f"got {value.decode('latin-1')[:40]!r}.",
+                    code="invalid_priority",
+                )
     if priority is None:
         defaults = dict(gateway.settings.key_priority)
         priority = defaults.get(exchange.client or "", defaults.get("*", "normal"))
+    note = exchange.queue = QueueNote(priority)
     task = asyncio.current_task()
 
     def cancel() -> None:
-        if exchange.stopped is None and task is not None and not task.done():
-            exchange.stopped = RequestCancelled(exchange.record_id, model)
+        if note.stopped is None and task is not None and not task.done():
+            note.stopped = RequestCancelled(exchange.record_id, model)
             task.cancel()
 
     def waited(seconds: float) -> None:
-        exchange.queue_s = (exchange.queue_s or 0.0) + seconds
+        note.waited_s += seconds
 
     return QueuePlace(
         request_id=exchange.record_id,

@@ -29,7 +29,7 @@ from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestReco
 from wlm.telemetry.spans import TracedRecord
 from wlm.tracecontext import TraceContext
 
-__all__ = ["CLIENT_CLOSED", "Exchange", "MovedOn", "UpstreamTry"]
+__all__ = ["CLIENT_CLOSED", "Exchange", "MovedOn", "QueueNote", "UpstreamTry"]
 
 CLIENT_CLOSED = 499
 
@@ -62,6 +62,17 @@ class UpstreamTry:
 
 
 @attrs.define(eq=False)
+class QueueNote:
+    """A local request's part in the queue in front of the engines (wlm/local/queue.py):
+    its priority, how long it waited, and why it stopped when an administrator
+    cancelled it. Only requests routed to a local model have one."""
+
+    priority: str
+    waited_s: float = 0.0
+    stopped: GatewayError | None = None
+
+
+@attrs.define(eq=False)
 class Exchange:
     """Per-request state, filled by the proxy and read once when the request ends."""
 
@@ -89,11 +100,7 @@ class Exchange:
     failure: Failure | None = None
     answered: bool = False  # the client has the whole answer (a stream's last event)
     trace: TraceContext | None = None  # its span, when spans are exported (OTLP)
-    # The local engines' queue: the x-wlm-priority asked for (None: the key's default),
-    # the time waited in it, and why it was stopped when an administrator cancelled it.
-    priority: str | None = None
-    queue_s: float | None = None
-    stopped: GatewayError | None = None
+    queue: QueueNote | None = None  # a local request's part in the engines' queue
 
     # -- how it ended ----------------------------------------------------------------
 
@@ -245,7 +252,7 @@ class Exchange:
             local_cache_n=timings.get("cache_n"),
             upstream_endpoint=self.upstream_endpoint,
             fallback_from=text(self.fallback_from) if self.fallback_from else None,
-            queue_ms=self.queue_s * 1000 if self.queue_s is not None else None,
+            queue_ms=self.queue.waited_s * 1000 if self.queue is not None else None,
             **counts,
         )
         if request is None or route is None:

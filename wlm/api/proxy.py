@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from wlm.api.attempts import JSON_HEADERS, STREAM_HEADERS, serve
 from wlm.api.exchange import Exchange
 from wlm.api.recording import record_exchange
 from wlm.auth import presented_key
-from wlm.config import ADMIN_CLIENT, PLAYGROUND_CLIENT, PRIORITIES
+from wlm.config import ADMIN_CLIENT, PLAYGROUND_CLIENT
 from wlm.dialects import Dialect
 from wlm.errors import (
     AuthenticationFailed,
-    BadRequest,
     Failure,
     GatewayError,
     UpstreamBroken,
@@ -64,9 +63,6 @@ _FALLBACKS_HEADER = FALLBACKS_HEADER.encode()
 # What the playground page (wlm/web/playground.py) sends instead of a key.
 _PLAYGROUND_HEADER = b"x-wlm-playground"
 _COUNTS = [b"%d" % n for n in range(10)]
-# A local request's place in the engines' queue (wlm/local/queue.py).
-_PRIORITY_HEADER = b"x-wlm-priority"
-_PRIORITIES = {p.encode(): p for p in PRIORITIES}
 
 
 class ClientGone(Exception):
@@ -151,12 +147,16 @@ class _Reply:
     """The response to the client: headers once, then body parts; also the adapter's
     :class:`~wlm.providers.base.Progress` (loading comments, attempt count)."""
 
-    __slots__ = ("dialect", "exchange", "extra_headers", "headers_sent", "send")
+    __slots__ = ("dialect", "exchange", "extra_headers", "headers_sent", "request_headers", "send")
 
-    def __init__(self, send: Send, exchange: Exchange, dialect: Dialect) -> None:
+    def __init__(
+        self, send: Send, exchange: Exchange, dialect: Dialect, request_headers: Any = ()
+    ) -> None:
         self.send = send
         self.exchange = exchange
         self.dialect = dialect
+        # The client's headers, read again only by a local request (x-wlm-priority).
+        self.request_headers: Iterable[tuple[bytes, bytes]] = request_headers
         self.headers_sent = False
         self.extra_headers: list[tuple[bytes, bytes]] = []  # e.g. a key's x-ratelimit-*
 
@@ -296,7 +296,7 @@ async def proxy_endpoint(
         record_id,
         ResponseAccount(settings.log_content),
     )
-    reply = _Reply(send, exchange, gateway.dialects[endpoint])
+    reply = _Reply(send, exchange, gateway.dialects[endpoint], scope["headers"])
     task = asyncio.current_task()
     assert task is not None
     watch: _DisconnectWatch | None = None
@@ -319,10 +319,11 @@ async def proxy_endpoint(
     except ClientGone:
         exchange.cancelled()
     except asyncio.CancelledError:
-        if exchange.stopped is not None and (watch is None or not watch.gone):
+        stopped = exchange.queue.stopped if exchange.queue is not None else None
+        if stopped is not None and (watch is None or not watch.gone):
             # An administrator cancelled it (DELETE /api/queue/{id}): the client is told.
             task.uncancel()
-            await _fail_quietly(reply, Failure.of(exchange.stopped, str))
+            await _fail_quietly(reply, Failure.of(stopped, str))
             exchange.stopped_by_admin()
         elif watch is None or not watch.gone:
             raise
@@ -356,18 +357,6 @@ async def proxy_endpoint(
             gateway.key_limits.finished(
                 exchange.client, tokens=counts["total_tokens"], cost_usd=counts["cost_usd"]
             )
-
-
-def _priority(value: bytes) -> str:
-    """``x-wlm-priority``'s value (any case); a 400 that lists the choices otherwise."""
-    priority = _PRIORITIES.get(value.strip().lower())
-    if priority is None:
-        raise BadRequest(
-            f"x-wlm-priority must be one of {', '.join(PRIORITIES)}, "
-            f"got {value.decode('latin-1')[:40]!r}.",
-            code="invalid_priority",
-        )
-    return priority
 
 
 def _address(scope: Scope) -> str:
@@ -445,8 +434,6 @@ async def _serve(
             forwarded.append((name.decode(), value.decode("latin-1")))
         elif name == _FALLBACKS_HEADER:
             chain_header = value.decode("latin-1")
-        elif name == _PRIORITY_HEADER:
-            exchange.priority = _priority(value)
     if gateway.settings.otlp is not None:  # wlm's span, the client's its parent, upstream's child
         exchange.trace, forwarded = start_span(forwarded)
     await serve(gateway, reply, request, tuple(forwarded), chain_header)

@@ -130,21 +130,23 @@ class Dispatcher:
         changes and, at the end, how long it waited. Raises the error of a start it
         waited for (:meth:`fail_waiting`)."""
         told: tuple[int, int] | None = None
-        while not ticket.granted.done():
-            position = ticket.position
-            if place.on_position is not None and position is not None and position != told:
-                told = position
-                await place.on_position(*position)
-                continue
-            ticket.moved.clear()
-            if ticket.granted.done() or ticket.position != position:
-                continue
-            await ticket.moved.wait()
-        ticket.granted.result()
+        try:
+            while not ticket.granted.done():
+                position = ticket.position
+                if place.on_position is not None and position is not None and position != told:
+                    told = position
+                    await place.on_position(*position)
+                    continue
+                ticket.moved.clear()
+                if ticket.granted.done() or ticket.position != position:
+                    continue
+                await ticket.moved.wait()
+            ticket.granted.result()
+        finally:  # a request cancelled while it waited waited too
+            if place.waited is not None:
+                place.waited(ticket.waited_s())
         if told is not None and place.on_position is not None:
             await place.on_position(None, 0)
-        if place.waited is not None:
-            place.waited(ticket.waited_s())
 
     def leave(self, ticket: Ticket) -> None:
         """The request is done with its ticket (it ended, failed or gave up waiting)."""

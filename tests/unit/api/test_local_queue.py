@@ -8,9 +8,9 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
-from litestar.testing import AsyncTestClient
 
 from wlm.app import create_app
 from wlm.config import load_settings
@@ -148,11 +148,15 @@ async def test_a_bad_priority_header_is_a_400_that_names_the_choices() -> None:
     assert local.places == []
 
 
-async def test_cloud_requests_take_no_ticket_and_record_no_queue_wait() -> None:
+async def test_cloud_requests_take_no_ticket_read_no_priority_and_record_no_wait() -> None:
     local = QueuedLocal()
     gateway, sink = make_gateway(Engine(), local)
-    # WLM_ROUTES sends gpt-* to openai, on the same mock transport.
-    reply = await drive(gateway, body(model="gpt-4o", messages=[{"role": "user", "content": "x"}]))
+    # WLM_ROUTES sends gpt-* to openai, on the same mock transport; the header is not read.
+    reply = await drive(
+        gateway,
+        body(model="gpt-4o", messages=[{"role": "user", "content": "x"}]),
+        headers=prio("not-even-a-priority"),
+    )
     assert reply.status == 200
     assert local.places == [] and sink.only.queue_ms is None
 
@@ -212,8 +216,12 @@ async def app_and_local() -> Any:
     gateway.adapters["local"] = LocalAdapter(
         local_provider_config(60.0), transport, local, loading_every_s=30.0
     )
-    async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as client:
-        client.headers["authorization"] = f"Bearer {ADMIN}"
+    # The app without its lifespan: the pages and /api need nothing it starts.
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://127.0.0.1",
+        headers={"authorization": f"Bearer {ADMIN}"},
+    ) as client:
         yield client, gateway, local, engine, sink
 
 
@@ -276,6 +284,12 @@ async def test_cancel_from_the_api_ends_waiting_and_running_requests_in_their_di
     assert {(r.status, r.error_type, r.error_code) for r in rows} == {
         ("cancelled", "request_cancelled", "cancelled_by_admin")
     }
+    # The ones cancelled while they waited are recorded with their wait.
+    assert all(
+        r.queue_ms is not None and r.queue_ms > 0
+        for r in rows
+        if r.stream or r.endpoint == "messages"
+    )
     assert local.queue() == [] and local.leased == 0
 
 
