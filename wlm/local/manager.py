@@ -25,7 +25,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from wlm.config import Settings
 from wlm.errors import ModelNotFound, ModelUnavailable
@@ -105,6 +105,10 @@ class LocalManager:
         self._supervisor.start()
         if self._scan_interval_s > 0:
             self._poller = asyncio.create_task(self._poll(), name="wlm models scan")
+
+    def on_engine_event(self, sink: Callable[[str, str, str], None] | None) -> None:
+        """Tell ``sink(model_id, event, detail)`` of each crash and crash-loop hold."""
+        self._supervisor.on_event = sink
 
     def kill_engines_now(self) -> list[int]:
         """SIGKILL every engine's process group at once, from any thread; their ids.

@@ -105,6 +105,11 @@ class LocalModels(Protocol):
 
     def kill_engines_now(self) -> list[int]: ...
 
+    def on_engine_event(self, sink: Callable[[str, str, str], None] | None) -> None:
+        """Tell ``sink(model_id, event, detail)`` what happens to engines by themselves:
+        ``crash`` (it exited on its own) and ``held`` (a crash loop; docs/local-models.md)."""
+        ...
+
     def model_ids(self) -> frozenset[str]:
         """Usable model ids (cached; cheap on every request)."""
         ...

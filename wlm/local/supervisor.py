@@ -7,6 +7,10 @@ States of one model's instance::
                             └──fails──> failed <─┘ (the engine exited by itself)
     failed ──acquire──> starting   (a crashed or failed engine is retried on the next request)
 
+A model whose engine crashes three times within a minute is held (wlm/local/backoff.py):
+it stays failed, with its last log lines as the reason, and requests get that reason
+instead of a restart until the hold expires or an explicit :meth:`Supervisor.load`.
+
 Rules (each one a lesson from llama-swap and llama.cpp's router, docs/local-models.md):
 - single flight: every request for a loading model waits for the same load;
 - a request counts as in flight from the moment it waits for the load until it
@@ -36,6 +40,7 @@ from attrs import frozen
 
 from wlm.errors import ModelUnavailable
 from wlm.lifeline import ProcessGroups
+from wlm.local.backoff import CrashBackoff
 from wlm.local.engine_process import EngineProcess, EngineStartError
 from wlm.local.engines import EngineCommand, EngineNotFound
 from wlm.local.logbuffer import LogBuffer
@@ -70,6 +75,8 @@ class InstanceInfo:
     last_used: float | None  # epoch seconds
     restarts: int
     last_error: str | None
+    crashes: int = 0  # times its engine exited by itself since wlm started
+    held_s: float | None = None  # crash backoff: seconds until a request may restart it
 
 
 class Instance:
@@ -91,6 +98,8 @@ class Instance:
         self.crashed = False
         self.starts = 0
         self.evict: str | None = None  # the engine its next start evicts (the queue's choice)
+        self.backoff = CrashBackoff()
+        self.crashes = 0
 
     @property
     def base_url(self) -> str | None:
@@ -116,10 +125,27 @@ class Instance:
             last_used=self.last_used,
             restarts=self.restarts,
             last_error=self.last_error,
+            crashes=self.crashes,
+            held_s=self.backoff.held(time.monotonic()),
+        )
+
+    def held_error(self, left: float) -> ModelUnavailable:
+        """The error a request gets while the crash backoff holds the engine."""
+        head, _, tail = (self.last_error or "").partition("\n")
+        return ModelUnavailable(
+            f"{head} It is not restarted for another {left:.0f} s, or until it is loaded "
+            f"explicitly (POST /api/models/{self.model_id}/load, or Load on the Models "
+            "page)." + (f"\n{tail}" if tail else ""),
+            headers={"retry-after": str(max(1, round(left)))},
         )
 
 
 CommandFactory = Callable[[str], EngineCommand]
+# Told (model id, event, detail) when an engine crashes ("crash") or is held ("held").
+EventSink = Callable[[str, str, str], None]
+# Log lines in the reason of a held model (an error message is cut at 1000 characters).
+_HELD_TAIL = 5
+_HELD_LINE = 150
 
 
 class Supervisor:
@@ -161,6 +187,7 @@ class Supervisor:
         self._closing = False
         # Called (synchronously) after every state change: the queue re-plans.
         self.on_change: Callable[[], object] | None = None
+        self.on_event: EventSink | None = None  # crashes, for telemetry
 
     # -- observation ---------------------------------------------------------------
 
@@ -236,6 +263,9 @@ class Supervisor:
                 await self.wait_for(lambda: instance.state is not InstanceState.STOPPING)
                 continue
             if instance.state in (InstanceState.STOPPED, InstanceState.FAILED):
+                left = instance.backoff.held(time.monotonic())
+                if left is not None:
+                    raise instance.held_error(left)
                 self._begin_load(instance)
             load = instance.load
             assert load is not None
@@ -358,9 +388,29 @@ class Supervisor:
             instance.state = InstanceState.FAILED
             instance.engine = None
             instance.crashed = True
+            instance.crashes += 1
             instance.last_error = reason
             instance.logs.append(f"wlm: {reason}")
             log.warning("local model %s: %s", instance.model_id, reason)
+            backoff = instance.backoff
+            now = time.monotonic()
+            held = backoff.crashed(now)
+            if held:
+                tail = [
+                    line[:_HELD_LINE] for line in instance.logs.tail(_HELD_TAIL + 1)[:-1] if line
+                ]
+                left = backoff.held(now) or 0.0
+                instance.last_error = (
+                    f"Local model '{instance.model_id}' crashed {backoff.threshold} times "
+                    f"within {backoff.window_s:g} s (last: {reason}); held for {left:.0f} s."
+                    + ("\nLast engine log lines:\n" + "\n".join(tail) if tail else "")
+                )
+                instance.logs.append(f"wlm: crashed {backoff.threshold} times, held {left:.0f} s")
+                log.warning("local model %s: crash loop, held for %.0f s", instance.model_id, left)
+            if self.on_event is not None:
+                self.on_event(instance.model_id, "crash", reason)
+                if held:
+                    self.on_event(instance.model_id, "held", instance.last_error)
             self._notify()
 
         self._spawn_task(watch(), f"watch {instance.model_id}")
@@ -423,7 +473,13 @@ class Supervisor:
             await self._stop(instance, reason)
 
     async def load(self, model_id: str) -> None:
-        """Start ``model_id``'s engine if needed and wait until it is ready."""
+        """Start ``model_id``'s engine if needed and wait until it is ready.
+
+        An explicit load: it clears the crash backoff's hold and history first.
+        """
+        existing = self._instances.get(model_id)
+        if existing is not None:
+            existing.backoff.clear()
         instance = await self.acquire(model_id)
         self.release(instance)
 

@@ -2,7 +2,8 @@
 
 The adapter acquires the model's engine (starting it if needed, with loading
 progress reported every few seconds), sends the call through the shared transport,
-and holds the engine until the response is closed or released. An engine that died
+and holds the engine until the response is closed or released. The stall watchdog
+(:mod:`wlm.local.watchdog`, ``WLM_LOCAL_STALL_S``) watches the call meanwhile. An engine that died
 after it was last seen ready gets one retry, which restarts it: nothing has reached
 the client yet. Engine errors that read badly (llama.cpp's own texts) become wlm's.
 
@@ -34,6 +35,7 @@ from wlm.errors import (
     UpstreamUnreachable,
 )
 from wlm.local.protocol import EngineLease, LocalModels, QueuePlace
+from wlm.local.watchdog import Watch, Watchdog
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.anthropic import MessagesPassthroughRelay
 from wlm.providers.base import (
@@ -238,11 +240,13 @@ class LocalAdapter:
         local: LocalModels,
         *,
         loading_every_s: float = _LOADING_EVERY_S,
+        stall_s: float = 0.0,
     ) -> None:
         self._openai = OpenAICompatAdapter(config, transport)
         self._local = local
         self._loading_every_s = loading_every_s
         self.transport = transport
+        self.watchdog = Watchdog(transport, stall_s)
 
     @property
     def config(self) -> ProviderConfig:
@@ -252,8 +256,12 @@ class LocalAdapter:
         check_field_types(call.body)
         for attempt in (1, 2):
             lease = await self._acquire(call.upstream_model, progress, call.max_wait_s, call.place)
+            watch = self.watchdog.watch(call.upstream_model, lease.base_url)
+            if watch is not None:
+                lease = _watched(lease, self.watchdog, watch)
             try:
-                response = await self.transport.send(self._prepare(call, lease.base_url))
+                sending = self.transport.send(self._prepare(call, lease.base_url))
+                response = await (sending if watch is None else watch.guard(sending))
             except (UpstreamUnreachable, UpstreamBroken) as error:
                 lease.release()
                 if attempt == 2:
@@ -263,6 +271,8 @@ class LocalAdapter:
                 lease.release()
                 raise
             else:
+                if watch is not None:
+                    watch.attach(response)
                 return LeasedResponse(response, lease)
             # The engine died after the supervisor last saw it ready (its socket lingers
             # for a moment): wait for the crash to be noticed, then go round once more,
@@ -439,6 +449,7 @@ class LocalAdapter:
         return None  # engines keep nothing between requests
 
     async def close(self) -> None:
+        await self.watchdog.close()
         await self.transport.close()
 
 
@@ -470,6 +481,16 @@ class _QueueWatch:
     async def moved(self, position: int | None, total: int) -> None:
         self.position = (position, total) if position is not None else None
         self.changed.set()
+
+
+def _watched(lease: EngineLease, watchdog: Watchdog, watch: Watch) -> EngineLease:
+    """``lease``, which also ends the watch when it is released."""
+
+    def release() -> None:
+        watchdog.forget(watch)
+        lease.release()
+
+    return EngineLease(lease.base_url, release)
 
 
 def _release_granted(acquiring: asyncio.Future[EngineLease]) -> None:

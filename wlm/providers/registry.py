@@ -30,10 +30,10 @@ def _anthropic(
 
 
 def _local(
-    config: ProviderConfig, transport: Transport, _: Settings, local: LocalModels | None
+    config: ProviderConfig, transport: Transport, settings: Settings, local: LocalModels | None
 ) -> Adapter:
     assert local is not None, "the local adapter is built only when local models are on"
-    return LocalAdapter(config, transport, local)
+    return LocalAdapter(config, transport, local, stall_s=settings.local_stall_s)
 
 
 ADAPTERS: Mapping[str, AdapterFactory] = {

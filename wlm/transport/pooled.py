@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import aiohttp
 from yarl import URL
 
-from wlm.errors import UpstreamBroken, UpstreamTimeout, UpstreamUnreachable
+from wlm.errors import GatewayError, UpstreamBroken, UpstreamTimeout, UpstreamUnreachable
 from wlm.transport.protocol import UpstreamRequest
 
 __all__ = ["PooledResponse", "PooledTransport", "mapped_errors"]
@@ -45,11 +45,12 @@ def mapped_errors(provider: str) -> Iterator[None]:
 class PooledResponse:
     """An aiohttp response behind the UpstreamResponse protocol."""
 
-    __slots__ = ("_response", "provider")
+    __slots__ = ("_reading", "_response", "provider")
 
     def __init__(self, response: aiohttp.ClientResponse, provider: str) -> None:
         self._response = response
         self.provider = provider
+        self._reading = True  # False while the consumer handles a chunk (not waiting for one)
 
     @property
     def status(self) -> int:
@@ -67,10 +68,23 @@ class PooledResponse:
         content = self._response.content
         with mapped_errors(self.provider):
             while True:
+                self._reading = True
                 chunk = await content.readany()
+                self._reading = False
                 if not chunk:
                     return
                 yield chunk
+
+    def received(self) -> tuple[int, bool]:
+        """(body bytes received so far, counted as they arrive; whether the consumer is
+        waiting for more rather than busy with a chunk). For the local stall watchdog,
+        which reads it every few seconds instead of timing each chunk."""
+        return self._response.content.total_bytes, self._reading
+
+    def fail(self, error: GatewayError) -> None:
+        """End a read that waits, and every later one, with ``error`` (the consumer then
+        closes the response, which drops the connection: the upstream sees it leave)."""
+        self._response.content.set_exception(error)
 
     def close(self) -> None:
         """Drop the connection (the upstream sees the client leave)."""
