@@ -228,9 +228,6 @@ class Settings:
     local_load_timeout_s: float = 120.0
     local_options_file: Path | None = None
     local_rescan_s: float = 3.0
-    # End a local request that gets no token for this long while its engine is not
-    # reading a prompt (the stall watchdog, wlm/local/watchdog.py); 0 turns it off.
-    local_stall_s: float = 60.0
     # What local engines serve natively (WLM_LOCAL_DIALECTS); chat is always among them.
     local_dialects: tuple[str, ...] = ("chat", "messages", "responses")
     providers: tuple[ProviderConfig, ...] = ()
@@ -269,6 +266,9 @@ class Settings:
     # Other wlm servers whose local models are listed and routed to (docs/routing.md).
     peers: tuple[PeerConfig, ...] = ()
     peer_poll_s: float = 5.0  # how often each peer's model list is read
+    # How often the box's CPU, memory, GPUs and engines are sampled (GET /api/stats,
+    # the dashboard, box_samples); 0: never.
+    stats_every_s: float = 5.0
     otlp: OtlpConfig | None = None  # spans out (WLM_OTLP_ENDPOINT, OTEL_*); None: off
 
     @property
@@ -442,7 +442,6 @@ _SIMPLE: dict[str, str] = {
     "WLM_LOCAL_LOAD_TIMEOUT_S": "local_load_timeout_s",
     "WLM_LOCAL_OPTIONS": "local_options_file",
     "WLM_LOCAL_RESCAN_S": "local_rescan_s",
-    "WLM_LOCAL_STALL_S": "local_stall_s",
     "WLM_DEFAULT_PROVIDER": "default_provider",
     "WLM_ADMIN_KEY": "admin_key",
     "WLM_ALLOW_OPEN": "allow_open",
@@ -465,6 +464,7 @@ _SIMPLE: dict[str, str] = {
     "HF_TOKEN": "hf_token",
     "HF_ENDPOINT": "hf_endpoint",
     "WLM_PEER_POLL_S": "peer_poll_s",
+    "WLM_STATS_EVERY_S": "stats_every_s",
 }
 # A size DuckDB's memory_limit accepts, kept to the unambiguous forms.
 _MEMORY_SIZE = re.compile(
@@ -486,7 +486,7 @@ _NON_NEGATIVE = {
     "retry_max_wait_s",
     "cooldown_s",
     "local_max_wait_s",
-    "local_stall_s",
+    "stats_every_s",
 }
 
 

@@ -9,9 +9,11 @@ local engines included, in-process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,6 +27,7 @@ from wlm.config import ADMIN_CLIENT, ClientKey, Settings
 from wlm.dialects import ResponseStore, build_dialects
 from wlm.hub import HubClient, PullManager
 from wlm.limits import KeyLimiter, client_slots
+from wlm.local.box_stats import BoxSample, BoxSampler
 from wlm.local.protocol import LocalModels
 from wlm.metrics import Metrics, Pulse
 from wlm.providers.base import Adapter
@@ -37,11 +40,12 @@ from wlm.resilience.retry_policy import RetryPolicy
 from wlm.routing.resolve import Router
 from wlm.sessions import SessionSigner
 from wlm.telemetry.pricing import Prices
+from wlm.telemetry.records import BoxSampleRecord
 from wlm.telemetry.sink import TelemetrySink
 from wlm.telemetry.spend import read_spend
 from wlm.transport import PooledTransport, TransportFactory
 
-__all__ = ["Gateway", "Pacing"]
+__all__ = ["Gateway", "Pacing", "box_records"]
 
 log = logging.getLogger("wlm")
 # With a shared database (WLM_TELEMETRY_URL): how often budgets catch up with what the
@@ -129,6 +133,11 @@ class Gateway:
             on_pulled=local.rescan if local is not None else None,
         )
         self._fleet_spend: asyncio.Task[None] | None = None
+        # The box's resources, sampled in the background every WLM_STATS_EVERY_S
+        # seconds: the latest is read by GET /api/stats and the dashboard.
+        self.box_sampler = BoxSampler(local)
+        self.box: BoxSample | None = None
+        self._box_task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
 
     def new_request_id(self) -> str:
@@ -149,12 +158,28 @@ class Gateway:
         self.catalog.refresh_in_background()
         self.peers.start()
         self._pulse_task = asyncio.create_task(self._beat(), name="wlm-pulse")
+        if self.settings.stats_every_s > 0:
+            self._box_task = asyncio.create_task(
+                self._sample_box(self.settings.stats_every_s), name="wlm-box-stats"
+            )
         self.started.set()
 
     async def _beat(self) -> None:
         while True:
             self.pulse.beat(time.time())
             await asyncio.sleep(1.0)
+
+    async def _sample_box(self, every_s: float) -> None:
+        host = socket.gethostname()
+        while True:
+            try:
+                sample = await self.box_sampler.sample()
+                self.box = sample
+                if self.telemetry is not None:
+                    self.telemetry.submit_box(box_records(sample, host))
+            except Exception:  # a bad sample is skipped; the next one may do
+                log.exception("box stats: sampling failed")
+            await asyncio.sleep(every_s)
 
     async def _seed_spend(self, telemetry: TelemetrySink) -> None:
         """Budgets count what was spent before a restart: today's and this month's spend
@@ -195,6 +220,11 @@ class Gateway:
             self._fleet_spend.cancel()
         if self._pulse_task is not None:
             self._pulse_task.cancel()
+        if self._box_task is not None:
+            # Awaited: a GPU tool it is running is killed before the server goes on.
+            self._box_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._box_task
         await self.pulls.close()
         await self.peers.close()
         await self.catalog.close()
@@ -207,3 +237,44 @@ class Gateway:
             await adapter.close()
         if self.telemetry is not None:
             await self.telemetry.aclose()
+
+
+def box_records(sample: BoxSample, host: str) -> list[BoxSampleRecord]:
+    """A sample as ``box_samples`` rows: the cpu row, one per GPU, one per engine."""
+    at = datetime.fromtimestamp(sample.at, UTC).replace(tzinfo=None)  # as stored: naive UTC
+    rows = [
+        BoxSampleRecord(
+            at,
+            host,
+            "cpu",
+            None,
+            util_percent=sample.cpu_percent,
+            mem_used_bytes=sample.mem_used_bytes,
+            mem_total_bytes=sample.mem_total_bytes,
+        )
+    ]
+    rows += [
+        BoxSampleRecord(
+            at,
+            host,
+            "gpu",
+            gpu.name,
+            gpu_index=gpu.index,
+            util_percent=gpu.util_percent,
+            mem_used_bytes=gpu.mem_used_bytes,
+            mem_total_bytes=gpu.mem_total_bytes,
+        )
+        for gpu in sample.gpus
+    ]
+    rows += [
+        BoxSampleRecord(
+            at,
+            host,
+            "engine",
+            engine.model,
+            mem_used_bytes=engine.rss_bytes,
+            slots_busy=engine.slots_busy,
+        )
+        for engine in sample.engines
+    ]
+    return rows

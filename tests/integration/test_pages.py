@@ -633,7 +633,8 @@ async def test_every_chart_says_when_the_window_is_empty(client: Client) -> None
         svg = chart(html, name)
         assert 'data-empty="true"' in svg, name
         assert "No requests in this window" in svg or "No model" in svg or "No priced" in svg
-    assert html.count('<details class="numbers">') == len(CHARTS) + 1
+    # the requests' charts, and the box's three (CPU and GPU use, memory, slots)
+    assert html.count('<details class="numbers">') == len(CHARTS) + 1 + 3
 
 
 async def test_one_request_draws_one_visible_point_in_every_chart(client: Client) -> None:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from tests.pg import PASSWORD
-from tests.unit.telemetry.factory import make_conversation, make_record
+from tests.unit.telemetry.factory import make_box_rows, make_conversation, make_record
 from tests.unit.telemetry.test_analytics import known_records
 from wlm.config import load_settings
 from wlm.telemetry import schema
@@ -41,6 +41,7 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
     "timeseries_minutely": [{}, {"hours": 1, "bucket_minutes": 5, "group_by": "model"}],
     "summary_by_provider": [{}, {"hours": 96}],
     "summary_by_model": [{}, {"hours": 96}],
+    "box_timeseries": [{}, {"hours": 1, "bucket_minutes": 2}],
 }
 
 
@@ -94,6 +95,12 @@ def write_all(writer: TelemetryWriter, items: list[tuple[Any, ...]]) -> None:
     assert writer.flush(timeout_s=20)
 
 
+def write_box(writer: TelemetryWriter) -> None:
+    for ago_s in (30, 20, 5000):  # two samples in one bucket, one in another
+        assert writer.submit_box(make_box_rows(ago_s=ago_s))
+    assert writer.flush(timeout_s=20)
+
+
 @pytest.fixture
 async def both(
     tmp_path: Path, pg_url: str
@@ -101,8 +108,9 @@ async def both(
     items = rows_of_known_records()
     duck = TelemetryWriter(tmp_path / "t.duckdb", batch_size=7)
     pg = TelemetryWriter(PostgresStore(pg_url), batch_size=7)
-    await asyncio.to_thread(write_all, duck, items)
-    await asyncio.to_thread(write_all, pg, items)
+    for writer in (duck, pg):
+        await asyncio.to_thread(write_all, writer, items)
+        await asyncio.to_thread(write_box, writer)
     yield duck, pg
     await duck.aclose()
     await pg.aclose()

@@ -37,7 +37,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from wlm.config import OtlpConfig
 from wlm.redaction import Redactor
-from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
+from wlm.telemetry.records import (
+    AttemptRecord,
+    BoxSampleRecord,
+    ConversationRecord,
+    RequestRecord,
+)
 from wlm.telemetry.sink import TelemetrySink
 from wlm.telemetry.spans import (
     AttributeValue,
@@ -401,6 +406,9 @@ class OtlpSink:
         accepted = self.inner.submit(record, conversation, attempts)
         self.spans.submit(record, attempts)
         return accepted
+
+    def submit_box(self, rows: Sequence[BoxSampleRecord]) -> bool:
+        return self.inner.submit_box(rows)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         return self.inner.flush(timeout_s)

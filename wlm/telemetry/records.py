@@ -11,7 +11,7 @@ from datetime import datetime
 
 from attrs import frozen
 
-__all__ = ["AttemptRecord", "ConversationRecord", "RequestRecord"]
+__all__ = ["AttemptRecord", "BoxSampleRecord", "ConversationRecord", "RequestRecord"]
 
 
 @frozen
@@ -98,3 +98,23 @@ class AttemptRecord:
     # Why the request went on past this try: "retry", "fallback", "cooldown_skip",
     # "spillover"; None for the try that answered, or the last one when all failed.
     moved_on: str | None = None
+
+
+@frozen
+class BoxSampleRecord:
+    """One row of ``box_samples``: one device of the box at one sample (docs/telemetry.md).
+
+    ``kind`` says which: ``cpu`` (the whole box: CPU use, memory), ``gpu`` (one GPU:
+    its utilisation and memory) or ``engine`` (one local engine: its resident memory
+    and the requests on its slots). Figures that do not apply to a kind are ``None``.
+    """
+
+    sampled_at: datetime  # naive UTC, the sample's moment: a sample's rows share it
+    host: str  # the machine that took it (replicas may share a PostgreSQL)
+    kind: str  # "cpu" | "gpu" | "engine"
+    name: str | None  # the GPU's name, the engine's model id; None for the cpu row
+    gpu_index: int | None = None
+    util_percent: float | None = None  # cpu: all cores together; gpu: its utilisation
+    mem_used_bytes: int | None = None  # cpu: RAM in use; gpu: its memory; engine: RSS
+    mem_total_bytes: int | None = None  # cpu: RAM; gpu: its memory
+    slots_busy: int | None = None  # engine: requests on its slots

@@ -21,11 +21,17 @@ import attrs
 import duckdb
 from attrs import frozen
 
-from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
+from wlm.telemetry.records import (
+    AttemptRecord,
+    BoxSampleRecord,
+    ConversationRecord,
+    RequestRecord,
+)
 
 __all__ = [
     "ATTEMPT_COLUMNS",
     "ATTEMPT_STAGING",
+    "BOX_COLUMNS",
     "CONVERSATION_COLUMNS",
     "CONVERSATION_STAGING",
     "HISTOGRAM_HOURLY_DAYS",
@@ -47,6 +53,7 @@ __all__ = [
     "run_in_transaction",
     "staging_statements",
     "write_batch",
+    "write_box_samples",
 ]
 
 
@@ -287,6 +294,7 @@ def retention_statements() -> tuple[str, ...]:
         "DELETE FROM requests WHERE started_at < $cutoff",
         "DELETE FROM conversations WHERE started_at < $cutoff",
         "DELETE FROM attempt_rows WHERE started_at < $cutoff",
+        "DELETE FROM box_samples WHERE sampled_at < $cutoff",
         f"DELETE FROM {HOURLY_TABLE} WHERE hour < date_trunc('hour', $cutoff)",
         f"DELETE FROM {HISTOGRAM_TABLE} WHERE hour < date_trunc('hour', $cutoff)",
     )
@@ -413,12 +421,38 @@ _V7 = Migration(
     ("ALTER TABLE requests ADD COLUMN queue_ms DOUBLE",),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Version 8: the box's resources (issue 13), sampled every WLM_STATS_EVERY_S seconds:
+# one row per sample and device (the cpu row, each GPU, each running local engine).
+_V8 = Migration(
+    8,
+    "box_samples: CPU, memory, GPUs and local engines over time",
+    (
+        """
+        CREATE TABLE box_samples (
+            sampled_at TIMESTAMP NOT NULL,
+            host VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            name VARCHAR,
+            gpu_index INTEGER,
+            util_percent DOUBLE,
+            mem_used_bytes BIGINT,
+            mem_total_bytes BIGINT,
+            slots_busy INTEGER
+        )
+        """,
+    ),
+)
+
+# Version 9: what happened to the local engines by themselves (issue 13, the guards):
+# a row per crash, and per crash loop that held a model (docs/local-models.md#guards).
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 # Insert order used by the writer; names match the record fields one to one.
 REQUEST_COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(RequestRecord))
 ATTEMPT_COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(AttemptRecord))
+BOX_COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(BoxSampleRecord))
 # request_id and the text fields come from ConversationRecord; started_at from its request.
 CONVERSATION_COLUMNS: tuple[str, ...] = (
     *(f.name for f in attrs.fields(ConversationRecord)),
@@ -451,6 +485,21 @@ def write_batch(
             conversations=bool(conversations), attempts=bool(attempts)
         ):
             con.execute(statement)
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+
+
+def write_box_samples(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append box samples (in :data:`BOX_COLUMNS` order) in one transaction: a few rows
+    every few seconds, so a plain INSERT does."""
+    marks = ", ".join("?" for _ in BOX_COLUMNS)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.executemany(
+            f"INSERT INTO box_samples ({', '.join(BOX_COLUMNS)}) VALUES ({marks})", rows
+        )
         con.execute("COMMIT")
     except BaseException:
         _rollback(con)

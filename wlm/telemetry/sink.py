@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from wlm.telemetry.query import Cursor, QueryResult
-    from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
+    from wlm.telemetry.records import (
+        AttemptRecord,
+        BoxSampleRecord,
+        ConversationRecord,
+        RequestRecord,
+    )
     from wlm.telemetry.writer import WriterStats
 
 __all__ = ["TelemetrySink"]
@@ -34,6 +39,10 @@ class TelemetrySink(Protocol):
     ) -> bool:
         """Queue one request's records (``attempts``: each try, only when there were
         several); never blocks. False when refused (counted)."""
+        ...
+
+    def submit_box(self, rows: Sequence[BoxSampleRecord]) -> bool:
+        """Queue one sample of the box's resources (``box_samples`` rows); never blocks."""
         ...
 
     def flush(self, timeout_s: float = 10.0) -> bool: ...

@@ -45,6 +45,10 @@ class TelemetryStore(Protocol):
         """Write rows (in ``schema.*_COLUMNS`` order) in one transaction, rollups included."""
         ...
 
+    def write_box_samples(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Write box samples (in ``schema.BOX_COLUMNS`` order) in one transaction."""
+        ...
+
     def housekeeping(self, retention_days: int | None, now: dt.datetime) -> None: ...
 
     def compact(self, since: dt.datetime) -> None:

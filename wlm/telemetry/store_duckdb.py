@@ -82,6 +82,10 @@ class DuckDBStore:
         assert self._con is not None
         schema.write_batch(self._con, requests, conversations, attempts)
 
+    def write_box_samples(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        assert self._con is not None
+        schema.write_box_samples(self._con, rows)
+
     def housekeeping(self, retention_days: int | None, now: dt.datetime) -> None:
         assert self._con is not None
         schema.housekeeping(self._con, retention_days, now)

@@ -208,7 +208,31 @@ _V7 = schema.Migration(
     ("ALTER TABLE requests ADD COLUMN queue_ms DOUBLE PRECISION",),
 )
 
-MIGRATIONS: tuple[schema.Migration, ...] = (_V6, _V7)
+# DuckDB's version 8: the box's resources over time.
+_V8 = schema.Migration(
+    8,
+    "box_samples: CPU, memory, GPUs and local engines over time",
+    (
+        """
+        CREATE TABLE box_samples (
+            sampled_at TIMESTAMP NOT NULL,
+            host VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            name VARCHAR,
+            gpu_index INTEGER,
+            util_percent DOUBLE PRECISION,
+            mem_used_bytes BIGINT,
+            mem_total_bytes BIGINT,
+            slots_busy INTEGER
+        )
+        """,
+        "CREATE INDEX box_samples_sampled_at ON box_samples (sampled_at)",
+    ),
+)
+
+# DuckDB's version 9: local engine crashes and crash-loop holds.
+
+MIGRATIONS: tuple[schema.Migration, ...] = (_V6, _V7, _V8)
 assert MIGRATIONS[-1].version == schema.SCHEMA_VERSION, "migrate PostgreSQL along with DuckDB"
 
 _GENERATING = "completion_tokens IS NOT NULL AND latency_ms > coalesce(ttft_ms, 0)"
@@ -312,6 +336,7 @@ _RETENTION = (
     "DELETE FROM requests WHERE started_at < %(cutoff)s",
     "DELETE FROM conversations WHERE started_at < %(cutoff)s",
     "DELETE FROM attempt_rows WHERE started_at < %(cutoff)s",
+    "DELETE FROM box_samples WHERE sampled_at < %(cutoff)s",
     f"DELETE FROM {schema.HOURLY_TABLE} WHERE hour < date_trunc('hour', %(cutoff)s::TIMESTAMP)",
     f"DELETE FROM {schema.HISTOGRAM_TABLE} WHERE hour < date_trunc('hour', %(cutoff)s::TIMESTAMP)",
 )
@@ -420,6 +445,12 @@ class PostgresStore:
             if attempts:
                 _copy(cur, schema.ATTEMPT_STAGING, schema.ATTEMPT_COLUMNS, attempts)
                 cur.execute(_MOVE_ATTEMPTS)
+
+    def write_box_samples(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        con = self._con
+        assert con is not None
+        with con.transaction(), con.cursor() as cur:
+            _copy(cur, "box_samples", schema.BOX_COLUMNS, rows)
 
     def housekeeping(self, retention_days: int | None, now: dt.datetime) -> None:
         con = self._con

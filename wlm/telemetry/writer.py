@@ -46,7 +46,12 @@ from attrs import frozen
 from wlm.config import Settings
 from wlm.telemetry import schema
 from wlm.telemetry.query import Cursor, QueryResult, TelemetryUnavailable, execute_limited
-from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
+from wlm.telemetry.records import (
+    AttemptRecord,
+    BoxSampleRecord,
+    ConversationRecord,
+    RequestRecord,
+)
 from wlm.telemetry.spool import Spool
 from wlm.telemetry.store import TelemetryStore
 from wlm.telemetry.store_duckdb import DuckDBStore, export_dir_for
@@ -71,6 +76,10 @@ _COMPACT_EVERY_S = 60.0
 _request_row = operator.attrgetter(*schema.REQUEST_COLUMNS)
 _conversation_row = operator.attrgetter(*schema.CONVERSATION_COLUMNS[:-1])
 _attempt_row = operator.attrgetter(*schema.ATTEMPT_COLUMNS)
+_box_row = operator.attrgetter(*schema.BOX_COLUMNS)
+# Box samples waiting to be written: a few rows every few seconds, so this is hours of
+# them; past it (the database away that long) the oldest go first.
+_BOX_QUEUE_MAX = 20_000
 
 
 @frozen
@@ -147,6 +156,7 @@ class TelemetryWriter:
         )
 
         self._queue: deque[_Item] = deque()
+        self._box: deque[BoxSampleRecord] = deque()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._closed = False
@@ -256,6 +266,23 @@ class TelemetryWriter:
             self._wake.set()
         return True
 
+    def submit_box(self, rows: Sequence[BoxSampleRecord]) -> bool:
+        """Queue one sample's rows of the box (``box_samples``); never blocks. They are
+        written by the same thread, in their own transaction, within a flush interval;
+        False when closed. Not spooled: while the database is away the newest
+        ``_BOX_QUEUE_MAX`` rows wait in memory."""
+        if self._closed:
+            self._count_drop(len(rows))
+            return False
+        box = self._box
+        box.extend(rows)
+        excess = len(box) - _BOX_QUEUE_MAX
+        if excess > 0:
+            for _ in range(excess):
+                box.popleft()
+            self._count_drop(excess, reason="box samples waited too long")
+        return True
+
     def stats(self) -> WriterStats:
         """Counts and health, cheap enough for every /health call."""
         return WriterStats(
@@ -278,6 +305,7 @@ class TelemetryWriter:
             return self._progress.wait_for(
                 lambda: (
                     not self._queue
+                    and not self._box
                     and not self._pending
                     and not self._inflight
                     and (self._spool is None or self._spool.empty)
@@ -367,6 +395,11 @@ class TelemetryWriter:
                 continue_now = len(self._queue) >= self._batch_size
                 if continue_now or self._pending:
                     continue
+            if self._box and not self._write_box():
+                if self._give_up():
+                    break
+                self._backoff()
+                continue
             if self._stopping.is_set() and not self._queue and not self._pending:
                 break
             busy = self._last_batch >= self._busy_rows
@@ -375,7 +408,7 @@ class TelemetryWriter:
         self._notify()
 
     def _has_work(self) -> bool:
-        return bool(self._queue or self._pending)
+        return bool(self._queue or self._pending or self._box)
 
     def _give_up(self) -> bool:
         return self._stopping.is_set() and time.monotonic() >= self._close_deadline
@@ -433,6 +466,22 @@ class TelemetryWriter:
         finally:
             self._count_drop(bad, reason=f"rejected by the database: {cause}")
         return written
+
+    def _write_box(self) -> bool:
+        """Write the waiting box samples; False (kept for the retry) if the database failed."""
+        box = self._box
+        taken = [box.popleft() for _ in range(len(box))]
+        try:
+            self._store.write_box_samples([_box_row(r) for r in taken])
+        except self._store.data_errors as exc:
+            self._count_drop(len(taken), reason=f"rejected by the database: {_one_line(exc)}")
+        except Exception as exc:
+            box.extendleft(reversed(taken))
+            self._fail(f"writing {len(taken)} box samples failed: {_one_line(exc)}")
+            self._disconnect()
+            return False
+        self._notify()
+        return True
 
     def _rows(self, batch: Sequence[_Item]) -> _Rows:
         rows = [_request_row(record) for record, _, _ in batch]

@@ -21,6 +21,7 @@ from typing import Any, TypedDict
 from attrs import frozen
 from litestar import Request, Response, get
 
+from wlm.web.box_figures import box_figures
 from wlm.web.common import reader
 from wlm.web.data import NoTelemetry, TelemetryReader, utc_now, window_start
 from wlm.web.figures import (
@@ -190,6 +191,7 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
             histogram,
             over_time,
             outcomes_over_time,
+            box,
         ) = await asyncio.gather(
             telemetry.named("summary_by_provider", hours=hours),
             telemetry.named("summary_by_model", hours=hours),
@@ -198,11 +200,18 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
             telemetry.named("resilience_by_provider", hours=hours),
             telemetry.named("latency_histogram", max_rows=5000, hours=hours, group_by=by),
             *_over_time(telemetry, chosen, by),
+            # The box's samples over the range, in the charts' buckets (raw rows).
+            telemetry.named(
+                "box_timeseries",
+                max_rows=10000,
+                hours=chosen.hours if chosen.minutely else hours,
+                bucket_minutes=int(chosen.bucket.total_seconds() // 60),
+            ),
         )
     except NoTelemetry as exc:
         context["telemetry_error"] = str(exc)
         by_provider, by_model, found, by_endpoint, resilience, histogram = [], [], [], [], [], []
-        over_time, outcomes_over_time = [], []
+        over_time, outcomes_over_time, box = [], [], []
     for row in (*by_provider, *by_model):
         row["provider"] = row["provider"] or UNROUTED
     outcomes, model_outcomes = _outcomes(found)
@@ -222,6 +231,7 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
             outcomes_timeseries=outcomes_over_time,
             latency_histogram=histogram,
             latency_p50_ms=_latency_p50(over_time, chosen.bucket),
+            box_timeseries=box,
         )
     else:
         start = now - dt.timedelta(hours=chosen.hours) if chosen.minutely else since
@@ -233,6 +243,7 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
             distribution_figures=distribution_figures(histogram, summaries, by),
             speed_figure=speed_cost_figure(by_model),
             outcome_classes=OUTCOME_CLASSES,
+            box_figures=box_figures(box, window),
         )
     return page(
         request,

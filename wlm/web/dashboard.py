@@ -10,6 +10,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 
+from wlm.local.box_stats import sample_json
 from wlm.metrics import PulseBucket
 from wlm.web.access import gateway_of
 from wlm.web.charts import Series, time_columns, time_lines
@@ -104,10 +105,15 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
         "local_models": len(local.model_ids()) if local is not None else 0,
         "instances": instances(gateway),
         "in_flight": gateway.metrics.in_flight,
+        # The box's latest sample (taken in the background; None before the first).
+        "box": gateway.box,
+        "box_every_s": gateway.settings.stats_every_s,
+        "box_age_s": max(0.0, now - gateway.box.at) if gateway.box is not None else None,
         **await live_figures(request),
     }
     if wants_json(request):
         context["pulse"] = [{**plain(b), "at": _moment(b.at)} for b in buckets]
+        context["box"] = sample_json(gateway.box) if gateway.box is not None else None
     else:
         context["pulse_figures"] = pulse_figures(buckets, now)
     return page(request, "dashboard.html", context, active="/", fragments={"live": "_live.html"})

@@ -18,7 +18,12 @@ from wlm.local.dispatch import Dispatcher
 from wlm.local.protocol import EngineLease, QueueEntry, QueuePlace
 from wlm.local.queue import Priority
 from wlm.local.supervisor import Instance, InstanceState
-from wlm.telemetry.records import AttemptRecord, ConversationRecord, RequestRecord
+from wlm.telemetry.records import (
+    AttemptRecord,
+    BoxSampleRecord,
+    ConversationRecord,
+    RequestRecord,
+)
 from wlm.transport import MockResponse, MockTransport, UpstreamRequest
 
 ENV = {
@@ -34,6 +39,7 @@ class ListSink:
     def __init__(self) -> None:
         self.rows: list[tuple[RequestRecord, ConversationRecord | None]] = []
         self.attempts: list[AttemptRecord] = []
+        self.box: list[BoxSampleRecord] = []
 
     def start(self) -> None: ...
 
@@ -47,6 +53,10 @@ class ListSink:
     ) -> bool:
         self.rows.append((record, conversation))
         self.attempts.extend(attempts)
+        return True
+
+    def submit_box(self, rows: Sequence[BoxSampleRecord]) -> bool:
+        self.box.extend(rows)
         return True
 
     def flush(self, timeout_s: float = 10.0) -> bool:

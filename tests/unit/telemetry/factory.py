@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from wlm.telemetry.records import ConversationRecord, RequestRecord
+from wlm.telemetry.records import BoxSampleRecord, ConversationRecord, RequestRecord
 
 
 def utc_now() -> dt.datetime:
@@ -42,3 +42,14 @@ def make_conversation(record: RequestRecord, text: str = "hello") -> Conversatio
         request_json=f'{{"messages": [{{"role": "user", "content": "{text}"}}]}}',
         response_text=f"reply to {text}",
     )
+
+
+def make_box_rows(*, ago_s: float = 1.0, host: str = "box1") -> list[BoxSampleRecord]:
+    """One sample of a box with a GPU and a local engine: ``box_samples`` rows."""
+    at = (utc_now() - dt.timedelta(seconds=ago_s)).replace(tzinfo=None)
+    gib = 1024**3
+    return [
+        BoxSampleRecord(at, host, "cpu", None, None, 42.5, 6 * gib, 16 * gib, None),
+        BoxSampleRecord(at, host, "gpu", "NVIDIA RTX 4090", 0, 97.0, 20 * gib, 24 * gib, None),
+        BoxSampleRecord(at, host, "engine", "qwen3-0.6b", None, None, 700 * 1024**2, None, 2),
+    ]
