@@ -1,6 +1,7 @@
 """The queue in front of the local engines, through a real `wlm serve` and real engines
 (the tiny GGUF model): a mixed load of two models and three priorities is served in
-priority order, with as few engine swaps as the order allows.
+priority order, with as few engine swaps as the order allows; cancelling from the API
+ends a waiting stream and a running request in their clients' terms.
 
 The engine holding the one slot is paused (SIGSTOP) while the load queues up, so the
 queue's state is known before anything moves; no sleep synchronises the test.
@@ -157,4 +158,67 @@ def test_a_mixed_load_is_served_by_priority_without_swap_thrash(server: WlmServe
     # The waiting stream was told its place, and told again when it moved.
     assert comments[0] == ": queued position=5 of 6"
     assert len(set(comments)) > 1
+    http.close()
+
+
+def test_cancelling_from_the_api_ends_a_waiting_stream_and_a_running_request(
+    server: WlmServer,
+) -> None:
+    http = httpx.Client(base_url=server.base_url, timeout=60)
+    assert http.post("/api/models/tiny-a/load").status_code == 200
+    [engine] = http.get("/api/instances").json()["data"]
+    pid = engine["pid"]
+    os.kill(pid, signal.SIGSTOP)  # the running request cannot finish: it must be cancelled
+    body = {"model": "tiny-a", "messages": HI, "max_tokens": 4}
+
+    def whole() -> httpx.Response:
+        with httpx.Client(base_url=server.base_url, timeout=60) as client:
+            return client.post("/v1/chat/completions", json=body, headers={"x-request-id": "r"})
+
+    def stream() -> list[str]:
+        with (
+            httpx.Client(base_url=server.base_url, timeout=60) as client,
+            client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json={**body, "stream": True},
+                headers={"x-request-id": "s"},
+            ) as response,
+        ):
+            assert response.status_code == 200
+            return [line for line in response.iter_lines() if line]
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            running = pool.submit(whole)
+            until_queued(http, "r")
+            waiting = pool.submit(stream)
+            until_queued(http, "s")
+            listed = {e["request_id"]: e for e in queue(http)}
+            assert (listed["r"]["state"], listed["s"]["state"]) == ("running", "waiting")
+
+            for request_id in ("s", "r"):
+                answer = http.delete(f"/api/queue/{request_id}")  # its x-request-id works too
+                assert answer.status_code == 200, answer.text
+            lines = waiting.result(timeout=30)
+            cancelled = running.result(timeout=30)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    assert lines[0] == ": queued position=1 of 1"
+    assert "request_cancelled" in lines[-1] and "cancelled by an administrator" in lines[-1]
+    assert cancelled.status_code == 503
+    assert cancelled.headers["x-should-retry"] == "false"
+    assert cancelled.json()["error"]["code"] == "cancelled_by_admin"
+    assert queue(http) == []
+    assert http.delete("/api/queue/r").status_code == 404
+    wait_for_rows(http, 2)
+    rows = sql_api(http, "SELECT request_id, status, error_type FROM requests ORDER BY 1")
+    assert [(r["request_id"], r["status"], r["error_type"]) for r in rows] == [
+        ("r", "cancelled", "request_cancelled"),
+        ("s", "cancelled", "request_cancelled"),
+    ]
+    # The engine's slot came back: the next request is answered.
+    reply = http.post("/v1/chat/completions", json=body)
+    assert reply.status_code == 200, reply.text
     http.close()

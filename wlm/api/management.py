@@ -166,7 +166,7 @@ async def api_instance_logs(request: Request[Any, Any, Any], path: str) -> Respo
 @get("/api/queue", guards=[admin_guard])
 async def api_queue(request: Request[Any, Any, Any]) -> Response[Any]:
     """The requests running on the local engines and waiting for them (running first,
-    then by position), and each engine's slots."""
+    then by position)."""
     local = _gateway(request).local
     entries = [_plain(e) for e in local.queue()] if local else []
     return json_response({"data": entries})
