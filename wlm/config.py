@@ -228,6 +228,9 @@ class Settings:
     local_load_timeout_s: float = 120.0
     local_options_file: Path | None = None
     local_rescan_s: float = 3.0
+    # End a local request that gets no token for this long while its engine is not
+    # reading a prompt (the stall watchdog, wlm/local/watchdog.py); 0 turns it off.
+    local_stall_s: float = 60.0
     # What local engines serve natively (WLM_LOCAL_DIALECTS); chat is always among them.
     local_dialects: tuple[str, ...] = ("chat", "messages", "responses")
     providers: tuple[ProviderConfig, ...] = ()
@@ -442,6 +445,7 @@ _SIMPLE: dict[str, str] = {
     "WLM_LOCAL_LOAD_TIMEOUT_S": "local_load_timeout_s",
     "WLM_LOCAL_OPTIONS": "local_options_file",
     "WLM_LOCAL_RESCAN_S": "local_rescan_s",
+    "WLM_LOCAL_STALL_S": "local_stall_s",
     "WLM_DEFAULT_PROVIDER": "default_provider",
     "WLM_ADMIN_KEY": "admin_key",
     "WLM_ALLOW_OPEN": "allow_open",
@@ -487,6 +491,7 @@ _NON_NEGATIVE = {
     "cooldown_s",
     "local_max_wait_s",
     "stats_every_s",
+    "local_stall_s",
 }
 
 
