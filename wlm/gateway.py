@@ -40,7 +40,7 @@ from wlm.resilience.retry_policy import RetryPolicy
 from wlm.routing.resolve import Router
 from wlm.sessions import SessionSigner
 from wlm.telemetry.pricing import Prices
-from wlm.telemetry.records import BoxSampleRecord
+from wlm.telemetry.records import BoxSampleRecord, EngineEventRecord
 from wlm.telemetry.sink import TelemetrySink
 from wlm.telemetry.spend import read_spend
 from wlm.transport import PooledTransport, TransportFactory
@@ -154,6 +154,8 @@ class Gateway:
                         self._follow_fleet_spend(self.telemetry), name="wlm-fleet-spend"
                     )
         if self.local is not None:
+            if self.telemetry is not None:
+                self.local.on_engine_event(self._engine_event)
             await self.local.start()
         self.catalog.refresh_in_background()
         self.peers.start()
@@ -163,6 +165,14 @@ class Gateway:
                 self._sample_box(self.settings.stats_every_s), name="wlm-box-stats"
             )
         self.started.set()
+
+    def _engine_event(self, model_id: str, event: str, detail: str) -> None:
+        """A local engine crashed (or was held): an ``engine_events`` row, off the loop."""
+        assert self.telemetry is not None
+        at = datetime.now(UTC).replace(tzinfo=None)
+        self.telemetry.submit_event(
+            EngineEventRecord(at, socket.gethostname(), model_id, event, self.redactor.text(detail))
+        )
 
     async def _beat(self) -> None:
         while True:

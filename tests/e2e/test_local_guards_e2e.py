@@ -6,7 +6,8 @@
   (SIGCONT) its ``/slots`` shows the slot freed (wlm closed the connection).
 - Crash recovery: an engine killed with SIGKILL is restarted by the next request;
   three kills within a minute hold the model (failed, with its last log lines, in the
-  error a request gets and on /api/instances) until an explicit load.
+  error a request gets and on /api/instances) until an explicit load; every crash is
+  an ``engine_events`` row and counted on /analytics.
 """
 
 from __future__ import annotations
@@ -216,4 +217,17 @@ def test_killed_engines_restart_then_three_kills_in_a_minute_hold_the_model(
     assert instance(http, "tiny")["held_s"] is None
     assert http.post("/v1/chat/completions", json=ask).status_code == 200
 
+    # Telemetry: a row per crash and one for the hold, and /analytics counts them.
+    def events() -> list[dict[str, Any]]:
+        found = sql_api(
+            http, "SELECT event, count(*) AS n FROM engine_events WHERE model = 'tiny' GROUP BY 1"
+        )
+        return found if {r["event"]: r["n"] for r in found} == {"crash": 3, "held": 1} else []
+
+    until(events, what="the engine_events rows")
+    crashes = http.get("/analytics.json").json()["engine_crashes"]
+    assert [(c["model"], c["crashes"], c["holds"]) for c in crashes] == [("tiny", 3, 1)]
+    page = http.get("/analytics")
+    assert 'id="engine-crashes"' in page.text
+    assert '<td class="num crashes">3</td>' in page.text
     http.close()

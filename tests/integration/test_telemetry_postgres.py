@@ -22,7 +22,7 @@ from wlm.config import load_settings
 from wlm.telemetry import schema
 from wlm.telemetry.analytics import load_named_queries, run_named
 from wlm.telemetry.query import ForbiddenQuery, QueryFailed, QueryTimeout, run_user_sql
-from wlm.telemetry.records import AttemptRecord
+from wlm.telemetry.records import AttemptRecord, EngineEventRecord
 from wlm.telemetry.spend import read_spend
 from wlm.telemetry.store_postgres import MIGRATIONS, PostgresStore
 from wlm.telemetry.writer import TelemetryWriter
@@ -42,6 +42,7 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
     "summary_by_provider": [{}, {"hours": 96}],
     "summary_by_model": [{}, {"hours": 96}],
     "box_timeseries": [{}, {"hours": 1, "bucket_minutes": 2}],
+    "engine_crashes": [{}, {"hours": 96}],
 }
 
 
@@ -101,6 +102,17 @@ def write_box(writer: TelemetryWriter) -> None:
     assert writer.flush(timeout_s=20)
 
 
+def write_events(writer: TelemetryWriter, now: dt.datetime) -> None:
+    for ago_s, model, event in (
+        (40, "tiny", "crash"),
+        (30, "tiny", "held"),
+        (9000, "big", "crash"),
+    ):
+        at = now - dt.timedelta(seconds=ago_s)
+        assert writer.submit_event(EngineEventRecord(at, "box-a", model, event, "killed"))
+    assert writer.flush(timeout_s=20)
+
+
 @pytest.fixture
 async def both(
     tmp_path: Path, pg_url: str
@@ -108,9 +120,11 @@ async def both(
     items = rows_of_known_records()
     duck = TelemetryWriter(tmp_path / "t.duckdb", batch_size=7)
     pg = TelemetryWriter(PostgresStore(pg_url), batch_size=7)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     for writer in (duck, pg):
         await asyncio.to_thread(write_all, writer, items)
         await asyncio.to_thread(write_box, writer)
+        await asyncio.to_thread(write_events, writer, now)
     yield duck, pg
     await duck.aclose()
     await pg.aclose()

@@ -41,6 +41,7 @@ from wlm.telemetry.records import (
     AttemptRecord,
     BoxSampleRecord,
     ConversationRecord,
+    EngineEventRecord,
     RequestRecord,
 )
 from wlm.telemetry.sink import TelemetrySink
@@ -409,6 +410,9 @@ class OtlpSink:
 
     def submit_box(self, rows: Sequence[BoxSampleRecord]) -> bool:
         return self.inner.submit_box(rows)
+
+    def submit_event(self, record: EngineEventRecord) -> bool:
+        return self.inner.submit_event(record)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         return self.inner.flush(timeout_s)

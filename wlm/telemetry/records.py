@@ -11,7 +11,13 @@ from datetime import datetime
 
 from attrs import frozen
 
-__all__ = ["AttemptRecord", "BoxSampleRecord", "ConversationRecord", "RequestRecord"]
+__all__ = [
+    "AttemptRecord",
+    "BoxSampleRecord",
+    "ConversationRecord",
+    "EngineEventRecord",
+    "RequestRecord",
+]
 
 
 @frozen
@@ -118,3 +124,19 @@ class BoxSampleRecord:
     mem_used_bytes: int | None = None  # cpu: RAM in use; gpu: its memory; engine: RSS
     mem_total_bytes: int | None = None  # cpu: RAM; gpu: its memory
     slots_busy: int | None = None  # engine: requests on its slots
+
+
+@frozen
+class EngineEventRecord:
+    """One row of ``engine_events``: something that happened to a local engine by itself.
+
+    ``event`` is ``crash`` (the engine exited on its own; ``detail``: its exit status and
+    last error line) or ``held`` (a crash loop: no request restarts it for a while, see
+    docs/local-models.md#guards; ``detail``: the reason with its last log lines).
+    """
+
+    happened_at: datetime  # naive UTC
+    host: str  # the machine whose engine it was (replicas may share a PostgreSQL)
+    model: str
+    event: str  # "crash" | "held"
+    detail: str | None = None

@@ -25,6 +25,7 @@ from wlm.telemetry.records import (
     AttemptRecord,
     BoxSampleRecord,
     ConversationRecord,
+    EngineEventRecord,
     RequestRecord,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "BOX_COLUMNS",
     "CONVERSATION_COLUMNS",
     "CONVERSATION_STAGING",
+    "EVENT_COLUMNS",
     "HISTOGRAM_HOURLY_DAYS",
     "HISTOGRAM_TABLE",
     "HOURLY_TABLE",
@@ -54,6 +56,7 @@ __all__ = [
     "staging_statements",
     "write_batch",
     "write_box_samples",
+    "write_engine_events",
 ]
 
 
@@ -295,6 +298,7 @@ def retention_statements() -> tuple[str, ...]:
         "DELETE FROM conversations WHERE started_at < $cutoff",
         "DELETE FROM attempt_rows WHERE started_at < $cutoff",
         "DELETE FROM box_samples WHERE sampled_at < $cutoff",
+        "DELETE FROM engine_events WHERE happened_at < $cutoff",
         f"DELETE FROM {HOURLY_TABLE} WHERE hour < date_trunc('hour', $cutoff)",
         f"DELETE FROM {HISTOGRAM_TABLE} WHERE hour < date_trunc('hour', $cutoff)",
     )
@@ -445,14 +449,30 @@ _V8 = Migration(
 
 # Version 9: what happened to the local engines by themselves (issue 13, the guards):
 # a row per crash, and per crash loop that held a model (docs/local-models.md#guards).
+_V9 = Migration(
+    9,
+    "engine_events: local engine crashes and crash-loop holds",
+    (
+        """
+        CREATE TABLE engine_events (
+            happened_at TIMESTAMP NOT NULL,
+            host VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            event VARCHAR NOT NULL,
+            detail VARCHAR
+        )
+        """,
+    ),
+)
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 # Insert order used by the writer; names match the record fields one to one.
 REQUEST_COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(RequestRecord))
 ATTEMPT_COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(AttemptRecord))
 BOX_COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(BoxSampleRecord))
+EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in attrs.fields(EngineEventRecord))
 # request_id and the text fields come from ConversationRecord; started_at from its request.
 CONVERSATION_COLUMNS: tuple[str, ...] = (
     *(f.name for f in attrs.fields(ConversationRecord)),
@@ -499,6 +519,21 @@ def write_box_samples(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[Any, 
     try:
         con.executemany(
             f"INSERT INTO box_samples ({', '.join(BOX_COLUMNS)}) VALUES ({marks})", rows
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+
+
+def write_engine_events(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append engine events (in :data:`EVENT_COLUMNS` order) in one transaction (rare
+    rows: a plain INSERT)."""
+    marks = ", ".join("?" for _ in EVENT_COLUMNS)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.executemany(
+            f"INSERT INTO engine_events ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})", rows
         )
         con.execute("COMMIT")
     except BaseException:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         AttemptRecord,
         BoxSampleRecord,
         ConversationRecord,
+        EngineEventRecord,
         RequestRecord,
     )
     from wlm.telemetry.writer import WriterStats
@@ -43,6 +44,10 @@ class TelemetrySink(Protocol):
 
     def submit_box(self, rows: Sequence[BoxSampleRecord]) -> bool:
         """Queue one sample of the box's resources (``box_samples`` rows); never blocks."""
+        ...
+
+    def submit_event(self, record: EngineEventRecord) -> bool:
+        """Queue one local engine event (an ``engine_events`` row); never blocks."""
         ...
 
     def flush(self, timeout_s: float = 10.0) -> bool: ...

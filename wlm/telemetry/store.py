@@ -49,6 +49,10 @@ class TelemetryStore(Protocol):
         """Write box samples (in ``schema.BOX_COLUMNS`` order) in one transaction."""
         ...
 
+    def write_engine_events(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Write engine events (in ``schema.EVENT_COLUMNS`` order) in one transaction."""
+        ...
+
     def housekeeping(self, retention_days: int | None, now: dt.datetime) -> None: ...
 
     def compact(self, since: dt.datetime) -> None:

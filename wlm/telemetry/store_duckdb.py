@@ -86,6 +86,10 @@ class DuckDBStore:
         assert self._con is not None
         schema.write_box_samples(self._con, rows)
 
+    def write_engine_events(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        assert self._con is not None
+        schema.write_engine_events(self._con, rows)
+
     def housekeeping(self, retention_days: int | None, now: dt.datetime) -> None:
         assert self._con is not None
         schema.housekeeping(self._con, retention_days, now)

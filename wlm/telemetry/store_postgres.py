@@ -231,8 +231,23 @@ _V8 = schema.Migration(
 )
 
 # DuckDB's version 9: local engine crashes and crash-loop holds.
+_V9 = schema.Migration(
+    9,
+    "engine_events: local engine crashes and crash-loop holds",
+    (
+        """
+        CREATE TABLE engine_events (
+            happened_at TIMESTAMP NOT NULL,
+            host VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            event VARCHAR NOT NULL,
+            detail VARCHAR
+        )
+        """,
+    ),
+)
 
-MIGRATIONS: tuple[schema.Migration, ...] = (_V6, _V7, _V8)
+MIGRATIONS: tuple[schema.Migration, ...] = (_V6, _V7, _V8, _V9)
 assert MIGRATIONS[-1].version == schema.SCHEMA_VERSION, "migrate PostgreSQL along with DuckDB"
 
 _GENERATING = "completion_tokens IS NOT NULL AND latency_ms > coalesce(ttft_ms, 0)"
@@ -337,6 +352,7 @@ _RETENTION = (
     "DELETE FROM conversations WHERE started_at < %(cutoff)s",
     "DELETE FROM attempt_rows WHERE started_at < %(cutoff)s",
     "DELETE FROM box_samples WHERE sampled_at < %(cutoff)s",
+    "DELETE FROM engine_events WHERE happened_at < %(cutoff)s",
     f"DELETE FROM {schema.HOURLY_TABLE} WHERE hour < date_trunc('hour', %(cutoff)s::TIMESTAMP)",
     f"DELETE FROM {schema.HISTOGRAM_TABLE} WHERE hour < date_trunc('hour', %(cutoff)s::TIMESTAMP)",
 )
@@ -451,6 +467,12 @@ class PostgresStore:
         assert con is not None
         with con.transaction(), con.cursor() as cur:
             _copy(cur, "box_samples", schema.BOX_COLUMNS, rows)
+
+    def write_engine_events(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        con = self._con
+        assert con is not None
+        with con.transaction(), con.cursor() as cur:
+            _copy(cur, "engine_events", schema.EVENT_COLUMNS, rows)
 
     def housekeeping(self, retention_days: int | None, now: dt.datetime) -> None:
         con = self._con

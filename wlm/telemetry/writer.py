@@ -50,6 +50,7 @@ from wlm.telemetry.records import (
     AttemptRecord,
     BoxSampleRecord,
     ConversationRecord,
+    EngineEventRecord,
     RequestRecord,
 )
 from wlm.telemetry.spool import Spool
@@ -77,6 +78,7 @@ _request_row = operator.attrgetter(*schema.REQUEST_COLUMNS)
 _conversation_row = operator.attrgetter(*schema.CONVERSATION_COLUMNS[:-1])
 _attempt_row = operator.attrgetter(*schema.ATTEMPT_COLUMNS)
 _box_row = operator.attrgetter(*schema.BOX_COLUMNS)
+_event_row = operator.attrgetter(*schema.EVENT_COLUMNS)
 # Box samples waiting to be written: a few rows every few seconds, so this is hours of
 # them; past it (the database away that long) the oldest go first.
 _BOX_QUEUE_MAX = 20_000
@@ -157,6 +159,7 @@ class TelemetryWriter:
 
         self._queue: deque[_Item] = deque()
         self._box: deque[BoxSampleRecord] = deque()
+        self._events: deque[EngineEventRecord] = deque(maxlen=_BOX_QUEUE_MAX)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._closed = False
@@ -283,6 +286,17 @@ class TelemetryWriter:
             self._count_drop(excess, reason="box samples waited too long")
         return True
 
+    def submit_event(self, record: EngineEventRecord) -> bool:
+        """Queue one local engine event (``engine_events``: a crash); never blocks.
+        Written by the same thread like box samples, in their own transaction; False
+        when closed."""
+        if self._closed:
+            self._count_drop(1)
+            return False
+        self._events.append(record)
+        self._wake.set()
+        return True
+
     def stats(self) -> WriterStats:
         """Counts and health, cheap enough for every /health call."""
         return WriterStats(
@@ -306,6 +320,7 @@ class TelemetryWriter:
                 lambda: (
                     not self._queue
                     and not self._box
+                    and not self._events
                     and not self._pending
                     and not self._inflight
                     and (self._spool is None or self._spool.empty)
@@ -395,6 +410,11 @@ class TelemetryWriter:
                 continue_now = len(self._queue) >= self._batch_size
                 if continue_now or self._pending:
                     continue
+            if self._events and not self._write_events():
+                if self._give_up():
+                    break
+                self._backoff()
+                continue
             if self._box and not self._write_box():
                 if self._give_up():
                     break
@@ -408,7 +428,7 @@ class TelemetryWriter:
         self._notify()
 
     def _has_work(self) -> bool:
-        return bool(self._queue or self._pending or self._box)
+        return bool(self._queue or self._pending or self._box or self._events)
 
     def _give_up(self) -> bool:
         return self._stopping.is_set() and time.monotonic() >= self._close_deadline
@@ -478,6 +498,22 @@ class TelemetryWriter:
         except Exception as exc:
             box.extendleft(reversed(taken))
             self._fail(f"writing {len(taken)} box samples failed: {_one_line(exc)}")
+            self._disconnect()
+            return False
+        self._notify()
+        return True
+
+    def _write_events(self) -> bool:
+        """Write the waiting engine events; False (kept for the retry) if the database failed."""
+        events = self._events
+        taken = [events.popleft() for _ in range(len(events))]
+        try:
+            self._store.write_engine_events([_event_row(r) for r in taken])
+        except self._store.data_errors as exc:
+            self._count_drop(len(taken), reason=f"rejected by the database: {_one_line(exc)}")
+        except Exception as exc:
+            events.extendleft(reversed(taken))
+            self._fail(f"writing {len(taken)} engine events failed: {_one_line(exc)}")
             self._disconnect()
             return False
         self._notify()

@@ -192,6 +192,7 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
             over_time,
             outcomes_over_time,
             box,
+            crashes,
         ) = await asyncio.gather(
             telemetry.named("summary_by_provider", hours=hours),
             telemetry.named("summary_by_model", hours=hours),
@@ -207,11 +208,13 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
                 hours=chosen.hours if chosen.minutely else hours,
                 bucket_minutes=int(chosen.bucket.total_seconds() // 60),
             ),
+            # Local engines that exited by themselves (engine_events).
+            telemetry.named("engine_crashes", hours=hours),
         )
     except NoTelemetry as exc:
         context["telemetry_error"] = str(exc)
         by_provider, by_model, found, by_endpoint, resilience, histogram = [], [], [], [], [], []
-        over_time, outcomes_over_time, box = [], [], []
+        over_time, outcomes_over_time, box, crashes = [], [], [], []
     for row in (*by_provider, *by_model):
         row["provider"] = row["provider"] or UNROUTED
     outcomes, model_outcomes = _outcomes(found)
@@ -220,6 +223,7 @@ async def analytics_page(request: Request[Any, Any, Any]) -> Response[Any]:
         models=by_model,
         endpoints=by_endpoint,
         resilience=resilience,
+        engine_crashes=crashes,
         outcome_columns=_outcome_columns(outcomes),
         outcomes=outcomes,
         model_outcome_columns=_outcome_columns(model_outcomes),

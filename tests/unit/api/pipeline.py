@@ -106,6 +106,8 @@ class FakeLocal:
     def kill_engines_now(self) -> list[int]:
         return []
 
+    def on_engine_event(self, sink: Callable[[str, str, str], None] | None) -> None: ...
+
     def model_ids(self) -> frozenset[str]:
         return self.ids
 
