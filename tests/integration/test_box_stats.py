@@ -125,6 +125,9 @@ async def test_without_a_gpu_tool_there_is_no_gpu_section(
             "/", params={"fragment": "live"}, headers={"hx-request": "true", **BEARER}
         )
         assert 'id="box-cpu"' in live.text and "box-gpu" not in live.text
+        twin = (await c.get("/index.json", headers=BEARER)).json()["box"]
+        assert twin["memory"]["total_bytes"] == body["memory"]["total_bytes"]
+        assert "gpus" not in twin
 
 
 async def test_stats_off_is_a_clear_404(make_client: Callable[..., Client], bin_dir: Path) -> None:
