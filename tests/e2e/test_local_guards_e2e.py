@@ -207,9 +207,12 @@ def test_killed_engines_restart_then_three_kills_in_a_minute_hold_the_model(
     assert int(reply.headers["retry-after"]) > 0
     assert instance(http, "tiny")["pid"] is None  # not restarted
 
-    # The Models page shows why.
+    # The Models and Instances pages show why.
     page = http.get("/models")
     assert "crashed 3 times within 60 s" in page.text
+    page = http.get("/instances")
+    assert "crashed 3 times within 60 s" in page.text
+    assert "held, " in page.text and "(3 crashes)" in page.text
 
     # An explicit load clears the hold.
     loaded = http.post("/api/models/tiny/load")
