@@ -80,6 +80,7 @@ class Sent:
     tokens: Tokens = USAGE
     text: str | None = None  # the reply text the client assembled
     tool_calls: list[tuple[str, dict[str, Any]]] = field(factory=list)
+    settings: dict[str, Any] = field(factory=dict)  # e.g. max_tokens, kept with the content
 
 
 @define
@@ -97,6 +98,10 @@ class Mix:
 
     def row(self, sent: Sent) -> dict[str, Any]:
         return next(r for r in self.live_rows if r["id"] == sent.request_id)
+
+
+# The generation settings a conversation row keeps beside the messages.
+KEPT_SETTINGS = ("temperature", "top_p", "max_tokens", "max_completion_tokens")
 
 
 def ask() -> list[dict[str, Any]]:
@@ -150,6 +155,7 @@ class Client:
                 tokens=tokens or UNKNOWN,
                 text=text or None,
                 tool_calls=[(n, json.loads(a)) for _, (n, a) in sorted(calls.items())],
+                settings={k: v for k, v in kwargs.items() if k in KEPT_SETTINGS},
             )
         )
 
@@ -344,7 +350,11 @@ def test_conversations_hold_the_messages_reply_and_tool_calls(mix: Mix) -> None:
     assert sorted(conversations) == sorted(s.request_id for s in routed)  # none for the 404
     for sent in routed:
         conversation = conversations[sent.request_id]
-        assert json.loads(conversation["request_json"]) == {"messages": sent.messages}
+        # The messages, and the generation settings the client set (for a replay).
+        assert json.loads(conversation["request_json"]) == {
+            "messages": sent.messages,
+            **sent.settings,
+        }
         if sent.status == "ok":
             assert conversation["response_text"] == sent.text, sent.model
         calls = json.loads(conversation["tool_calls_json"] or "[]")
