@@ -24,7 +24,7 @@ from tests.pg import unprivileged_user
 
 SHIPPED = Path(__file__).resolve().parents[1] / "docs" / "nginx.conf"
 REPLICA_PLACEHOLDERS = ("wlm-1.internal:5250", "wlm-2.internal:5250")
-LISTEN_PLACEHOLDER = "listen 80;"
+LISTEN_PLACEHOLDER = "listen 80 default_server;"
 
 _MAIN = """\
 daemon off;
@@ -65,7 +65,7 @@ def site_config(replicas: tuple[str, str], port: int) -> str:
         assert text.count(placeholder) == 2, f"docs/nginx.conf changed: {placeholder}"
         text = text.replace(placeholder, address)
     assert text.count(LISTEN_PLACEHOLDER) == 1, "docs/nginx.conf changed: listen"
-    return text.replace(LISTEN_PLACEHOLDER, f"listen 127.0.0.1:{port};")
+    return text.replace(LISTEN_PLACEHOLDER, f"listen 127.0.0.1:{port} default_server;")
 
 
 def _free_port() -> int:
