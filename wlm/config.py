@@ -231,6 +231,9 @@ class Settings:
     # End a local request that gets no token for this long while its engine is not
     # reading a prompt (the stall watchdog, wlm/local/watchdog.py); 0 turns it off.
     local_stall_s: float = 60.0
+    # Send a conversation back to the engine slot that holds its prompt (docs/local-models.md,
+    # "Cache-aware slots").
+    local_slot_affinity: bool = True
     # What local engines serve natively (WLM_LOCAL_DIALECTS); chat is always among them.
     local_dialects: tuple[str, ...] = ("chat", "messages", "responses")
     providers: tuple[ProviderConfig, ...] = ()
@@ -446,6 +449,7 @@ _SIMPLE: dict[str, str] = {
     "WLM_LOCAL_OPTIONS": "local_options_file",
     "WLM_LOCAL_RESCAN_S": "local_rescan_s",
     "WLM_LOCAL_STALL_S": "local_stall_s",
+    "WLM_LOCAL_SLOT_AFFINITY": "local_slot_affinity",
     "WLM_DEFAULT_PROVIDER": "default_provider",
     "WLM_ADMIN_KEY": "admin_key",
     "WLM_ALLOW_OPEN": "allow_open",

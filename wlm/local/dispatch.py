@@ -6,7 +6,10 @@ or crashes) the dispatcher asks :func:`wlm.local.queue.plan` what to do and lets
 chosen tickets through: to their ready engine, or to start theirs (the supervisor
 then evicts the engine the plan named, after its running requests end). A ticket let
 through stays counted as running on its engine until the request releases it, which
-is how the queue knows the engine's free slots.
+is how the queue knows the engine's free slots. With cache-aware slots on
+(``WLM_LOCAL_SLOT_AFFINITY``), it also knows which: :meth:`Dispatcher.take_slot` gives
+a request that got its engine one of the free slots, chosen by
+:func:`wlm.local.slot_affinity.pick` from what each slot was last sent.
 
 Everything runs on the event loop; :meth:`Dispatcher.dispatch` is synchronous and
 only completes futures, so it may run from the supervisor's change notification.
@@ -24,6 +27,7 @@ import attrs
 
 from wlm.local.protocol import QueueEntry, QueuePlace
 from wlm.local.queue import EngineView, Plan, Priority, Waiter, plan
+from wlm.local.slot_affinity import Prefix, pick
 from wlm.local.supervisor import Instance, InstanceState
 
 __all__ = ["Dispatcher", "Engines", "Ticket"]
@@ -55,6 +59,8 @@ class Ticket:
     started: float | None = None  # monotonic: when it was let through
     evict: str | None = None  # the engine its start evicts (the plan's choice)
     position: tuple[int, int] | None = None  # (position, of) while waiting
+    prefix: Prefix | None = None  # its prompt, for cache-aware slots
+    slot: int | None = None  # the engine slot it holds (cache-aware slots)
     granted: asyncio.Future[None] = attrs.field(
         factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -69,14 +75,35 @@ class Ticket:
         return max(0.0, end - self.enqueued)
 
 
+@attrs.define
+class _Slots:
+    """One engine's slots (for one start of it): what each was last sent, when each
+    was last released (on the dispatcher's clock; -1: never), who holds which."""
+
+    starts: int
+    held: list[Prefix | None]
+    last_used: list[int]
+    busy: dict[int, Ticket] = attrs.field(factory=dict)
+
+    @classmethod
+    def empty(cls, starts: int, count: int) -> _Slots:
+        return cls(starts, [None] * count, [-1] * count)
+
+
 class Dispatcher:
     """The tickets of every local request, and the plan that lets them through.
 
     ``slots_for(model)``: an engine's parallel slots (read when it becomes ready).
+    ``affinity``: cache-aware slots (:meth:`take_slot`).
     """
 
     def __init__(
-        self, supervisor: Engines, slots_for: Callable[[str], int], max_loaded: int
+        self,
+        supervisor: Engines,
+        slots_for: Callable[[str], int],
+        max_loaded: int,
+        *,
+        affinity: bool = False,
     ) -> None:
         self._supervisor = supervisor
         self._slots_for = slots_for
@@ -89,6 +116,9 @@ class Dispatcher:
         self._ready: dict[str, tuple[int, int, int]] = {}
         self._evicting: dict[str, str] = {}  # a pending start's model -> the engine it evicts
         self.plans = 0  # how many times the plan ran (for tests)
+        self._affinity = affinity
+        self._slots: dict[str, _Slots] = {}  # per model, with cache-aware slots
+        self._releases = itertools.count()  # the clock of slot releases
 
     # -- tickets -------------------------------------------------------------------
 
@@ -103,6 +133,7 @@ class Dispatcher:
         stream: bool = False,
         cancel: Callable[[], None] | None = None,
         tokens: Callable[[], int | None] | None = None,
+        prefix: Prefix | None = None,
     ) -> Ticket:
         """Queue a request for ``model`` and run the plan (it may go through at once)."""
         seq = next(self._seq)
@@ -120,6 +151,7 @@ class Dispatcher:
             stream=stream,
             cancel=cancel,
             tokens=tokens,
+            prefix=prefix,
         )
         self._tickets[key] = ticket
         self.dispatch()
@@ -148,8 +180,37 @@ class Dispatcher:
         if told is not None and place.on_position is not None:
             await place.on_position(None, 0)
 
+    def take_slot(self, ticket: Ticket, starts: int) -> int | None:
+        """Give ``ticket``, let through to start ``starts`` of its engine, a free slot
+        (cache-aware slots); the slot to ask llama.cpp for (``id_slot``), or None to
+        let it pick (affinity off, one slot, no slot worth asking for)."""
+        if not self._affinity or ticket.slot is not None:
+            return None
+        count = max(1, self._slots_for(ticket.model))
+        slots = self._slots.get(ticket.model)
+        if slots is None or slots.starts != starts or len(slots.held) != count:
+            slots = self._slots[ticket.model] = _Slots.empty(starts, count)
+        free = [slot for slot in range(count) if slot not in slots.busy]
+        if count < 2 or not free:  # no choice to make, or more requests than slots
+            return None
+        choice = pick(ticket.prefix, slots.held, slots.last_used, free)
+        slots.busy[choice.slot] = ticket
+        if ticket.prefix is not None:  # else what the slot holds is not known to change
+            slots.held[choice.slot] = ticket.prefix
+        ticket.slot = choice.slot
+        return choice.slot if choice.pin else None
+
+    def _free_slot(self, ticket: Ticket) -> None:
+        slots = self._slots.get(ticket.model)
+        if ticket.slot is None or slots is None or slots.busy.get(ticket.slot) is not ticket:
+            return
+        del slots.busy[ticket.slot]
+        if ticket.prefix is not None:  # token counts and embeddings leave no prompt
+            slots.last_used[ticket.slot] = next(self._releases)
+
     def leave(self, ticket: Ticket) -> None:
         """The request is done with its ticket (it ended, failed or gave up waiting)."""
+        self._free_slot(ticket)
         if self._tickets.get(ticket.key) is ticket:
             del self._tickets[ticket.key]
             if not ticket.granted.done():

@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reranking", "--rerank", action="store_true")
     parser.add_argument("--jinja", action="store_true")
     parser.add_argument("--metrics", action="store_true")
+    parser.add_argument("-sps", "--slot-prompt-similarity", type=float)
+    parser.add_argument("-cram", "--cache-ram", type=int)
     return parser
 
 
@@ -85,6 +87,10 @@ def _params(args: argparse.Namespace) -> Any:
         params.model_alias = {args.alias}
     if args.mmproj:
         params.mmproj.path = args.mmproj
+    if args.slot_prompt_similarity is not None:
+        params.slot_prompt_similarity = args.slot_prompt_similarity
+    if args.cache_ram is not None:  # MiB of host memory for prompts evicted from slots
+        params.cache_ram_mib = args.cache_ram
     params.use_jinja = True
     params.endpoint_metrics = args.metrics
     if args.reranking:  # as llama-server: an embedding model pooled by its rank head

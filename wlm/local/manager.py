@@ -86,6 +86,7 @@ class LocalManager:
             self._supervisor,
             lambda model_id: self.engine_options(model_id).parallel,
             settings.max_loaded_models,
+            affinity=settings.local_slot_affinity,
         )
         self._supervisor.on_change = self._queue.dispatch
         self._poller: asyncio.Task[None] | None = None
@@ -292,6 +293,7 @@ class LocalManager:
             stream=place.stream,
             cancel=place.cancel,
             tokens=place.tokens,
+            prefix=place.prefix,
         )
         try:
             if max_wait_s is None:
@@ -309,7 +311,9 @@ class LocalManager:
             self._queue.leave(ticket)
             raise
         assert instance.base_url is not None
-        return EngineLease(instance.base_url, functools.partial(self._release, instance, ticket))
+        slot = self._queue.take_slot(ticket, instance.starts)
+        release = functools.partial(self._release, instance, ticket)
+        return EngineLease(instance.base_url, release, slot)
 
     async def _through(self, ticket: Ticket, place: QueuePlace) -> Instance:
         """Wait for ``ticket``'s turn (telling its position as it changes), then take

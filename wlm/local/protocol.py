@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from attrs import define, frozen
 
 if TYPE_CHECKING:
+    from wlm.local.slot_affinity import Prefix
     from wlm.local.supervisor import InstanceInfo
 
 __all__ = ["EngineLease", "LocalModel", "LocalModels", "QueueEntry", "QueuePlace", "ScanChanges"]
@@ -45,10 +46,15 @@ class ScanChanges:
 
 @define
 class EngineLease:
-    """A running engine held for one request; ``release()`` (idempotent) lets it go."""
+    """A running engine held for one request; ``release()`` (idempotent) lets it go.
+
+    ``slot``: the engine slot to ask for (llama.cpp's ``id_slot``; cache-aware slots),
+    or None to let the engine pick.
+    """
 
     base_url: str
     _release: Callable[[], None] | None
+    slot: int | None = None
 
     def release(self) -> None:
         release, self._release = self._release, None
@@ -65,6 +71,7 @@ class QueuePlace:
     ``on_position(position, of)`` is awaited each time its place in the queue changes
     while it waits, and with ``(None, 0)`` once it leaves the queue (only if it was
     told a position). ``waited(seconds)`` is told how long it waited in the queue.
+    ``prefix``: its prompt's fingerprint, for cache-aware slots (None: none).
     """
 
     request_id: str = ""  # unique: the telemetry row's id (what a cancel names)
@@ -76,6 +83,7 @@ class QueuePlace:
     on_position: Callable[[int | None, int], Awaitable[None]] | None = None
     waited: Callable[[float], None] | None = None
     client_request_id: str = ""  # the x-request-id the client sent or was given
+    prefix: Prefix | None = None
 
 
 @frozen

@@ -3,7 +3,10 @@
 The adapter acquires the model's engine (starting it if needed, with loading
 progress reported every few seconds), sends the call through the shared transport,
 and holds the engine until the response is closed or released. The stall watchdog
-(:mod:`wlm.local.watchdog`, ``WLM_LOCAL_STALL_S``) watches the call meanwhile. An engine that died
+(:mod:`wlm.local.watchdog`, ``WLM_LOCAL_STALL_S``) watches the call meanwhile. With
+cache-aware slots (``WLM_LOCAL_SLOT_AFFINITY``) the queue is told the prompt's
+fingerprint and the lease may name the slot that holds it, which a chat or completion
+request then asks for (``id_slot``). An engine that died
 after it was last seen ready gets one retry, which restarts it: nothing has reached
 the client yet. Engine errors that read badly (llama.cpp's own texts) become wlm's.
 
@@ -35,6 +38,7 @@ from wlm.errors import (
     UpstreamUnreachable,
 )
 from wlm.local.protocol import EngineLease, LocalModels, QueuePlace
+from wlm.local.slot_affinity import prefix_of
 from wlm.local.watchdog import Watch, Watchdog
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.anthropic import MessagesPassthroughRelay
@@ -64,6 +68,9 @@ from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_jso
 __all__ = ["LOCAL", "LocalAdapter", "local_provider_config"]
 
 _LOADING_EVERY_S = 2.0
+# The endpoints whose llama.cpp handler reads id_slot (its Messages and Responses
+# handlers drop it: the engine picks the slot by its own prompt similarity there).
+_PINNABLE = frozenset({"chat/completions", "completions"})
 _CRASH_NOTICE_S = 2.0
 
 
@@ -241,10 +248,12 @@ class LocalAdapter:
         *,
         loading_every_s: float = _LOADING_EVERY_S,
         stall_s: float = 0.0,
+        slot_affinity: bool = False,
     ) -> None:
         self._openai = OpenAICompatAdapter(config, transport)
         self._local = local
         self._loading_every_s = loading_every_s
+        self._slot_affinity = slot_affinity
         self.transport = transport
         self.watchdog = Watchdog(transport, stall_s)
 
@@ -254,13 +263,18 @@ class LocalAdapter:
 
     async def open(self, call: Call, progress: Progress) -> UpstreamResponse:
         check_field_types(call.body)
+        place = call.place
+        if self._slot_affinity:
+            prefix = prefix_of(call.endpoint, call.body)
+            if prefix is not None:
+                place = attrs.evolve(place or QueuePlace(), prefix=prefix)
         for attempt in (1, 2):
-            lease = await self._acquire(call.upstream_model, progress, call.max_wait_s, call.place)
+            lease = await self._acquire(call.upstream_model, progress, call.max_wait_s, place)
             watch = self.watchdog.watch(call.upstream_model, lease.base_url)
             if watch is not None:
                 lease = _watched(lease, self.watchdog, watch)
             try:
-                sending = self.transport.send(self._prepare(call, lease.base_url))
+                sending = self.transport.send(self._prepare(call, lease.base_url, lease.slot))
                 response = await (sending if watch is None else watch.guard(sending))
             except (UpstreamUnreachable, UpstreamBroken) as error:
                 lease.release()
@@ -284,7 +298,9 @@ class LocalAdapter:
             progress.retrying(crashed)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _prepare(self, call: Call, base_url: str) -> UpstreamRequest:
+    def _prepare(self, call: Call, base_url: str, slot: int | None = None) -> UpstreamRequest:
+        if slot is not None and call.endpoint in _PINNABLE and "id_slot" not in call.body:
+            call = _pinned(call, slot)
         fitted = None
         if call.endpoint == "responses":
             fitted = responses_for_llama_cpp(call.body, call.upstream_model)
@@ -453,6 +469,21 @@ class LocalAdapter:
         await self.transport.close()
 
 
+def _pinned(call: Call, slot: int) -> Call:
+    """``call`` asking the engine for ``slot`` with its prompt cache on."""
+    fields: dict[str, Any] = {"id_slot": slot}
+    if "cache_prompt" not in call.body:  # the client's own choice stands
+        fields["cache_prompt"] = True
+    raw = call.raw.rstrip()
+    if raw.endswith(b"}") and call.body:
+        # Append the two fields to the object's bytes: no second encoding of the
+        # (long) conversation on the way to the engine.
+        raw = raw[:-1] + b"," + _encode(fields)[1:]
+    else:
+        raw = _encode({**call.body, **fields})
+    return attrs.evolve(call, body={**call.body, **fields}, raw=raw)
+
+
 def _too_long(body: bytes) -> str:
     """wlm's words for llama.cpp's exceed_context_size_error (which names its flags)."""
     try:
@@ -490,7 +521,7 @@ def _watched(lease: EngineLease, watchdog: Watchdog, watch: Watch) -> EngineLeas
         watchdog.forget(watch)
         lease.release()
 
-    return EngineLease(lease.base_url, release)
+    return EngineLease(lease.base_url, release, lease.slot)
 
 
 def _release_granted(acquiring: asyncio.Future[EngineLease]) -> None:

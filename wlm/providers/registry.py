@@ -33,7 +33,13 @@ def _local(
     config: ProviderConfig, transport: Transport, settings: Settings, local: LocalModels | None
 ) -> Adapter:
     assert local is not None, "the local adapter is built only when local models are on"
-    return LocalAdapter(config, transport, local, stall_s=settings.local_stall_s)
+    return LocalAdapter(
+        config,
+        transport,
+        local,
+        stall_s=settings.local_stall_s,
+        slot_affinity=settings.local_slot_affinity,
+    )
 
 
 ADAPTERS: Mapping[str, AdapterFactory] = {
