@@ -189,12 +189,17 @@ class _ReadyEngines:
 
 class QueuedLocal(FakeLocal):
     """Ready engines of ``slots`` slots each, behind the real queue (wlm/local/dispatch.py):
-    a request that finds every slot held waits for its turn."""
+    a request that finds every slot held waits for its turn. ``affinity``: cache-aware
+    slots (the lease names the slot that holds the request's conversation)."""
 
-    def __init__(self, ids: frozenset[str] = frozenset({"tiny"}), slots: int = 1) -> None:
+    def __init__(
+        self, ids: frozenset[str] = frozenset({"tiny"}), slots: int = 1, affinity: bool = False
+    ) -> None:
         super().__init__(ids)
         self.engines = _ReadyEngines(ids)
-        self.dispatcher = Dispatcher(self.engines, lambda _: slots, max_loaded=len(ids))
+        self.dispatcher = Dispatcher(
+            self.engines, lambda _: slots, max_loaded=len(ids), affinity=affinity
+        )
         self.through: list[str] = []  # request ids, in the order they got a slot
 
     def queue(self) -> list[QueueEntry]:
@@ -219,6 +224,7 @@ class QueuedLocal(FakeLocal):
             stream=place.stream,
             cancel=place.cancel,
             tokens=place.tokens,
+            prefix=place.prefix,
         )
         try:
             await self.dispatcher.wait_turn(ticket, place)
@@ -233,7 +239,7 @@ class QueuedLocal(FakeLocal):
             self.leased -= 1
             self.dispatcher.leave(ticket)
 
-        return EngineLease(self.url, release)
+        return EngineLease(self.url, release, self.dispatcher.take_slot(ticket, 1))
 
 
 @attrs.define

@@ -200,3 +200,18 @@ async def test_off_or_one_slot_pins_nothing() -> None:
             ticket = queue.enter("m", prefix=fp("same conversation " * 10))
             assert queue.take_slot(ticket, 1) is None
             queue.leave(ticket)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.integers(1, 4)), max_size=40))
+async def test_running_requests_never_share_a_slot(steps: list[tuple[bool, int, int]]) -> None:
+    queue = Dispatcher(_Engines("m"), lambda _: 3, 1, affinity=True)
+    running: list[Any] = []
+    for arrive, conversation, turns in steps:
+        if arrive and len(running) < 3:
+            ticket = queue.enter("m", prefix=fp(*[f"c{conversation}"] * turns))
+            queue.take_slot(ticket, 1)
+            running.append(ticket)
+        elif running:
+            queue.leave(running.pop(conversation % len(running)))
+        slots = [t.slot for t in running]
+        assert None not in slots and len(set(slots)) == len(slots)
