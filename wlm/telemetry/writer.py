@@ -382,6 +382,8 @@ class TelemetryWriter:
     def _run(self) -> None:
         while True:
             if not self._con and not self._open():
+                if self._stopping.is_set():
+                    self._drop_box_at_stop()
                 if self._spool is not None:
                     # The database is away: the rows wait on disk, not in memory.
                     self._to_spool()
@@ -416,8 +418,9 @@ class TelemetryWriter:
                 self._backoff()
                 continue
             if self._box and not self._write_box():
-                if self._give_up():
-                    break
+                if self._stopping.is_set():
+                    self._drop_box_at_stop()
+                    continue
                 self._backoff()
                 continue
             if self._stopping.is_set() and not self._queue and not self._pending:
@@ -426,6 +429,13 @@ class TelemetryWriter:
             self._wake.wait(self._busy_interval_s if busy else self._flush_interval_s)
             self._wake.clear()
         self._notify()
+
+    def _drop_box_at_stop(self) -> None:
+        """Samples of the box are not worth holding a stop for (a request's row is): when
+        the database fails at stop they are dropped, and counted."""
+        if self._box:
+            self._count_drop(len(self._box), reason="box samples at stop")
+            self._box.clear()
 
     def _has_work(self) -> bool:
         return bool(self._queue or self._pending or self._box or self._events)
