@@ -121,7 +121,7 @@ def test_postgresql_away_and_back_under_a_running_server(
         assert wait_until(lambda: http.get("/health").json()["telemetry"]["spooled_bytes"] > 0)
         health = http.get("/health").json()
         assert health["status"] == "degraded" and health["degraded"] == ["telemetry"]
-        assert list((workdir / "data" / "telemetry-spool").glob("*.batch"))
+        assert list((workdir / "data" / "telemetry-spool").glob("*.journal"))
         dashboard = http.get("/").text
         assert "the database is unreachable" in dashboard
     finally:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -355,7 +358,7 @@ async def test_postgresql_stopped_and_restarted_under_load_loses_and_doubles_not
         await asyncio.sleep(0.5)
         down = writer.stats()
         assert not down.healthy and down.spooled_bytes > 0, down
-        assert list(spool.glob("*.batch"))  # on disk, in order, not in memory
+        assert list(spool.glob("*.journal"))  # on disk, in order, not in memory
     finally:
         await asyncio.to_thread(pg_cluster.start)
     await load(150)
@@ -363,9 +366,9 @@ async def test_postgresql_stopped_and_restarted_under_load_loses_and_doubles_not
     # The pooled reader the restart cut off is replaced: the first read after works.
     assert (await run_named(writer, "last_hour")).rows
     up = writer.stats()
-    assert up.healthy and up.spooled_bytes == 0 and up.dropped == 0, up
-    assert not list(spool.iterdir())
+    assert up.healthy and up.spooled_bytes == 0 and up.dropped == 0 and up.queued == 0, up
     await writer.aclose()
+    assert not list(spool.glob("*.journal"))
 
     with psycopg.connect(pg_url) as con:
         assert con.execute("SELECT count(*), count(DISTINCT id) FROM requests").fetchone() == (
@@ -387,7 +390,7 @@ async def test_a_spool_left_by_a_stopped_replica_is_replayed_at_its_next_start(
         for i in range(50):
             writer.submit(make_record(i))
         await writer.aclose(timeout_s=2)  # the database is away: the rows stay on disk
-        assert list(spool.glob("*.batch"))
+        assert list(spool.glob("*.journal"))
     finally:
         await asyncio.to_thread(pg_cluster.start)
     again = TelemetryWriter(PostgresStore(pg_url), spool_dir=spool)
@@ -396,7 +399,76 @@ async def test_a_spool_left_by_a_stopped_replica_is_replayed_at_its_next_start(
     await again.aclose()
     with psycopg.connect(pg_url) as con:
         assert con.execute("SELECT count(*) FROM requests").fetchone() == (50,)
-    assert not list(spool.glob("*.batch"))
+    assert not list(spool.glob("*.journal"))
+
+
+# A writer process that submits 120 requests' rows (a conversation and two attempts
+# each), flushes after the first 50, says so and waits to be killed; it would write
+# the other 70 within the hour.
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+
+from tests.unit.telemetry.factory import make_conversation, make_record
+from wlm.telemetry.records import AttemptRecord
+from wlm.telemetry.store_postgres import PostgresStore
+from wlm.telemetry.writer import TelemetryWriter
+
+writer = TelemetryWriter(
+    PostgresStore(sys.argv[1]), spool_dir=Path(sys.argv[2]), flush_interval_s=3600,
+    busy_interval_s=3600, batch_size=10**6,
+)
+writer.start()
+for i in range(120):
+    record = make_record(i, attempts=2)
+    tries = [
+        AttemptRecord(record.id, n, "openai", "gpt-4o-mini", record.started_at, 9.5, status, None)
+        for n, status in ((1, 503), (2, 200))
+    ]
+    assert writer.submit(record, make_conversation(record), tries)
+    if i == 49:
+        assert writer.flush(30)
+print("submitted", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_rows_submitted_by_a_process_killed_right_after_are_replayed_once_at_its_restart(
+    pg_url: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "data" / "telemetry-spool"
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, pg_url, str(spool)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"submitted\n"
+    finally:
+        child.kill()  # SIGKILL: no close(), no flush
+        child.wait(10)
+    with psycopg.connect(pg_url) as con:
+        # Only what was flushed made it before the kill; the other 70 are on its disk.
+        assert con.execute("SELECT count(*) FROM requests").fetchone() == (50,)
+
+    again = TelemetryWriter(PostgresStore(pg_url), spool_dir=spool)
+    again.start()
+    try:
+        assert again.flush(30), again.stats()
+    finally:
+        again.close()
+    with psycopg.connect(pg_url) as con:
+        counts = con.execute(
+            "SELECT (SELECT count(*) FROM requests), (SELECT count(DISTINCT id) FROM requests),"
+            " (SELECT count(*) FROM conversations), (SELECT count(*) FROM attempt_rows),"
+            " (SELECT sum(requests) FROM requests_hourly)"
+        ).fetchone()
+    assert counts == (120, 120, 120, 240, 120)
+    assert not list(spool.glob("*.journal"))
 
 
 async def test_a_full_spool_drops_and_says_so(

@@ -22,7 +22,10 @@ cursors of it (:meth:`~TelemetryWriter.cursor`, :meth:`~TelemetryWriter.read`,
 Where the rows go is a :class:`~wlm.telemetry.store.TelemetryStore`: the DuckDB
 file (:mod:`~wlm.telemetry.store_duckdb`) by default, or a PostgreSQL database
 shared by replicas (:mod:`~wlm.telemetry.store_postgres`, ``WLM_TELEMETRY_URL``),
-where COPY into staging tables takes the appender's place.
+where COPY into staging tables takes the appender's place. With PostgreSQL,
+``submit`` also writes each record to the journal on local disk
+(:mod:`~wlm.telemetry.journal`, a few microseconds) and the thread reads it from
+there, so a killed process loses none and an outage keeps none in memory.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from attrs import frozen
 
 from wlm.config import Settings
 from wlm.telemetry import schema
+from wlm.telemetry.journal import Journal, JournalBusy, JournalItem
 from wlm.telemetry.query import Cursor, QueryResult, TelemetryUnavailable, execute_limited
 from wlm.telemetry.records import (
     AttemptRecord,
@@ -53,7 +57,6 @@ from wlm.telemetry.records import (
     EngineEventRecord,
     RequestRecord,
 )
-from wlm.telemetry.spool import Spool
 from wlm.telemetry.store import TelemetryStore
 from wlm.telemetry.store_duckdb import DuckDBStore, export_dir_for
 from wlm.telemetry.store_postgres import PostgresStore
@@ -93,8 +96,8 @@ class WriterStats:
     dropped: int  # refused by submit (queue full or closed) or rejected by DuckDB
     last_error: str | None  # the most recent failure, one line, no secrets
     healthy: bool  # the file is open and the last write succeeded
-    spooled_bytes: int = 0  # rows waiting on disk for the database to come back
-    spool_full: bool = False  # the spool refused rows (WLM_SPOOL_MAX_MB): they were dropped
+    spooled_bytes: int = 0  # rows waiting on disk for the database to come back (or to be replayed)
+    spool_full: bool = False  # the journal refused rows (WLM_SPOOL_MAX_MB): they were dropped
 
 
 class TelemetryWriter:
@@ -173,9 +176,15 @@ class TelemetryWriter:
         self._progress = threading.Condition()
         self._inflight = 0
         self._pending: list[_Item] = []  # a batch that failed for lack of a database
-        # While the database is unreachable, batches wait on disk (PostgreSQL only).
-        self._spool = Spool(spool_dir, spool_max_bytes) if spool_dir is not None else None
+        # PostgreSQL only: every accepted row goes to disk before submit returns, and
+        # the thread reads it back from there (journal.py); the queue above then holds
+        # only what the journal could not take (its disk failed).
+        self._journal = Journal(spool_dir, spool_max_bytes) if spool_dir is not None else None
         self._spool_full = False
+        # A backlog on disk (the database was away, or an earlier run left one): shown
+        # as spooled until the thread has read to the journal's end.
+        self._catching_up = False
+        self._last_journal_error = float("-inf")
 
         self._written = 0
         self._dropped = 0
@@ -218,6 +227,17 @@ class TelemetryWriter:
         self._read_pool = ThreadPoolExecutor(
             max_workers=self._read_threads, thread_name_prefix="wlm-telemetry-read"
         )
+        if self._journal is not None:
+            try:
+                self._journal.open()
+                self._catching_up = self._journal.pending_bytes > 0
+            except (JournalBusy, OSError) as exc:
+                log.error(
+                    "telemetry: no journal (%s): rows wait in memory, and a kill loses "
+                    "the last ones",
+                    _one_line(exc),
+                )
+                self._journal = None
         self._open()
         self._thread = threading.Thread(target=self._run, name="wlm-telemetry-writer", daemon=True)
         self._thread.start()
@@ -246,6 +266,15 @@ class TelemetryWriter:
             log.error("telemetry: %d records could not be written before close", lost)
         if self._thread is None or not self._thread.is_alive():
             self._disconnect()
+            if self._journal is not None:
+                waiting = self._journal.pending_lines
+                if waiting:
+                    log.warning(
+                        "telemetry: %d records wait in %s for the next start",
+                        waiting,
+                        self._journal.directory,
+                    )
+                self._journal.close()
 
     async def aclose(self, timeout_s: float = 10.0) -> None:
         """:meth:`close` off the event loop (for the app's lifespan)."""
@@ -259,7 +288,25 @@ class TelemetryWriter:
         conversation: ConversationRecord | None = None,
         attempts: Sequence[AttemptRecord] = (),
     ) -> bool:
-        """Queue one request's records; never blocks. False (and counted) when full or closed."""
+        """Queue one request's records; never blocks. False (and counted) when full or closed.
+
+        With a journal (PostgreSQL), the records are on disk when this returns: one
+        ``write()`` of one line, a few microseconds (docs/performance.md).
+        """
+        journal = self._journal
+        if journal is not None and not self._closed:
+            try:
+                kept = journal.append(
+                    _request_row(record),
+                    (*_conversation_row(conversation), record.started_at)
+                    if conversation is not None and self.log_content
+                    else None,
+                    [_attempt_row(a) for a in attempts],
+                )
+            except OSError as exc:  # the local disk failed: keep them in memory
+                self._journal_failed(exc)
+            else:
+                return self._journaled(kept, journal)
         queue = self._queue
         if len(queue) >= self._queue_max or self._closed:
             self._count_drop(1)
@@ -268,6 +315,33 @@ class TelemetryWriter:
         if len(queue) == self._batch_size:
             self._wake.set()
         return True
+
+    def _journaled(self, kept: bool, journal: Journal) -> bool:
+        if not kept:
+            if not self._spool_full:
+                self._spool_full = True
+                log.error(
+                    "telemetry: the spool in %s is full (WLM_SPOOL_MAX_MB): rows are "
+                    "being DROPPED until %s has taken what waits",
+                    journal.directory,
+                    self._store.name,
+                )
+            self._count_drop(1, reason="spool full")
+            return False
+        self._spool_full = False
+        if journal.appended_lines % self._batch_size == 0:
+            self._wake.set()
+        return True
+
+    def _journal_failed(self, exc: OSError) -> None:
+        now = time.monotonic()
+        if now - self._last_journal_error >= _DROP_LOG_EVERY_S:
+            self._last_journal_error = now
+            log.error(
+                "telemetry: cannot write the journal (%s): rows wait in memory until "
+                "written, and a kill would lose them",
+                _one_line(exc),
+            )
 
     def submit_box(self, rows: Sequence[BoxSampleRecord]) -> bool:
         """Queue one sample's rows of the box (``box_samples``); never blocks. They are
@@ -300,14 +374,23 @@ class TelemetryWriter:
     def stats(self) -> WriterStats:
         """Counts and health, cheap enough for every /health call."""
         return WriterStats(
-            queued=len(self._queue) + len(self._pending) + self._inflight,
+            queued=len(self._queue)
+            + len(self._pending)
+            + self._inflight
+            + (self._journal.pending_lines if self._journal is not None else 0),
             written=self._written,
             dropped=self._dropped,
             last_error=self._last_error,
             healthy=self._healthy,
-            spooled_bytes=self._spool.size_bytes if self._spool is not None else 0,
+            spooled_bytes=self._spooled_bytes(),
             spool_full=self._spool_full,
         )
+
+    def _spooled_bytes(self) -> int:
+        journal = self._journal
+        if journal is None or (self._healthy and not self._catching_up):
+            return 0  # the journal's last fraction of a second is no backlog
+        return journal.pending_bytes
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Block until everything submitted so far is written; False on timeout.
@@ -323,7 +406,7 @@ class TelemetryWriter:
                     and not self._events
                     and not self._pending
                     and not self._inflight
-                    and (self._spool is None or self._spool.empty)
+                    and (self._journal is None or self._journal.pending_bytes == 0)
                 ),
                 timeout_s,
             )
@@ -380,30 +463,28 @@ class TelemetryWriter:
     # -- the writer thread -----------------------------------------------------------
 
     def _run(self) -> None:
+        journal = self._journal
         while True:
             if not self._con and not self._open():
                 if self._stopping.is_set():
                     self._drop_box_at_stop()
-                if self._spool is not None:
-                    # The database is away: the rows wait on disk, not in memory.
-                    self._to_spool()
-                    if self._stopping.is_set():
-                        break
                 # Stopping with nothing to write: no reason to keep retrying the file.
-                elif self._give_up() or (self._stopping.is_set() and not self._has_work()):
+                # With a journal the rows wait on disk for the next start.
+                if self._give_up() or (self._stopping.is_set() and not self._has_work()):
                     break
                 self._backoff()
                 continue
             self._maintain()
             if not self._con:
                 continue
-            if self._spool is not None and not self._spool.empty:
-                # What waited on disk goes first, oldest first, so rows keep their order.
-                if not self._replay_one():
+            if journal is not None and not journal.caught_up:
+                if not self._write_journal(journal):
                     if self._give_up():
                         break
                     self._backoff()
-                continue
+                    continue
+                if journal.pending_lines >= self._batch_size:
+                    continue
             if self._pending or self._queue:
                 if not self._write_next():
                     if self._give_up():
@@ -423,7 +504,12 @@ class TelemetryWriter:
                     continue
                 self._backoff()
                 continue
-            if self._stopping.is_set() and not self._queue and not self._pending:
+            if (
+                self._stopping.is_set()
+                and not self._queue
+                and not self._pending
+                and (journal is None or journal.caught_up)
+            ):
                 break
             busy = self._last_batch >= self._busy_rows
             self._wake.wait(self._busy_interval_s if busy else self._flush_interval_s)
@@ -438,6 +524,8 @@ class TelemetryWriter:
             self._box.clear()
 
     def _has_work(self) -> bool:
+        if self._journal is not None:  # box samples and events are not journaled
+            return bool(self._queue or self._pending)
         return bool(self._queue or self._pending or self._box or self._events)
 
     def _give_up(self) -> bool:
@@ -547,69 +635,43 @@ class TelemetryWriter:
         hour = _oldest_hour(_as_datetime(row[_STARTED_AT]) for row in rows[0])
         self._dirty_since = hour if self._dirty_since is None else min(self._dirty_since, hour)
 
-    # -- the spool (PostgreSQL away) ----------------------------------------------------
+    # -- the journal (PostgreSQL) --------------------------------------------------------
 
-    def _to_spool(self) -> None:
-        """Move the failed batch and everything queued into the spool, a batch per file."""
-        spool = self._spool
-        assert spool is not None
-        while self._pending or self._queue:
-            with self._progress:
-                if self._pending:
-                    batch, self._pending = self._pending, []
-                else:
-                    n = min(self._batch_size * _BACKLOG_BATCHES, len(self._queue))
-                    batch = [self._queue.popleft() for _ in range(n)]
-                self._inflight = len(batch)
-            try:
-                kept = spool.add(*self._rows(batch))
-            except Exception as exc:  # the local disk failed too
-                kept = False
-                log.error("telemetry: cannot spool to %s: %s", spool.directory, _one_line(exc))
-            with self._progress:
-                self._inflight = 0
-            if kept:
-                self._spool_full = False
-            else:
-                if not self._spool_full:
-                    log.error(
-                        "telemetry: the spool in %s is full (WLM_SPOOL_MAX_MB): rows are "
-                        "being DROPPED until %s is back",
-                        spool.directory,
-                        self._store.name,
-                    )
-                self._spool_full = True
-                self._count_drop(len(batch), reason="spool full")
-        self._notify()
-
-    def _replay_one(self) -> bool:
-        """Write the spool's oldest batch; False (disconnected) when the database failed."""
-        spool = self._spool
-        assert spool is not None
+    def _write_journal(self, journal: Journal) -> bool:
+        """Write the journal's next lines in one transaction; False when the database
+        failed (they stay on disk and are read again after the backoff)."""
+        limit = self._batch_size * _BACKLOG_BATCHES
         try:
-            rows = spool.oldest()
-        except Exception as exc:  # unreadable: set it aside rather than block the rest
-            log.error("telemetry: skipping an unreadable spool file: %s", _one_line(exc))
-            spool.done()
-            return True
-        if rows is None:
-            return True
-        try:
-            try:
-                self._write_rows(rows)
-                written = len(rows[0])
-            except self._store.data_errors as exc:
-                written = self._replay_row_by_row(rows, _one_line(exc))
-        except Exception as exc:
-            self._fail(f"replaying the spool failed: {_one_line(exc)}")
-            self._disconnect()
+            items = journal.read(limit)
+        except OSError as exc:  # the local disk: retry, the database is not at fault
+            self._fail(f"reading the journal in {journal.directory} failed: {_one_line(exc)}")
             return False
-        spool.done()
+        if journal.bad_lines:
+            self._count_drop(journal.bad_lines, reason="unreadable in the journal")
+            journal.bad_lines = 0
+        self._last_batch = len(items)
+        written = 0
+        if items:
+            rows = _journal_rows(items)
+            try:
+                try:
+                    self._write_rows(rows)
+                    written = len(items)
+                except self._store.data_errors as exc:
+                    written = self._replay_row_by_row(rows, _one_line(exc))
+            except Exception as exc:
+                journal.rewind()
+                self._fail(f"writing {len(items)} records failed: {_one_line(exc)}")
+                self._disconnect()
+                return False
+        journal.commit()
+        if len(items) < limit:
+            self._catching_up = False
         self._succeeded(written)
         return True
 
     def _replay_row_by_row(self, rows: _Rows, cause: str) -> int:
-        """A spooled batch the database refused: each request alone, the bad ones dropped."""
+        """A journaled batch the database refused: each request alone, the bad ones dropped."""
         requests, conversations, attempts = rows
         written = bad = 0
         for row in requests:
@@ -642,6 +704,7 @@ class TelemetryWriter:
     def _fail(self, message: str) -> None:
         self._failures += 1
         self._healthy = False
+        self._catching_up = True
         self._last_error = message[:500]
         # Log the first failure and then every 10th, so an outage does not flood the log.
         if self._failures == 1 or self._failures % 10 == 0:
@@ -749,8 +812,17 @@ def _oldest_hour(times: Iterable[dt.datetime]) -> dt.datetime:
     return oldest.replace(minute=0, second=0, microsecond=0)
 
 
+def _journal_rows(items: Sequence[JournalItem]) -> _Rows:
+    """The journal's lines as a batch: requests, conversations, attempts."""
+    return (
+        [tuple(request) for request, _, _ in items],
+        [tuple(c) for _, c, _ in items if c is not None],
+        [tuple(a) for _, _, tries in items for a in tries],
+    )
+
+
 def _as_datetime(value: dt.datetime | str) -> dt.datetime:
-    """A timestamp back from the spool (where a naive one is kept as ISO text)."""
+    """A timestamp back from the journal (kept there as ISO text)."""
     return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
 
 
