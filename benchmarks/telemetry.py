@@ -125,7 +125,13 @@ def bench_ingest(n: int, workdir: Path, *, log_content: bool, postgres: str | No
     """Rows/s into the DuckDB file, or into ``postgres`` (a URL) when given."""
     items = make_records(n)
     target = PostgresStore(postgres) if postgres else workdir / f"ingest-{log_content}.duckdb"
-    writer = TelemetryWriter(target, log_content=log_content, queue_max=n + 1)
+    writer = TelemetryWriter(
+        target,
+        log_content=log_content,
+        queue_max=n + 1,
+        # As a server runs with WLM_TELEMETRY_URL: each record journaled before submit returns.
+        spool_dir=workdir / f"journal-{log_content}" if postgres else None,
+    )
     writer.start()
     t0 = time.perf_counter()
     submit_ns = []
