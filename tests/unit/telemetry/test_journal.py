@@ -1,15 +1,20 @@
 """The journal (wlm/telemetry/journal.py): lines come back in order, a segment goes
 only once all its lines are committed, what a dead process left is read first at the
-next open, a torn last line is skipped, and a full journal refuses."""
+next open, a torn last line is skipped, a full journal refuses, and a writer whose
+journal's disk fails keeps the rows in memory instead of losing them."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
+from tests.unit.telemetry.factory import make_record
 from wlm.telemetry.journal import Journal, JournalBusy
+from wlm.telemetry.writer import TelemetryWriter
 
 
 def request(i: int) -> list[object]:
@@ -100,3 +105,27 @@ def test_a_line_longer_than_a_read_chunk(tmp_path: Path) -> None:
     items = journal.read(10)
     assert ids(items) == ["req-000001", "req-000002"]
     assert items[0][1] == ["req-000001", big, None]
+
+
+async def test_a_journal_whose_disk_fails_keeps_the_rows_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = TelemetryWriter(tmp_path / "t.duckdb", spool_dir=tmp_path / "spool")
+    writer.start()
+    try:
+        journal = writer._journal
+        assert journal is not None
+        assert writer.submit(make_record(1))  # journaled
+
+        def disk_full(*_: object) -> bool:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(journal, "append", disk_full)
+        assert all(writer.submit(make_record(i)) for i in range(2, 12))
+        assert await asyncio.to_thread(writer.flush, 10)
+        result = await writer.query("SELECT count(*), count(DISTINCT id) FROM requests")
+        assert list(result.rows) == [(11, 11)]
+        assert writer.stats().dropped == 0
+        assert any("cannot write the journal" in r.getMessage() for r in caplog.records)
+    finally:
+        await writer.aclose()
