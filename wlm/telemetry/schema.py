@@ -38,6 +38,8 @@ __all__ = [
     "EVENT_COLUMNS",
     "HISTOGRAM_HOURLY_DAYS",
     "HISTOGRAM_TABLE",
+    "HOURLY_KEY",
+    "HOURLY_SUMS",
     "HOURLY_TABLE",
     "MIGRATIONS",
     "REQUEST_COLUMNS",
@@ -139,8 +141,8 @@ _V2 = Migration(
 
 HOURLY_TABLE = "requests_hourly"
 HISTOGRAM_TABLE = "latency_hourly"
-_HOURLY_KEY = "hour, provider, model, status, http_status, error_type"
-_HOURLY_SUMS = (
+HOURLY_KEY = "hour, provider, model, status, http_status, error_type"
+HOURLY_SUMS = (
     "requests",
     "prompt_tokens",
     "completion_tokens",
@@ -254,9 +256,9 @@ def move_statements(*, conversations: bool, attempts: bool = False) -> tuple[str
 
 def compact_statements() -> tuple[str, ...]:
     """Merge the partial rollup rows of hours >= ``$since`` into one row per key."""
-    sums = ", ".join(f"sum({c}) AS {c}" for c in _HOURLY_SUMS)
+    sums = ", ".join(f"sum({c}) AS {c}" for c in HOURLY_SUMS)
     return (
-        f"CREATE OR REPLACE TEMP TABLE _wlm_compact_h AS SELECT {_HOURLY_KEY}, {sums} "
+        f"CREATE OR REPLACE TEMP TABLE _wlm_compact_h AS SELECT {HOURLY_KEY}, {sums} "
         f"FROM {HOURLY_TABLE} WHERE hour >= $since GROUP BY ALL",
         f"DELETE FROM {HOURLY_TABLE} WHERE hour >= $since",
         f"INSERT INTO {HOURLY_TABLE} SELECT * FROM _wlm_compact_h ORDER BY hour",

@@ -305,23 +305,7 @@ _MOVE_ATTEMPTS = (
     f"SELECT {_staged(schema.ATTEMPT_COLUMNS)} FROM {schema.ATTEMPT_STAGING} "
     "ON CONFLICT (request_id, number) DO NOTHING"
 )
-_HOURLY_KEY = "hour, provider, model, status, http_status, error_type"
-_HOURLY_SUMS = ", ".join(
-    f"sum({c}) AS {c}"
-    for c in (
-        "requests",
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
-        "cost_usd",
-        "latency_ms_sum",
-        "latency_n",
-        "ttft_ms_sum",
-        "ttft_n",
-        "gen_tokens",
-        "gen_ms",
-    )
-)
+_HOURLY_SUMS = ", ".join(f"sum({c}) AS {c}" for c in schema.HOURLY_SUMS)
 # Replicas append partial rollup rows concurrently: merging takes a lock that keeps
 # their inserts out meanwhile (reads go on), so no row is deleted unmerged.
 _LOCK_ROLLUPS = (
@@ -329,7 +313,7 @@ _LOCK_ROLLUPS = (
 )
 _COMPACT = (
     _LOCK_ROLLUPS,
-    f"CREATE TEMP TABLE _wlm_compact_h ON COMMIT DROP AS SELECT {_HOURLY_KEY}, {_HOURLY_SUMS} "
+    f"CREATE TEMP TABLE _wlm_compact_h ON COMMIT DROP AS SELECT {schema.HOURLY_KEY}, {_HOURLY_SUMS} "
     f"FROM {schema.HOURLY_TABLE} WHERE hour >= %(since)s GROUP BY 1, 2, 3, 4, 5, 6",
     f"DELETE FROM {schema.HOURLY_TABLE} WHERE hour >= %(since)s",
     f"INSERT INTO {schema.HOURLY_TABLE} SELECT * FROM _wlm_compact_h ORDER BY hour",
