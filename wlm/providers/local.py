@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -63,7 +62,7 @@ from wlm.translate.responses_llama import (
 from wlm.translate.responses_llama import for_llama_cpp as responses_for_llama_cpp
 from wlm.translate.responses_stream import encode_sse
 from wlm.translate.responses_stream import error_event as responses_error_event
-from wlm.transport import Transport, UpstreamRequest, UpstreamResponse, read_json
+from wlm.transport import HeldResponse, Transport, UpstreamRequest, UpstreamResponse, read_json
 
 __all__ = ["LOCAL", "LocalAdapter", "local_provider_config"]
 
@@ -96,41 +95,6 @@ def local_provider_config(
         keeps_responses=False,
         responses_types=LLAMA_CPP_TYPES,
     )
-
-
-class LeasedResponse:
-    """An engine's response that lets the engine go once it is closed or released."""
-
-    __slots__ = ("_lease", "_response")
-
-    def __init__(self, response: UpstreamResponse, lease: EngineLease) -> None:
-        self._response = response
-        self._lease = lease
-
-    @property
-    def status(self) -> int:
-        return self._response.status
-
-    def header(self, name: str) -> str | None:
-        return self._response.header(name)
-
-    async def read(self) -> bytes:
-        return await self._response.read()
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self._response.chunks()
-
-    def close(self) -> None:
-        try:
-            self._response.close()
-        finally:
-            self._lease.release()
-
-    def release(self) -> None:
-        try:
-            self._response.release()
-        finally:
-            self._lease.release()
 
 
 _encode = msgspec.json.encode
@@ -287,7 +251,7 @@ class LocalAdapter:
             else:
                 if watch is not None:
                     watch.attach(response)
-                return LeasedResponse(response, lease)
+                return HeldResponse(response, lease.release)
             # The engine died after the supervisor last saw it ready (its socket lingers
             # for a moment): wait for the crash to be noticed, then go round once more,
             # which restarts it.

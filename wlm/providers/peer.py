@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -36,7 +36,14 @@ from wlm.redaction import Redactor
 from wlm.resilience.cooldowns import Cooldowns
 from wlm.routing.peers import Candidate, rank
 from wlm.translate import anthropic_error_to_openai, from_anthropic_response
-from wlm.transport import Transport, TransportFactory, UpstreamRequest, UpstreamResponse, read_json
+from wlm.transport import (
+    HeldResponse,
+    Transport,
+    TransportFactory,
+    UpstreamRequest,
+    UpstreamResponse,
+    read_json,
+)
 
 __all__ = ["UNREACHABLE", "PeerAdapter", "PeerDirectory", "PeerModel", "peer_provider_config"]
 
@@ -85,41 +92,9 @@ class _Peer:
     polled_at: float | None = None
     in_flight: int = 0
 
-
-class _Counted:
-    """An upstream response that counts as in flight to its peer until released."""
-
-    __slots__ = ("_inner", "_peer")
-
-    def __init__(self, inner: UpstreamResponse, peer: _Peer) -> None:
-        self._inner = inner
-        self._peer: _Peer | None = peer
-
-    def _done(self) -> None:
-        if self._peer is not None:
-            self._peer.in_flight -= 1
-            self._peer = None
-
-    @property
-    def status(self) -> int:
-        return self._inner.status
-
-    def header(self, name: str) -> str | None:
-        return self._inner.header(name)
-
-    async def read(self) -> bytes:
-        return await self._inner.read()
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self._inner.chunks()
-
-    def close(self) -> None:
-        self._done()
-        self._inner.close()
-
-    def release(self) -> None:
-        self._done()
-        self._inner.release()
+    def done(self) -> None:
+        """A request to this peer is over (its response closed or released)."""
+        self.in_flight -= 1
 
 
 class PeerAdapter:
@@ -152,7 +127,7 @@ class PeerAdapter:
                 peer.up = False  # ranked last until a poll reaches it again
                 peer.error = str(error)
             raise
-        return _Counted(response, peer)
+        return HeldResponse(response, peer.done)
 
     def relay(self, call: Call, account: ResponseAccount) -> StreamRelay:
         if call.endpoint == "messages":

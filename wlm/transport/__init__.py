@@ -9,6 +9,7 @@ upstream call goes through this seam: proxied requests, model lists, engine heal
 from wlm.transport.mock import MockResponse, MockTransport
 from wlm.transport.pooled import PooledTransport, mapped_errors
 from wlm.transport.protocol import (
+    HeldResponse,
     Transport,
     TransportFactory,
     UpstreamRequest,
@@ -17,6 +18,7 @@ from wlm.transport.protocol import (
 )
 
 __all__ = [
+    "HeldResponse",
     "MockResponse",
     "MockTransport",
     "PooledTransport",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -10,7 +10,14 @@ from attrs import frozen
 
 from wlm.errors import UpstreamBroken
 
-__all__ = ["Transport", "TransportFactory", "UpstreamRequest", "UpstreamResponse", "read_json"]
+__all__ = [
+    "HeldResponse",
+    "Transport",
+    "TransportFactory",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "read_json",
+]
 
 
 @frozen
@@ -44,6 +51,48 @@ class UpstreamResponse(Protocol):
 
     def release(self) -> None:
         """Return the connection to the pool after a fully read body."""
+
+
+class HeldResponse:
+    """An upstream response that holds something until it is closed or released:
+    ``done()`` runs once, after the first ``close()`` or ``release()``, even if that
+    raises (a local engine's lease, a peer's count of requests in flight)."""
+
+    __slots__ = ("_done", "_inner")
+
+    def __init__(self, inner: UpstreamResponse, done: Callable[[], None]) -> None:
+        self._inner = inner
+        self._done: Callable[[], None] | None = done
+
+    def _let_go(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done()
+
+    @property
+    def status(self) -> int:
+        return self._inner.status
+
+    def header(self, name: str) -> str | None:
+        return self._inner.header(name)
+
+    async def read(self) -> bytes:
+        return await self._inner.read()
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._inner.chunks()
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._let_go()
+
+    def release(self) -> None:
+        try:
+            self._inner.release()
+        finally:
+            self._let_go()
 
 
 class Transport(Protocol):
