@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from wlm.web.charts import Series, time_lines
-from wlm.web.figures import Figure, Numbers, Window, series_classes
+from wlm.web.figures import Figure, Numbers, Window, bucket_line, series_classes
 from wlm.web.scales import format_value
 
 __all__ = ["box_figures"]
@@ -42,17 +42,7 @@ def _lines(
     for row in rows:
         if row.get(column) is not None:
             found[name_of(row)].append((row["bucket"], float(row[column]) / scale))
-    lines: dict[str, list[tuple[dt.datetime, float | None]]] = {}
-    for name, points in sorted(found.items()):
-        line: list[tuple[dt.datetime, float | None]] = []
-        previous: dt.datetime | None = None
-        for start, value in sorted(points):
-            if previous is not None and start - previous > bucket:
-                line.append((previous + bucket, None))
-            line.append((start + bucket / 2, value))
-            previous = start
-        lines[name] = line
-    return lines
+    return {name: bucket_line(points, bucket) for name, points in sorted(found.items())}
 
 
 def _figure(

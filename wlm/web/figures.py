@@ -35,6 +35,7 @@ __all__ = [
     "Figure",
     "Numbers",
     "Window",
+    "bucket_line",
     "distribution_figures",
     "outcome_class",
     "over_time_figures",
@@ -228,17 +229,22 @@ def _lines(
         name = row["series"] or UNROUTED
         if name in names and row.get(column) is not None:
             found[name].append((row["bucket"], float(row[column])))
-    lines: dict[str, list[tuple[dt.datetime, float | None]]] = {}
-    for name in names:
-        line: list[tuple[dt.datetime, float | None]] = []
-        previous: dt.datetime | None = None
-        for start, value in sorted(found.get(name, [])):
-            if previous is not None and start - previous > bucket:
-                line.append((previous + bucket, None))
-            line.append((start + bucket / 2, value))
-            previous = start
-        lines[name] = line
-    return lines
+    return {name: bucket_line(found.get(name, []), bucket) for name in names}
+
+
+def bucket_line(
+    points: Iterable[tuple[dt.datetime, float]], bucket: dt.timedelta
+) -> list[tuple[dt.datetime, float | None]]:
+    """``(bucket start, value)`` points as a line: a point mid-bucket, and a None (a
+    break) where buckets are missing between two points."""
+    line: list[tuple[dt.datetime, float | None]] = []
+    previous: dt.datetime | None = None
+    for start, value in sorted(points):
+        if previous is not None and start - previous > bucket:
+            line.append((previous + bucket, None))
+        line.append((start + bucket / 2, value))
+        previous = start
+    return line
 
 
 def over_time_figures(rows: Sequence[Mapping[str, Any]], window: Window) -> list[Figure]:
