@@ -516,27 +516,26 @@ def write_batch(
 def write_box_samples(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Append box samples (in :data:`BOX_COLUMNS` order) in one transaction: a few rows
     every few seconds, so a plain INSERT does."""
-    marks = ", ".join("?" for _ in BOX_COLUMNS)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.executemany(
-            f"INSERT INTO box_samples ({', '.join(BOX_COLUMNS)}) VALUES ({marks})", rows
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        _rollback(con)
-        raise
+    _insert(con, "box_samples", BOX_COLUMNS, rows)
 
 
 def write_engine_events(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Append engine events (in :data:`EVENT_COLUMNS` order) in one transaction (rare
     rows: a plain INSERT)."""
-    marks = ", ".join("?" for _ in EVENT_COLUMNS)
+    _insert(con, "engine_events", EVENT_COLUMNS, rows)
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+) -> None:
+    """INSERT ``rows`` (in ``columns`` order) into ``table`` in one transaction."""
+    marks = ", ".join("?" for _ in columns)
     con.execute("BEGIN TRANSACTION")
     try:
-        con.executemany(
-            f"INSERT INTO engine_events ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})", rows
-        )
+        con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
         con.execute("COMMIT")
     except BaseException:
         _rollback(con)
