@@ -587,31 +587,33 @@ class TelemetryWriter:
 
     def _write_box(self) -> bool:
         """Write the waiting box samples; False (kept for the retry) if the database failed."""
-        box = self._box
-        taken = [box.popleft() for _ in range(len(box))]
-        try:
-            self._store.write_box_samples([_box_row(r) for r in taken])
-        except self._store.data_errors as exc:
-            self._count_drop(len(taken), reason=f"rejected by the database: {_one_line(exc)}")
-        except Exception as exc:
-            box.extendleft(reversed(taken))
-            self._fail(f"writing {len(taken)} box samples failed: {_one_line(exc)}")
-            self._disconnect()
-            return False
-        self._notify()
-        return True
+        return self._write_waiting(
+            self._box, self._store.write_box_samples, _box_row, "box samples"
+        )
 
     def _write_events(self) -> bool:
         """Write the waiting engine events; False (kept for the retry) if the database failed."""
-        events = self._events
-        taken = [events.popleft() for _ in range(len(events))]
+        return self._write_waiting(
+            self._events, self._store.write_engine_events, _event_row, "engine events"
+        )
+
+    def _write_waiting(
+        self,
+        waiting: deque[T],
+        write: Callable[[list[tuple[Any, ...]]], None],
+        row: Callable[[T], tuple[Any, ...]],
+        what: str,
+    ) -> bool:
+        """Write all of ``waiting`` in one call: rows the database rejects are dropped
+        (counted); if it failed, they go back to the front of ``waiting``, and False."""
+        taken = [waiting.popleft() for _ in range(len(waiting))]
         try:
-            self._store.write_engine_events([_event_row(r) for r in taken])
+            write([row(r) for r in taken])
         except self._store.data_errors as exc:
             self._count_drop(len(taken), reason=f"rejected by the database: {_one_line(exc)}")
         except Exception as exc:
-            events.extendleft(reversed(taken))
-            self._fail(f"writing {len(taken)} engine events failed: {_one_line(exc)}")
+            waiting.extendleft(reversed(taken))
+            self._fail(f"writing {len(taken)} {what} failed: {_one_line(exc)}")
             self._disconnect()
             return False
         self._notify()
