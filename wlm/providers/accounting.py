@@ -24,6 +24,7 @@ class ResponseAccount:
     """Accumulates the facts telemetry needs from one response."""
 
     __slots__ = (
+        "_pieces",
         "_reasoning",
         "_text",
         "_tool_calls",
@@ -44,6 +45,7 @@ class ResponseAccount:
         self.upstream_model: str | None = None
         self._text: list[str] = []
         self._reasoning: list[str] = []
+        self._pieces = 0  # text and reasoning pieces relayed, content kept or not
         self._tool_calls: dict[int, dict[str, Any]] = {}
 
     def add_chunk(self, chunk: Chunk) -> bool:
@@ -67,16 +69,19 @@ class ResponseAccount:
             if delta is None:
                 if choice.text:  # legacy completions stream
                     bears_tokens = True
+                    self._pieces += 1
                     if keep:
                         self._text.append(choice.text)
                 continue
             if delta.content:
                 bears_tokens = True
+                self._pieces += 1
                 if keep:
                     self._text.append(delta.content)
             reasoning = delta.reasoning_content or delta.reasoning
             if reasoning:
                 bears_tokens = True
+                self._pieces += 1
                 if keep:
                     self._reasoning.append(reasoning)
             if delta.tool_calls:
@@ -87,16 +92,18 @@ class ResponseAccount:
 
     def pieces(self) -> int | None:
         """Text and reasoning pieces relayed so far (about a token each from a llama.cpp
-        stream); None when content is not kept (nothing counts them then)."""
-        return len(self._text) + len(self._reasoning) if self.keep_content else None
+        stream), whether or not the content is kept."""
+        return self._pieces
 
     def add_text(self, text: str) -> None:
         """Generated text read from another dialect's events (kept when logging content)."""
+        self._pieces += 1
         if self.keep_content:
             self._text.append(text)
 
     def add_reasoning(self, text: str) -> None:
         """Reasoning read from another dialect's events (kept when logging content)."""
+        self._pieces += 1
         if self.keep_content:
             self._reasoning.append(text)
 

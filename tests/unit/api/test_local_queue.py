@@ -320,3 +320,33 @@ async def test_the_instances_page_lists_each_engines_requests_and_cancels_one(
     listed = (await client.get("/instances.json")).json()
     assert listed["queue"] == []
     assert "No request is running on a local engine" in (await client.get("/instances")).text
+
+
+async def test_a_running_stream_shows_its_tokens_so_far_with_content_logging_off() -> None:
+    local = QueuedLocal(slots=1)
+    said_three = sse(chunk("one"), chunk(" two"), chunk(" three"), done=False)
+    transport = MockTransport(lambda _: MockResponse.sse(said_three, stall_after=True))
+    settings = load_settings({**ENV, "WLM_ADMIN_KEY": ADMIN, "WLM_LOG_CONTENT": "false"})
+    app = create_app(settings, local=local, telemetry=PageSink(), transports=transport.factory)
+    gateway = app.state.gateway
+    gateway.adapters["local"] = LocalAdapter(
+        local_provider_config(60.0), transport, local, loading_every_s=30.0
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://127.0.0.1",
+        headers={"authorization": f"Bearer {ADMIN}"},
+    ) as client:
+        parts: list[bytes] = []
+        stream = asyncio.create_task(
+            drive(
+                gateway,
+                body(model="tiny", messages=[{"role": "user", "content": "s"}], stream=True),
+                on_part=parts.append,
+            )
+        )
+        await settle(lambda: sum(b"three" in p for p in parts) == 1)
+        listed = (await client.get("/api/queue")).json()["data"]
+        assert [(e["state"], e["tokens"]) for e in listed] == [("running", 3)]
+        await client.delete(f"/api/queue/{listed[0]['id']}")
+        assert b"request_cancelled" in (await stream).parts[-1]
