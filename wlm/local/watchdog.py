@@ -185,6 +185,8 @@ class Watchdog:
         self._task: asyncio.Task[None] | None = None
         # Per engine: the decoded counts its /slots showed at the previous look.
         self._seen: dict[str, tuple[tuple[Any, Any], ...]] = {}
+        # Per engine: since when its /slots has not answered (looks in a row).
+        self._silent: dict[str, float] = {}
         self.stalls = 0  # requests ended so far
 
     def watch(self, model: str, base_url: str) -> Watch | None:
@@ -220,14 +222,27 @@ class Watchdog:
                 except Exception:  # the watchdog must never die
                     log.exception("stall watchdog: a look at the engines failed")
         self._seen.clear()
+        self._silent.clear()
 
     async def _look(self, base_url: str, suspects: list[Watch]) -> None:
         """Ask the engine's ``/slots`` whether its suspects are stalled, and end those."""
+        asked = self._clock()
         view = await read_slots(self._transport, base_url, self.probe_s)
         now = self._clock()
+        if view is not None:
+            self._silent.pop(base_url, None)  # it answers: any silence is over
         why: str | None
         if view is None:
-            why = f"its engine did not answer /slots within {self.probe_s:g} s either"
+            # llama.cpp answers /slots between batches only, and one batch of a long
+            # prompt on a CPU can take a minute: a silent engine is a stall only once it
+            # has stayed silent, look after look, for twice the stall time.
+            silent_since = self._silent.setdefault(base_url, asked)
+            silent_s = now - silent_since
+            why = (
+                f"its engine has not answered /slots for {silent_s:.0f} s"
+                if silent_s >= 2 * self.stall_s
+                else None
+            )
         elif view.prompt:
             why = None  # reading a prompt: not a stall
         elif not view.working:

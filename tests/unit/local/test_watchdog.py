@@ -113,13 +113,50 @@ async def test_decoded_counts_that_move_are_progress_and_standing_still_is_a_sta
     assert stream.failed is not None and "decoded nothing" in stream.failed.message
 
 
-async def test_an_engine_that_does_not_answer_slots_is_a_stall(
-    engine: Engine, dog: Watchdog
-) -> None:
-    engine.slots = None
-    watch, stream = await look(engine, dog)
-    assert watch.stalled
-    assert stream.failed is not None and "did not answer /slots" in stream.failed.message
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_an_engine_silent_for_twice_the_stall_time_is_a_stall(engine: Engine) -> None:
+    clock = Clock()
+    dog = Watchdog(engine.transport, 60.0, probe_s=0.05, clock=clock)
+    try:
+        engine.slots = None
+        # One batch of a long prompt keeps llama.cpp from answering /slots for a while:
+        # one silent look is not a stall, nor a second one within twice the stall time.
+        first, stream = await look(engine, dog)
+        assert not first.stalled and stream.failed is None
+        clock.now += 119.0
+        second, stream = await look(engine, dog)
+        assert not second.stalled and stream.failed is None
+        clock.now += 1.0
+        third, stream = await look(engine, dog)
+        assert third.stalled
+        assert stream.failed is not None
+        assert "has not answered /slots for 120 s" in stream.failed.message
+    finally:
+        await dog.close()
+
+
+async def test_an_engine_that_answers_again_is_forgiven_its_silence(engine: Engine) -> None:
+    clock = Clock()
+    dog = Watchdog(engine.transport, 60.0, probe_s=0.05, clock=clock)
+    try:
+        engine.slots = None
+        await look(engine, dog)
+        clock.now += 100.0
+        engine.slots = [slot(0, 0)]  # it answers: reading its prompt
+        await look(engine, dog)
+        clock.now += 30.0
+        engine.slots = None  # silent again: counted from now, not from the first look
+        again, stream = await look(engine, dog)
+        assert not again.stalled and stream.failed is None
+    finally:
+        await dog.close()
 
 
 async def test_a_send_still_waiting_for_the_answer_ends_with_the_stall(
