@@ -14,7 +14,15 @@ from huggingface_hub import HfApi, constants, get_token
 
 from wlm.config import Settings
 from wlm.hub.errors import NothingToPull, gated_repo, hub_errors
-from wlm.hub.quants import HubFile, ModelFiles, PullRef, RefError, group_gguf_files, select_model
+from wlm.hub.quants import (
+    REPO_ID,
+    HubFile,
+    ModelFiles,
+    PullRef,
+    RefError,
+    group_gguf_files,
+    select_model,
+)
 
 __all__ = ["HubClient", "RepoListing", "RepoSummary"]
 
@@ -105,7 +113,7 @@ class HubClient:
         ]
         models, projectors = group_gguf_files(files)
         return RepoListing(
-            repo=info.id or repo,
+            repo=_canonical(repo, info.id),
             commit=info.sha,
             gated=bool(info.gated),
             models=tuple(models),
@@ -120,3 +128,11 @@ class HubClient:
         if listing.gated and not self.has_token:
             raise gated_repo(self.endpoint, listing.repo, denied=False)
         return listing, model
+
+
+def _canonical(asked: str, answered: str | None) -> str:
+    """The repo id to name its folder under WLM_MODELS_DIR: the Hub's spelling of the one
+    asked for, or the one asked for (an endpoint may answer any id, even a path)."""
+    if answered and answered.lower() == asked.lower() and REPO_ID.fullmatch(answered):
+        return answered
+    return asked

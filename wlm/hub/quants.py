@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_QUANT",
     "HubFile",
     "ModelFiles",
+    "REPO_ID",
     "PullRef",
     "RefError",
     "group_gguf_files",
@@ -39,7 +40,7 @@ _QUANT = re.compile(
     r"|BF16|FP16|FP32|F16|F32))$",
     re.IGNORECASE,
 )
-_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class RefError(ValueError):
@@ -112,7 +113,7 @@ def parse_ref(text: str) -> PullRef:
     owner, _, rest = repo.partition("/")
     name, slash, file = rest.partition("/")
     repo = f"{owner}/{name}"
-    if not _REPO.match(repo) or ".." in repo or "--" in repo:
+    if not REPO_ID.match(repo) or ".." in repo or "--" in repo:
         raise RefError(
             f"{text!r} is not a Hub model: expected owner/repo, owner/repo:QUANT "
             "or owner/repo/file.gguf"

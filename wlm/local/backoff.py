@@ -67,7 +67,8 @@ class CrashBackoff:
 
     def hold_for(self, holds: int) -> float:
         """How long the ``holds``-th hold in a row lasts."""
-        return float(min(self.hold_s * 2 ** max(0, holds - 1), self.max_hold_s))
+        # The exponent is capped: a crash loop of weeks would overflow a float.
+        return float(min(self.hold_s * 2 ** min(max(0, holds - 1), 32), self.max_hold_s))
 
     def held(self, now: float) -> float | None:
         """Seconds left of the present hold; None when a restart is allowed."""

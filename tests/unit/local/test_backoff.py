@@ -61,3 +61,8 @@ def test_clear_forgets_the_hold_and_the_history() -> None:
     assert not backoff.crashed(4.0)
     assert backoff.crashed(5.0)
     assert backoff.held(5.0) == 60.0  # the first hold again, not the second
+
+
+def test_a_crash_loop_of_weeks_still_holds_for_the_longest_hold() -> None:
+    policy = CrashBackoff()
+    assert policy.hold_for(5_000) == policy.max_hold_s  # no OverflowError
