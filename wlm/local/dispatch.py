@@ -84,6 +84,8 @@ class _Slots:
     held: list[Prefix | None]
     last_used: list[int]
     busy: dict[int, Ticket] = attrs.field(factory=dict)
+    # Busy slots wlm did not ask for: where llama.cpp put those requests is a guess.
+    guessed: set[int] = attrs.field(factory=set)
 
     @classmethod
     def empty(cls, starts: int, count: int) -> _Slots:
@@ -194,17 +196,24 @@ class Dispatcher:
         if count < 2 or not free:  # no choice to make, or more requests than slots
             return None
         choice = pick(ticket.prefix, slots.held, slots.last_used, free)
+        # While llama.cpp placed a running request itself, the slot wlm would ask for may
+        # be the one it took (its own pick is by similarity): asking could then queue
+        # this request behind that one while another slot idles. Let it pick instead.
+        pin = choice.pin and not slots.guessed
         slots.busy[choice.slot] = ticket
+        if not pin:
+            slots.guessed.add(choice.slot)
         if ticket.prefix is not None:  # else what the slot holds is not known to change
             slots.held[choice.slot] = ticket.prefix
         ticket.slot = choice.slot
-        return choice.slot if choice.pin else None
+        return choice.slot if pin else None
 
     def _free_slot(self, ticket: Ticket) -> None:
         slots = self._slots.get(ticket.model)
         if ticket.slot is None or slots is None or slots.busy.get(ticket.slot) is not ticket:
             return
         del slots.busy[ticket.slot]
+        slots.guessed.discard(ticket.slot)
         if ticket.prefix is not None:  # token counts and embeddings leave no prompt
             slots.last_used[ticket.slot] = next(self._releases)
 

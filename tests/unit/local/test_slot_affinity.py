@@ -190,6 +190,25 @@ async def test_the_dispatcher_keeps_each_conversation_on_its_slot() -> None:
     assert queue.take_slot(third_a, 2) is None
 
 
+async def test_no_pin_while_the_engine_placed_a_running_request_itself() -> None:
+    engines = _Engines("m")
+    queue = Dispatcher(engines, lambda _: 2, 1, affinity=True)
+    a1 = fp("conversation a " * 30)
+    first = queue.enter("m", prefix=a1)
+    queue.take_slot(first, 1)
+    queue.leave(first)  # slot first.slot now holds conversation a
+    stranger = queue.enter("m", prefix=fp("another conversation " * 30))
+    assert queue.take_slot(stranger, 1) is None  # llama.cpp picks: wlm only guesses where
+    # a's next turn would be pinned to its slot, but that may be where llama.cpp put the
+    # stranger (it picks by similarity): asking for it could queue a behind the stranger.
+    second = queue.enter("m", prefix=fp("conversation a " * 30, "r", "q"))
+    assert queue.take_slot(second, 1) is None
+    queue.leave(stranger)
+    queue.leave(second)
+    third = queue.enter("m", prefix=fp("conversation a " * 30, "r", "q", "r", "q"))
+    assert queue.take_slot(third, 1) is not None  # nothing guessed runs: pinned again
+
+
 async def test_off_or_one_slot_pins_nothing() -> None:
     engines = _Engines("m")
     for queue in (
