@@ -133,6 +133,11 @@ class Journal:
         try:
             written = os.write(self._fd, line)
             if written != len(line):
+                # The part that got out is in the file: count it, or the reader, which
+                # reads (and skips) it, would be ahead of what was appended and call
+                # itself caught up with lines unread.
+                segment.size += written
+                self._appended += written
                 raise OSError(f"short write to {segment.path} ({written} of {len(line)} bytes)")
         except OSError:
             # Whatever part got out is a torn tail the reader skips; new lines go to a

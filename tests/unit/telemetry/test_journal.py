@@ -129,3 +129,32 @@ async def test_a_journal_whose_disk_fails_keeps_the_rows_in_memory(
         assert any("cannot write the journal" in r.getMessage() for r in caplog.records)
     finally:
         await writer.aclose()
+
+
+def test_a_short_write_does_not_hide_the_lines_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that takes only part of a line: the torn part is skipped, and the lines
+    appended after it are still pending and unread, so a stop keeps their segment."""
+    journal = Journal(tmp_path, max_bytes=1 << 20)
+    journal.open()
+    assert journal.append(request(0), None, [])
+    real_write = os.write
+
+    def short_write(fd: int, data: bytes) -> int:  # all but the newline got out
+        return real_write(fd, bytes(data)[:-1])
+
+    monkeypatch.setattr("wlm.telemetry.journal.os.write", short_write)
+    with pytest.raises(OSError, match="short write"):
+        journal.append(request(1), ["req-000001", "{}", "x" * 4000], [])
+    monkeypatch.setattr("wlm.telemetry.journal.os.write", real_write)
+    assert ids(journal.read(10)) == ["req-000000"]  # and the torn line, skipped
+    journal.commit()
+    assert journal.append(request(2), None, [])
+    assert journal.append(request(3), None, [])
+    assert not journal.caught_up and journal.pending_bytes > 0 and journal.pending_lines == 2
+    journal.close()  # a stop before the reader got to them
+    again = Journal(tmp_path, max_bytes=1 << 20)
+    again.open()
+    assert ids(again.read(10)) == ["req-000002", "req-000003"]
+    again.close()
