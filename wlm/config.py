@@ -44,6 +44,7 @@ __all__ = [
     "load_settings",
     "redact_url_password",
     "url_password",
+    "url_passwords",
 ]
 
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -307,34 +308,52 @@ class Settings:
         values += [peer.key for peer in self.peers if peer.key]
         if self.otlp is not None:
             values += self.otlp.secrets()
-        password = url_password(self.telemetry_url) if self.telemetry_url else None
-        if password:
-            values.append(password)
+        if self.telemetry_url:
+            values += url_passwords(self.telemetry_url)
         return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
 
 
 def url_password(url: str) -> str | None:
-    """The password in a ``scheme://user:password@host/...`` URL (percent-decoded), if any."""
+    """The password in a ``scheme://user:password@host/...`` URL or in its ``password``
+    query parameter (libpq takes either), percent-decoded, if any."""
+    passwords = url_passwords(url)
+    return passwords[0] if passwords else None
+
+
+def url_passwords(url: str) -> list[str]:
+    """Every password ``url`` carries: the ``user:password@`` one and each
+    ``?password=`` query parameter (percent-decoded)."""
     parts = urllib.parse.urlsplit(url)
+    found: list[str] = []
     try:
         password = parts.password
     except ValueError:
-        return None
-    if not password:
-        return None
-    return urllib.parse.unquote(password)
+        password = None
+    if password:
+        found.append(urllib.parse.unquote(password))
+    for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if name == "password" and value:
+            found.append(value)
+    return found
 
 
 def redact_url_password(url: str) -> str:
-    """``url`` with the password (as written, and decoded) replaced by ``[redacted]``."""
+    """``url`` with the password (``user:password@`` and any ``password`` query
+    parameter) replaced by ``[redacted]``."""
     parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    if not colon:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:[redacted]@{host}"))
+    if parts.query:
+        fields = parts.query.split("&")
+        for i, field in enumerate(fields):
+            name, equals, _ = field.partition("=")
+            if equals and urllib.parse.unquote_plus(name) == "password":
+                fields[i] = f"{name}=[redacted]"
+        parts = parts._replace(query="&".join(fields))
+    if "@" in parts.netloc:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        if colon:
+            parts = parts._replace(netloc=f"{user}:[redacted]@{host}")
+    return urllib.parse.urlunsplit(parts)
 
 
 # The provider name of local GGUF models (``local/<id>`` routes there too).

@@ -17,10 +17,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from litestar.testing import AsyncTestClient
 
 from tests.pg import PASSWORD
 from tests.unit.telemetry.factory import make_box_rows, make_conversation, make_record
 from tests.unit.telemetry.test_analytics import known_records
+from wlm.app import create_app
 from wlm.config import load_settings
 from wlm.telemetry import schema
 from wlm.telemetry.analytics import load_named_queries, run_named
@@ -521,3 +523,22 @@ async def test_budgets_follow_what_the_whole_fleet_spent(pg_url: str) -> None:
         assert gateway.key_limits.usage(["alice"])[0].usd_today == pytest.approx(0.75)
     finally:
         await gateway.close()
+
+
+async def test_a_query_password_shows_nowhere_on_health(tmp_path: Path) -> None:
+    """``?password=`` (libpq takes it): /health's last_error names the database
+    without it."""
+    url = "postgresql://wlm@127.0.0.1:1/db?password=S3cretPw"
+    env = {"WLM_DATA_DIR": str(tmp_path), "WLM_TELEMETRY_URL": url}
+    app = create_app(load_settings(env), local=None)
+    async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as client:
+        deadline = asyncio.get_running_loop().time() + 10
+        body: dict[str, Any] = {}
+        while asyncio.get_running_loop().time() < deadline:
+            body = (await client.get("/health")).json()
+            if (body.get("telemetry") or {}).get("last_error"):
+                break
+            await asyncio.sleep(0.05)
+        error = body["telemetry"]["last_error"]
+        assert "127.0.0.1:1" in error and "[redacted]" in error
+        assert "S3cretPw" not in (await client.get("/health")).text

@@ -170,3 +170,17 @@ def test_an_unknown_dialect_names_the_variable() -> None:
         load_settings({"OPENAI_API_KEY": "k", "WLM_OPENAI_DIALECTS": "chat,grpc"})
     assert str(caught.value).startswith("WLM_OPENAI_DIALECTS:")
     assert "grpc" in str(caught.value)
+
+
+def test_a_password_in_the_telemetry_urls_query_is_a_secret_and_redacted() -> None:
+    """libpq takes ``?password=`` as well as ``user:password@``: both are hidden."""
+    url = "postgresql://wlm@127.0.0.1:1/db?sslmode=disable&password=S3cretPw"
+    settings = load_settings({"WLM_TELEMETRY_URL": url})
+    assert "S3cretPw" in settings.secrets()
+    shown = settings.telemetry_url_shown
+    assert shown == "postgresql://wlm@127.0.0.1:1/db?sslmode=disable&password=[redacted]"
+    both = "postgresql://wlm:Userinfo9@h/db?password=Query99pw"
+    settings = load_settings({"WLM_TELEMETRY_URL": both})
+    assert {"Userinfo9", "Query99pw"} <= set(settings.secrets())
+    assert settings.telemetry_url_shown == "postgresql://wlm:[redacted]@h/db?password=[redacted]"
+    assert "S3cretPw" not in repr(load_settings({"WLM_TELEMETRY_URL": url}))
