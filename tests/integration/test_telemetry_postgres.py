@@ -24,7 +24,7 @@ from tests.unit.telemetry.factory import make_box_rows, make_conversation, make_
 from tests.unit.telemetry.test_analytics import known_records
 from wlm.app import create_app
 from wlm.config import load_settings
-from wlm.telemetry import schema
+from wlm.telemetry import schema, store_postgres
 from wlm.telemetry.analytics import load_named_queries, run_named
 from wlm.telemetry.query import ForbiddenQuery, QueryFailed, QueryTimeout, run_user_sql
 from wlm.telemetry.records import AttemptRecord, EngineEventRecord
@@ -542,3 +542,34 @@ async def test_a_query_password_shows_nowhere_on_health(tmp_path: Path) -> None:
         error = body["telemetry"]["last_error"]
         assert "127.0.0.1:1" in error and "[redacted]" in error
         assert "S3cretPw" not in (await client.get("/health")).text
+
+
+async def test_user_sql_cannot_keep_wlms_schema_lock(
+    pg_cluster: Any, pg_writer: TelemetryWriter, pg_url: str
+) -> None:
+    """A session-level advisory lock taken by user SQL survives the ROLLBACK; were it
+    kept on the pooled connection, every writer's next open would hang on it."""
+    lock = store_postgres._SCHEMA_LOCK
+    await user_sql(pg_writer, f"SELECT pg_advisory_lock({lock})")
+    with pg_cluster.admin() as admin:
+        held = admin.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        ).fetchone()
+    assert held == (0,), "the reader went back to the pool holding an advisory lock"
+    store = PostgresStore(pg_url)
+    try:
+        await asyncio.wait_for(asyncio.to_thread(store.open), 5)
+    finally:
+        store.close()
+
+
+async def test_a_schema_lock_held_elsewhere_fails_the_open_instead_of_hanging_it(
+    pg_cluster: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_postgres, "_SCHEMA_LOCK_TIMEOUT_S", 1)
+    with pg_cluster.admin(pg_url.rsplit("/", 1)[1]) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [store_postgres._SCHEMA_LOCK])
+        store = PostgresStore(pg_url)
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            await asyncio.wait_for(asyncio.to_thread(store.open), 10)
+    store.close()

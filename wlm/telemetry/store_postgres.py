@@ -352,6 +352,10 @@ _USER_STATEMENTS = frozenset({"select", "with", "values", "table"})
 _COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
 _DUCKDB_PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
 _CONNECT_TIMEOUT_S = 5
+# The writer's open (schema lock, migration): bounded, so a lock held elsewhere (a
+# replica stuck mid-migration) fails the open, which is retried, instead of hanging it.
+_SCHEMA_LOCK_TIMEOUT_S = 30
+_MIGRATION_TIMEOUT_S = 600
 
 
 def setup_sql(directory: Path | None = None) -> str:
@@ -397,6 +401,8 @@ class PostgresStore:
         con = self._connect(read_only=False)
         try:
             with con.transaction():
+                con.execute(f"SET LOCAL lock_timeout = {_SCHEMA_LOCK_TIMEOUT_S * 1000}")
+                con.execute(f"SET LOCAL statement_timeout = {_MIGRATION_TIMEOUT_S * 1000}")
                 con.execute("SELECT pg_advisory_xact_lock(%s)", [_SCHEMA_LOCK])
                 before = _migrate(con)
                 con.execute(setup_sql())
@@ -564,7 +570,7 @@ class PostgresSession:
         if keyword not in _USER_STATEMENTS:
             kind = keyword.upper() or "an empty query"
             raise ForbiddenQuery(f"only SELECT queries are allowed, not {kind}")
-        with self._transaction(timeout_s) as cur:
+        with self._transaction(timeout_s, user=True) as cur:
             # Prepared: PostgreSQL refuses a second statement in it ("COMMIT; DELETE ...").
             cur.execute(sql, prepare=True)
             return _fetch(cur, max_rows)
@@ -580,7 +586,9 @@ class PostgresSession:
             self.con.execute("BEGIN TRANSACTION READ ONLY")
 
     @contextmanager
-    def _transaction(self, timeout_s: float) -> Iterator[psycopg.Cursor[Any]]:
+    def _transaction(
+        self, timeout_s: float, *, user: bool = False
+    ) -> Iterator[psycopg.Cursor[Any]]:
         try:
             self._begin()
             con = self.con
@@ -591,6 +599,11 @@ class PostgresSession:
                 finally:
                     if not con.closed:
                         con.execute("ROLLBACK")
+                        if user:
+                            # A session-level advisory lock (pg_advisory_lock) outlives
+                            # the ROLLBACK: one on wlm's schema lock, pooled, would hang
+                            # every replica's writer at its next open.
+                            con.execute("SELECT pg_advisory_unlock_all()")
         except pg_errors.QueryCanceled as exc:
             raise QueryTimeout(f"query interrupted after {timeout_s:g} s") from exc
         except (pg_errors.InsufficientPrivilege, pg_errors.ReadOnlySqlTransaction) as exc:
