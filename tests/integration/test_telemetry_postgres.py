@@ -6,15 +6,19 @@ back, and the password shows nowhere."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import math
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
@@ -573,3 +577,52 @@ async def test_a_schema_lock_held_elsewhere_fails_the_open_instead_of_hanging_it
         with pytest.raises(psycopg.errors.LockNotAvailable):
             await asyncio.wait_for(asyncio.to_thread(store.open), 10)
     store.close()
+
+
+async def test_a_frozen_database_does_not_hang_the_stop(
+    pg_cluster: Any, pg_writer: TelemetryWriter, pg_url: str
+) -> None:
+    """PostgreSQL stops answering (SIGSTOP) while a read waits on it: the stop still
+    ends by its deadline, and no thread left behind would keep the process from
+    exiting."""
+    reading = asyncio.ensure_future(user_sql(pg_writer, "SELECT pg_sleep(60)", timeout_s=120))
+    frozen: list[psutil.Process] = []
+    admin = pg_cluster.admin()
+    try:
+        assert await poll_until(
+            lambda: (
+                admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'"
+                ).fetchone()
+                == (1,)
+            )
+        ), "the read never started"
+        postmaster = psutil.Process(pg_cluster._postmaster_pid())
+        frozen = [postmaster, *postmaster.children(recursive=True)]
+        for process in frozen:
+            process.suspend()
+        started = time.monotonic()
+        await asyncio.wait_for(pg_writer.aclose(3), 10)
+        assert time.monotonic() - started < 6
+        readers = [t for t in threading.enumerate() if t.name.startswith("wlm-telemetry-read")]
+        assert all(t.daemon for t in readers), "a stuck reader would block the exit"
+    finally:
+        for process in frozen:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.resume()
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE 'SELECT pg_sleep(60)%' AND pid <> pg_backend_pid()"
+        )
+        admin.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(reading, 10)
+
+
+async def poll_until(predicate: Any, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(predicate):
+            return True
+        await asyncio.sleep(0.05)
+    return False

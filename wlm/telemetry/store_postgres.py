@@ -352,6 +352,7 @@ _USER_STATEMENTS = frozenset({"select", "with", "values", "table"})
 _COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
 _DUCKDB_PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
 _CONNECT_TIMEOUT_S = 5
+_TCP_USER_TIMEOUT_MS = 30_000
 # The writer's open (schema lock, migration): bounded, so a lock held elsewhere (a
 # replica stuck mid-migration) fails the open, which is retried, instead of hanging it.
 _SCHEMA_LOCK_TIMEOUT_S = 30
@@ -526,6 +527,14 @@ class PostgresStore:
         con = psycopg.connect(
             self.url,
             connect_timeout=_CONNECT_TIMEOUT_S,
+            # A server that froze (or a network that drops packets) must not block a
+            # read or a write for ever: TCP keepalives notice an idle peer gone, and
+            # tcp_user_timeout a peer that stopped acknowledging what was sent.
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+            tcp_user_timeout=_TCP_USER_TIMEOUT_MS,
             options=options,
             application_name="wlm-reader" if read_only else "wlm-writer",
             autocommit=read_only,

@@ -35,11 +35,12 @@ import datetime as dt
 import logging
 import operator
 import os
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -171,7 +172,7 @@ class TelemetryWriter:
         # Guards the connection swap and cursor creation (readers vs the writer thread).
         self._con_lock = threading.Lock()
         self._con = False  # the store is open
-        self._read_pool: ThreadPoolExecutor | None = None
+        self._read_pool: _DaemonPool | None = None
         # Notified after every batch; flush() waits on it.
         self._progress = threading.Condition()
         self._inflight = 0
@@ -224,9 +225,7 @@ class TelemetryWriter:
         """
         if self._thread is not None:
             raise RuntimeError("TelemetryWriter.start() called twice")
-        self._read_pool = ThreadPoolExecutor(
-            max_workers=self._read_threads, thread_name_prefix="wlm-telemetry-read"
-        )
+        self._read_pool = _DaemonPool(self._read_threads, "wlm-telemetry-read")
         if self._journal is not None:
             try:
                 self._journal.open()
@@ -260,7 +259,10 @@ class TelemetryWriter:
             if self._thread.is_alive():
                 log.error("telemetry writer did not stop within %.1f s", timeout_s)
         if self._read_pool is not None:
-            self._read_pool.shutdown(wait=True, cancel_futures=True)
+            # A read blocked on a frozen server must not block the stop: wait for the
+            # readers until the deadline only (their threads are daemons).
+            self._read_pool.shutdown(wait=False, cancel_futures=True)
+            self._read_pool.join(max(0.0, self._close_deadline - time.monotonic()))
         lost = len(self._queue) + len(self._pending)
         if lost:
             log.error("telemetry: %d records could not be written before close", lost)
@@ -841,3 +843,69 @@ def _one_line(exc: BaseException) -> str:
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class _DaemonPool(Executor):
+    """A thread pool whose threads are daemons: one stuck in a read on a frozen
+    database neither blocks :meth:`TelemetryWriter.close` past its deadline nor the
+    interpreter's exit (``ThreadPoolExecutor`` joins its threads at exit)."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._shutdown = False
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{name}_{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._work.put((future, partial(fn, *args, **kwargs)))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = call()
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            if not self._shutdown:
+                self._shutdown = True
+                if cancel_futures:
+                    while True:
+                        try:
+                            item = self._work.get_nowait()
+                        except queue.Empty:
+                            break
+                        if item is not None:
+                            item[0].cancel()
+                for _ in self._threads:
+                    self._work.put(None)
+        if wait:
+            self.join(None)
+
+    def join(self, timeout_s: float | None) -> bool:
+        """Wait for the threads (at most ``timeout_s`` in all); True when all ended."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
