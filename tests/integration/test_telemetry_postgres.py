@@ -626,3 +626,18 @@ async def poll_until(predicate: Any, timeout_s: float = 10.0) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def test_api_sql_on_postgresql_answers_range_values_as_text(
+    pg_url: str, tmp_path: Path
+) -> None:
+    env = {"WLM_DATA_DIR": str(tmp_path), "WLM_TELEMETRY_URL": pg_url, "WLM_ADMIN_KEY": "adm-k3y"}
+    app = create_app(load_settings(env), local=None)
+    async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as client:
+        response = await client.post(
+            "/api/sql",
+            json={"sql": "SELECT int4range(1, 5) AS r, 2 AS n"},
+            headers={"authorization": "Bearer adm-k3y"},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["rows"] == [["[1, 5)", 2]]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,7 +49,15 @@ def _plain(value: Any) -> Any:
         return value.value
     if hasattr(value, "__fspath__"):
         return str(value)
-    return value
+    if isinstance(value, set | frozenset):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, _JSON_READY):
+        return value
+    return str(value)  # what JSON has no shape for (a PostgreSQL range): its text
+
+
+# Values the JSON encoder writes as they are.
+_JSON_READY = (bool, int, float, str, bytes, decimal.Decimal, uuid.UUID, dt.timedelta)
 
 
 def _known(local: LocalModels, model_id: str) -> str:

@@ -98,7 +98,13 @@ class Journal:
             os.close(fd)
             raise JournalBusy(f"{self.directory} is in use by another process") from None
         self._lock_fd = fd
-        found = sorted(self.directory.glob(f"*{_SUFFIX}"), key=lambda p: int(p.stem))
+        found = []
+        for path in self.directory.glob(f"*{_SUFFIX}"):
+            if path.stem.isdigit():
+                found.append(path)
+            else:  # not one of ours (a copy, an editor's): left alone
+                log.warning("telemetry: ignoring %s in the journal directory", path.name)
+        found.sort(key=lambda p: int(p.stem))
         for path in found:
             data = path.read_bytes()
             self._segments.append(_Segment(path, len(data), sealed=True))

@@ -158,3 +158,20 @@ def test_a_short_write_does_not_hide_the_lines_after_it(
     again.open()
     assert ids(again.read(10)) == ["req-000002", "req-000003"]
     again.close()
+
+
+def test_a_stray_file_in_the_directory_does_not_stop_the_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = Journal(tmp_path, max_bytes=1 << 20)
+    dead.open()
+    dead.append(request(0), None, [])
+    assert dead._lock_fd is not None
+    os.close(dead._lock_fd)  # it dies: its lock goes with it
+    (tmp_path / "foo.journal").write_bytes(b"not ours\n")
+    journal = Journal(tmp_path, max_bytes=1 << 20)
+    journal.open()
+    assert ids(journal.read(10)) == ["req-000000"]
+    assert any("foo.journal" in r.getMessage() for r in caplog.records)
+    journal.close()
+    assert (tmp_path / "foo.journal").exists()
