@@ -18,9 +18,9 @@ from attrs import frozen
 
 __all__ = [
     "DEFAULT_QUANT",
+    "REPO_ID",
     "HubFile",
     "ModelFiles",
-    "REPO_ID",
     "PullRef",
     "RefError",
     "group_gguf_files",
