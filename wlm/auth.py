@@ -1,15 +1,16 @@
-"""Client and admin keys, compared in constant time.
+"""Client and admin keys, found by their SHA-256.
 
 A key is given in clear (``name:key``) or as its SHA-256 (``name:sha256:<hex>``) so
-``.env`` need not hold it. Every presented key is hashed and compared against
-every stored digest with ``hmac.compare_digest``, without stopping at the first
-match, so the time taken does not depend on how much of a key matches.
+``.env`` need not hold it. Every presented key is hashed and its digest looked up
+among the stored digests: the time a lookup takes may depend on the digests, never
+on how much of a key matches, so it tells an attacker nothing about a key (finding
+a key from its digest is what SHA-256 makes infeasible). One hash and one dictionary
+lookup a request, however many keys there are.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Iterable
 
 from wlm.config import ClientKey
@@ -36,21 +37,19 @@ def _digest(key: str) -> bytes:
 class KeyRing:
     """Named keys; :meth:`identify` returns the name of the key presented, or None."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_names",)
 
     def __init__(self, keys: Iterable[ClientKey]) -> None:
-        self._entries = tuple((key.name, _digest(key.key)) for key in keys)
+        # The last entry wins, should two names share a key (as when each was compared).
+        self._names = {_digest(key.key): key.name for key in keys}
 
     def __bool__(self) -> bool:
-        return bool(self._entries)
+        return bool(self._names)
 
     def identify(self, presented: str | None) -> str | None:
-        digest = hashlib.sha256((presented or "").encode()).digest()
-        found = None
-        for name, stored in self._entries:
-            if hmac.compare_digest(digest, stored) and presented:
-                found = name
-        return found
+        if not presented:
+            return None
+        return self._names.get(hashlib.sha256(presented.encode()).digest())
 
 
 def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:

@@ -27,8 +27,9 @@ and nothing more is tried. Each try leaves an :class:`~wlm.api.exchange.Upstream
 on the exchange; the response says who answered (``x-wlm-provider``) after how many
 tries (``x-wlm-attempts``).
 
-The common case (one target, answered at once) asks the cooldowns nothing, builds
-no chain and records one try.
+The common case (one target, answered at once) asks the cooldowns nothing, routes no
+alternative and records one try; the first target of a chain is tried just as a
+request without one (the rest of the chain is taken up only when it moves on).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -102,37 +103,46 @@ class Reply(Protocol):
 Forwarded = tuple[tuple[str, str], ...]
 
 
-async def serve(
+def serve(
     gateway: Gateway,
     reply: Reply,
     request: ParsedRequest,
     forwarded: Forwarded,
     chain_header: str | None,
-) -> None:
-    """Answer ``request`` from the first target of its chain that can; raises the
-    GatewayError the client gets when none could (or when the request is at fault)."""
+) -> Awaitable[object]:
+    """Answer ``request`` from the first target of its chain that can; the awaitable
+    raises the GatewayError the client gets when none could (or when the request is at
+    fault).
+
+    Not a coroutine itself: it returns the one that serves the request, so each of the
+    request's waits (every event of a stream) resumes one frame fewer.
+    """
     exchange = reply.exchange
     requested = request_chain(chain_header, request.body)
     if "models" in request.body:  # the chain is wlm's business, not the upstream's
         body = {k: v for k, v in request.body.items() if k != "models"}
         request = attrs.evolve(request, body=body, raw=msgspec.json.encode(body))
         exchange.request = request
-    fallbacks = gateway.fallbacks
-    if requested is not None or fallbacks:
-        alias = gateway.router.alias(request.model)
-        names = fallbacks.chain(request.model, requested, alias)
-        if len(names) > 1:
-            await _serve_chain(gateway, reply, request, forwarded, names)
-            return
+    if requested is not None or gateway.fallbacks:
+        chain = _Chain(gateway, request.model, requested)
+        if chain.has_alternatives():
+            first = chain.route(0)
+            if isinstance(first, GatewayError) or not gateway.cooldowns.quiet:
+                return _serve_chain(gateway, reply, request, forwarded, chain)
+            # The first target as if it had no chain (one coroutine frame fewer for each
+            # of its waits); it goes on to the rest of the chain only if it cannot answer.
+            later = functools.partial(chain.routable_after, 0)
+            return _try_target(
+                gateway, reply, request, forwarded, first, _GO, later=later, rest=chain
+            )
     route = gateway.router.resolve(request.model)
     if route.also:
-        await _serve_peers(gateway, reply, request, forwarded, route)
-        return
+        return _serve_peers(gateway, reply, request, forwarded, route)
     cooldowns = gateway.cooldowns
     admission = _GO
     if not cooldowns.quiet:
         admission = cooldowns.admit((route.provider, route.upstream_model), last=True)
-    await _try_target(gateway, reply, request, forwarded, route, admission, later=_never)
+    return _try_target(gateway, reply, request, forwarded, route, admission, later=_never)
 
 
 async def _serve_chain(
@@ -140,13 +150,15 @@ async def _serve_chain(
     reply: Reply,
     request: ParsedRequest,
     forwarded: Forwarded,
-    names: tuple[str, ...],
+    chain: _Chain,
+    start: int = 0,
 ) -> None:
-    """Each name of ``names`` in turn, until one answers; the last one's error otherwise."""
+    """Each name of ``chain`` from ``start`` in turn, until one answers; the last one's
+    error otherwise. ``request`` is the request for the chain's first name."""
     exchange = reply.exchange
     cooldowns = gateway.cooldowns
-    chain = _Chain(gateway, names)
-    for index, name in enumerate(names):
+    for index in range(start, len(chain.names)):
+        name = chain.names[index]
         route = chain.route(index)
         if isinstance(route, GatewayError):
             if not chain.routable_after(index):
@@ -199,15 +211,18 @@ async def _serve_peers(
 
 
 class _Chain:
-    """A chain's names, each routed when first needed: a request its first target
-    answers routes no other (the happy path stays as cheap as without a chain)."""
+    """A request's chain: its model, then the alternatives it named or
+    ``WLM_FALLBACKS`` gives, each name routed when first needed."""
 
     __slots__ = ("_gateway", "_routes", "names")
 
-    def __init__(self, gateway: Gateway, names: tuple[str, ...]) -> None:
+    def __init__(self, gateway: Gateway, model: str, requested: tuple[str, ...] | None) -> None:
         self._gateway = gateway
-        self.names = names
-        self._routes: list[Route | GatewayError | None] = [None] * len(names)
+        self.names = gateway.fallbacks.chain(model, requested, gateway.router.alias)
+        self._routes: list[Route | GatewayError | None] = [None] * len(self.names)
+
+    def has_alternatives(self) -> bool:
+        return len(self.names) > 1
 
     def route(self, index: int) -> Route | GatewayError:
         """Where the name at ``index`` goes, or why it goes nowhere (no route, no key)."""
@@ -250,12 +265,13 @@ async def _try_target(
     admission: Admission,
     *,
     later: Callable[[], bool],
+    rest: _Chain | None = None,
 ) -> bool:
     """Try ``route`` (again, as the policy allows) until it answers: True.
 
     False when the request goes on to its next target (``later()``: there is one,
-    asked only when needed);
-    raises the error the client gets otherwise.
+    asked only when needed), unless ``route`` is the first of ``rest``, a chain: then
+    the rest of the chain is tried here; raises the error the client gets otherwise.
     """
     exchange = reply.exchange
     exchange.route = route
@@ -350,6 +366,9 @@ async def _try_target(
         if moved_on is None:
             raise failed
         if moved_on != "retry":
+            if rest is not None:
+                await _serve_chain(gateway, reply, request, forwarded, rest, start=1)
+                return True
             return False
         retries_done += 1
         # The wait between tries: a client leaving cancels it (and the request) at once.

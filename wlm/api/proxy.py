@@ -63,17 +63,17 @@ _FALLBACKS_HEADER = FALLBACKS_HEADER.encode()
 # What the playground page (wlm/web/playground.py) sends instead of a key.
 _PLAYGROUND_HEADER = b"x-wlm-playground"
 _COUNTS = [b"%d" % n for n in range(10)]
+_READ_HEADERS = FORWARDED_HEADERS | {
+    b"content-length",
+    b"authorization",
+    b"x-api-key",
+    _PLAYGROUND_HEADER,
+    _FALLBACKS_HEADER,
+}
 
 
 class ClientGone(Exception):
     """The client disconnected; the request was cancelled."""
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def _too_large(limit: int) -> GatewayError:
@@ -85,9 +85,39 @@ def _too_large(limit: int) -> GatewayError:
     )
 
 
-def _declared_too_large(scope: Scope, limit: int) -> bool:
-    declared = _header(scope, b"content-length")
-    return declared is not None and declared.isdigit() and int(declared) > limit
+class _Headers:
+    """What the proxy reads from a request's headers, found in one pass over them."""
+
+    __slots__ = ("chain", "declared_length", "forwarded", "key", "playground", "request_id")
+
+    def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        self.declared_length: str | None = None  # content-length, as sent
+        self.request_id: str | None = None  # the client's x-request-id
+        self.key: str | None = None  # as wlm.auth.presented_key reads it
+        self.playground = False  # x-wlm-playground: the playground page sent it
+        self.chain: str | None = None  # x-wlm-fallbacks
+        self.forwarded: list[tuple[str, str]] = []  # FORWARDED_HEADERS, sent upstream
+        for name, value in headers:
+            if name not in _READ_HEADERS:
+                continue
+            if name in FORWARDED_HEADERS:
+                text = value.decode("latin-1")
+                self.forwarded.append((name.decode(), text))
+                if name == b"x-request-id" and self.request_id is None:
+                    self.request_id = text
+            elif name == b"content-length":
+                self.declared_length = value.decode("latin-1")
+            elif name == b"authorization" or name == b"x-api-key":
+                if self.key is None:
+                    self.key = presented_key(((name, value),))
+            elif name == _PLAYGROUND_HEADER:
+                self.playground = True
+            elif name == _FALLBACKS_HEADER:
+                self.chain = value.decode("latin-1")
+
+    def too_large(self, limit: int) -> bool:
+        declared = self.declared_length
+        return declared is not None and declared.isdigit() and int(declared) > limit
 
 
 async def _read_body(receive: Receive, limit: int, idle_timeout_s: float) -> bytes:
@@ -277,22 +307,11 @@ async def proxy_endpoint(
 ) -> None:
     """Serve one POST to a proxied endpoint, whatever happens."""
     settings = gateway.settings
-    playground = False  # the playground page sent it: its session, not a key, names it
-    if gateway.client_keys:
-        # A key names the client; _identify looks for the playground only without one.
-        client_request_id = _header(scope, b"x-request-id")
-    else:
-        # No keys: one pass over the headers for both (about 0.1 us for the second).
-        client_request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                client_request_id = client_request_id or value.decode("latin-1")
-            elif name == _PLAYGROUND_HEADER:
-                playground = True
+    headers = _Headers(scope["headers"])
     record_id = gateway.new_request_id()
     exchange = Exchange(
         endpoint,
-        client_request_id or record_id,
+        headers.request_id or record_id,
         record_id,
         ResponseAccount(settings.log_content),
     )
@@ -303,10 +322,10 @@ async def proxy_endpoint(
     body_pending = True
     gateway.metrics.in_flight += 1
     try:
-        if _declared_too_large(scope, settings.max_body_bytes):
+        if headers.too_large(settings.max_body_bytes):
             body_pending = False  # not worth reading: the connection closes after the 413
             raise _too_large(settings.max_body_bytes)
-        _identify(gateway, exchange, scope, playground)
+        _identify(gateway, exchange, scope, headers)
         if gateway.key_limits.enabled:
             # x-ratelimit-* for the answer, or a 429 that says why
             reply.extra_headers = gateway.key_limits.admit(exchange.client)
@@ -315,7 +334,7 @@ async def proxy_endpoint(
             raw = await _read_body(receive, settings.max_body_bytes, settings.body_timeout_s)
             exchange.bytes_in = len(raw)
             watch = _DisconnectWatch(receive, task)
-            await _serve(gateway, exchange, reply, raw, scope)
+            await _serve(gateway, exchange, reply, raw, headers)
     except ClientGone:
         exchange.cancelled()
     except asyncio.CancelledError:
@@ -364,23 +383,19 @@ def _address(scope: Scope) -> str:
     return str(client[0]) if client else "-"
 
 
-def _identify(gateway: Gateway, exchange: Exchange, scope: Scope, playground: bool) -> None:
+def _identify(gateway: Gateway, exchange: Exchange, scope: Scope, headers: _Headers) -> None:
     """Name the client by its key; a 401 when keys are on and it has none that fits.
 
     A request from the playground page (``x-wlm-playground`` and no key) is named
     ``playground`` when it carries a page session and that session's CSRF token, else
-    refused: see :func:`_playground`. The header is looked for in one of two places, so
-    that an ordinary request pays nothing for it: without client keys, by
-    :func:`proxy_endpoint`'s one pass over the headers (the one that finds
-    ``x-request-id``), which passes ``playground`` here; with client keys, here, and
-    only when no key came.
+    refused: see :func:`_playground`.
     """
+    key = headers.key
     if not gateway.client_keys:
-        if playground and presented_key(scope["headers"]) is None:
+        if headers.playground and key is None:
             _playground(gateway, exchange, scope)
         return
-    key = presented_key(scope["headers"])
-    if key is None and _header(scope, _PLAYGROUND_HEADER) is not None:
+    if key is None and headers.playground:
         _playground(gateway, exchange, scope)
         return
     client = gateway.client_keys.identify(key)
@@ -422,18 +437,14 @@ async def _fail_quietly(reply: _Reply, failure: Failure) -> None:
         reply.exchange.cancelled()
 
 
-async def _serve(
-    gateway: Gateway, exchange: Exchange, reply: _Reply, raw: bytes, scope: Scope
-) -> None:
+def _serve(
+    gateway: Gateway, exchange: Exchange, reply: _Reply, raw: bytes, headers: _Headers
+) -> Awaitable[object]:
+    """Parse the body and hand the request over: the awaitable that serves it (one
+    coroutine frame fewer for every wait of the request)."""
     request = reply.dialect.parse(raw, exchange.endpoint)
     exchange.request = request
-    forwarded: list[tuple[str, str]] = []
-    chain_header = None
-    for name, value in scope["headers"]:
-        if name in FORWARDED_HEADERS:
-            forwarded.append((name.decode(), value.decode("latin-1")))
-        elif name == _FALLBACKS_HEADER:
-            chain_header = value.decode("latin-1")
+    forwarded = headers.forwarded
     if gateway.settings.otlp is not None:  # wlm's span, the client's its parent, upstream's child
         exchange.trace, forwarded = start_span(forwarded)
-    await serve(gateway, reply, request, tuple(forwarded), chain_header)
+    return serve(gateway, reply, request, tuple(forwarded), headers.chain)

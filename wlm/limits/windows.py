@@ -63,7 +63,8 @@ class SlidingWindow:
         if times and times[0] + self.window_s <= now:
             self._expire(now)
         if times and self.resolution_s > 0 and now - times[-1] < self.resolution_s:
-            times[-1] = max(times[-1], now)
+            if now > times[-1]:
+                times[-1] = now
             self._amounts[-1] += amount
         else:
             times.append(now)

@@ -26,7 +26,7 @@ is not added.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from wlm.errors import BadRequest
@@ -68,6 +68,13 @@ def request_chain(header: str | None, body: Mapping[str, Any]) -> tuple[str, ...
     return _bounded(names, f"The {FALLBACKS_HEADER} header")
 
 
+_CHAINS_KEPT = 4096
+
+
+def _unique(model: str, rest: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((model, *rest))) if rest else (model,)
+
+
 def _bounded(names: list[str], what: str) -> tuple[str, ...]:
     if len(names) > MAX_REQUEST_CHAIN:
         raise BadRequest(
@@ -80,33 +87,47 @@ def _bounded(names: list[str], what: str) -> tuple[str, ...]:
 class FallbackChains:
     """``WLM_FALLBACKS`` as a lookup: ``(name or glob, alternatives)`` pairs."""
 
-    __slots__ = ("_table",)
+    __slots__ = ("_chains", "_table")
 
     def __init__(self, rules: Iterable[tuple[str, Sequence[str]]]) -> None:
         self._table: PatternTable[tuple[str, ...]] = PatternTable(
             (pattern, tuple(alternatives)) for pattern, alternatives in rules
         )
+        # Each model's chain from WLM_FALLBACKS, once worked out: every request asks.
+        # Bounded, since clients may send any name; the alias passed must not change.
+        self._chains: dict[str, tuple[str, ...]] = {}
 
-    def alternatives(self, model: str, aliased: str | None = None) -> tuple[str, ...]:
-        """The configured alternatives for ``model`` (else for its alias target ``aliased``)."""
+    def alternatives(
+        self, model: str, alias: Callable[[str], str | None] | None = None
+    ) -> tuple[str, ...]:
+        """The configured alternatives for ``model``, else for what ``alias`` (how
+        ``WLM_ALIASES`` rewrites a name: ``Router.alias``) makes of it, asked only then."""
         found = self._table.get(model)
-        if found is None and aliased is not None and aliased != model:
-            found = self._table.get(aliased)
+        if found is None and alias is not None:
+            aliased = alias(model)
+            if aliased is not None and aliased != model:
+                found = self._table.get(aliased)
         return found or ()
 
     def chain(
         self,
         model: str,
         requested: Sequence[str] | None = None,
-        aliased: str | None = None,
+        alias: Callable[[str], str | None] | None = None,
     ) -> tuple[str, ...]:
         """Every name to try, in order, each once: ``model`` first.
 
-        ``requested`` is :func:`request_chain`'s answer (None: use ``WLM_FALLBACKS``);
-        ``aliased`` is ``model`` after ``WLM_ALIASES`` (``Router.alias``).
+        ``requested`` is :func:`request_chain`'s answer (None: use ``WLM_FALLBACKS``,
+        for ``model`` or else for its ``alias``).
         """
-        rest = requested if requested is not None else self.alternatives(model, aliased)
-        return tuple(dict.fromkeys((model, *rest)))
+        if requested is None:
+            chain = self._chains.get(model)
+            if chain is None:
+                if len(self._chains) >= _CHAINS_KEPT:
+                    self._chains.clear()
+                chain = self._chains[model] = _unique(model, self.alternatives(model, alias))
+            return chain
+        return _unique(model, requested)
 
     def __bool__(self) -> bool:
         return bool(self._table)

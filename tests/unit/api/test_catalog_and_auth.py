@@ -106,3 +106,34 @@ async def test_the_admin_key_also_works_as_a_client_key() -> None:
     )
     assert reply.status == 200
     assert sink.only.client == "admin"
+
+
+async def test_each_key_names_its_client_and_any_other_key_gets_a_401_before_any_upstream_call() -> (
+    None
+):
+    gateway, transport, sink = make_gateway(
+        lambda request: completion(),
+        {"WLM_API_KEYS": "alice:sk-client-alice-0001,bob:sk-client-bob-0002"},
+    )
+    payload = body(model="gpt-4o", messages=HELLO)
+    for headers, client in (
+        ([(b"authorization", b"Bearer sk-client-bob-0002")], "bob"),
+        ([(b"x-api-key", b"sk-client-alice-0001")], "alice"),
+        # A scheme that is not Bearer is no key; an x-api-key after it still is.
+        ([(b"authorization", b"Basic abc"), (b"x-api-key", b"sk-client-bob-0002")], "bob"),
+    ):
+        reply = await drive(gateway, payload, headers=headers)
+        assert reply.status == 200
+        assert sink.rows[-1][0].client == client
+    upstream_calls = len(transport.requests)
+    for headers in (
+        [],
+        [(b"authorization", b"Bearer ")],
+        [(b"authorization", b"Bearer sk-client-alice-000")],  # a prefix of a key
+        [(b"authorization", b"Bearer sk-client-alice-00011")],
+        [(b"x-api-key", b"")],
+    ):
+        reply = await drive(gateway, payload, headers=headers)
+        assert reply.status == 401, headers
+        assert msgspec.json.decode(reply.body)["error"]["type"] == "authentication_error"
+    assert len(transport.requests) == upstream_calls

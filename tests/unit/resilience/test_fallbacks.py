@@ -42,9 +42,12 @@ def test_configured_chains_exact_first_then_globs_in_written_order() -> None:
 
 
 def test_an_alias_target_finds_its_chain_when_the_name_written_has_none() -> None:
-    assert CHAINS.chain("fast", aliased="gpt-4o")[1:] == ("openrouter/openai/gpt-4o", "qwen2.5-7b")
+    assert CHAINS.chain("fast", alias={"fast": "gpt-4o"}.get)[1:] == (
+        "openrouter/openai/gpt-4o",
+        "qwen2.5-7b",
+    )
     # The name as written wins over its alias target.
-    assert CHAINS.chain("claude-x", aliased="gpt-4o") == (
+    assert CHAINS.chain("claude-x", alias={"claude-x": "gpt-4o"}.get) == (
         "claude-x",
         "openrouter/anthropic/claude-sonnet-4.5",
     )
