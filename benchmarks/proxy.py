@@ -8,7 +8,8 @@ on, one worker), then runs every scenario against every target: non-stream at c=
 and c=32 (wrk when installed, else a Python closed-loop client), streams at c=1 and
 c=32 and paced streams (a closed-loop asyncio client reading every event). Each
 scenario also records the server's CPU per request (its whole process tree, user +
-system). Scenarios run interleaved across targets, each after the servers go idle.
+system). Scenarios run interleaved across targets, each after the servers go idle, each
+round in a rotated order of targets.
 
 ``--yardstick`` also starts benchmarks/yardstick.py, a featureless proxy of wlm's
 stack (Litestar on Granian, one aiohttp session), and prints wlm/yardstick ratios
@@ -317,8 +318,11 @@ def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, dict]:
         non_stream(target, 4, 1.0)
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for scenario, run in SCENARIOS.items():
-        for round_ in range(args.repeat):  # rounds interleave the targets too
-            for target in targets:
+        for round_ in range(args.repeat):
+            # Rounds interleave the targets, each round starting one target later: no
+            # target is always measured right after the same other one.
+            shift = round_ % len(targets)
+            for target in targets[shift:] + targets[:shift]:
                 print(
                     f"measuring {scenario} on {target.name} ({round_ + 1}/{args.repeat}) ...",
                     file=sys.stderr,

@@ -124,16 +124,19 @@ def serve(
         request = attrs.evolve(request, body=body, raw=msgspec.json.encode(body))
         exchange.request = request
     if requested is not None or gateway.fallbacks:
-        chain = _Chain(gateway, request.model, requested)
-        if chain.has_alternatives():
-            first = chain.route(0)
-            if isinstance(first, GatewayError) or not gateway.cooldowns.quiet:
-                return _serve_chain(gateway, reply, request, forwarded, chain)
+        names = gateway.fallbacks.chain(request.model, requested, gateway.router.alias)
+        if len(names) > 1:
+            try:
+                first: Route | None = gateway.router.resolve(request.model)
+            except GatewayError:
+                first = None
+            if first is None or not gateway.cooldowns.quiet:
+                return _serve_chain(gateway, reply, request, forwarded, _Chain(gateway, names))
             # The first target as if it had no chain (one coroutine frame fewer for each
-            # of its waits); it goes on to the rest of the chain only if it cannot answer.
-            later = functools.partial(chain.routable_after, 0)
+            # of its waits, no chain object); the rest is taken up only if it moves on.
+            later = functools.partial(_any_routes, gateway, names[1:])
             return _try_target(
-                gateway, reply, request, forwarded, first, _GO, later=later, rest=chain
+                gateway, reply, request, forwarded, first, _GO, later=later, rest=names
             )
     route = gateway.router.resolve(request.model)
     if route.also:
@@ -216,13 +219,13 @@ class _Chain:
 
     __slots__ = ("_gateway", "_routes", "names")
 
-    def __init__(self, gateway: Gateway, model: str, requested: tuple[str, ...] | None) -> None:
+    def __init__(
+        self, gateway: Gateway, names: tuple[str, ...], first: Route | None = None
+    ) -> None:
         self._gateway = gateway
-        self.names = gateway.fallbacks.chain(model, requested, gateway.router.alias)
-        self._routes: list[Route | GatewayError | None] = [None] * len(self.names)
-
-    def has_alternatives(self) -> bool:
-        return len(self.names) > 1
+        self.names = names
+        self._routes: list[Route | GatewayError | None] = [None] * len(names)
+        self._routes[0] = first  # routed already (None: not yet)
 
     def route(self, index: int) -> Route | GatewayError:
         """Where the name at ``index`` goes, or why it goes nowhere (no route, no key)."""
@@ -250,6 +253,17 @@ def _never() -> bool:
     return False
 
 
+def _any_routes(gateway: Gateway, names: tuple[str, ...]) -> bool:
+    """Whether any of ``names`` routes somewhere."""
+    for name in names:
+        try:
+            gateway.router.resolve(name)
+        except GatewayError:
+            continue
+        return True
+    return False
+
+
 def _named(request: ParsedRequest, name: str) -> ParsedRequest:
     """``request`` for an alternative: its model is that name, as the client sees it."""
     body = {**request.body, "model": name}
@@ -265,13 +279,13 @@ async def _try_target(
     admission: Admission,
     *,
     later: Callable[[], bool],
-    rest: _Chain | None = None,
+    rest: tuple[str, ...] | None = None,
 ) -> bool:
     """Try ``route`` (again, as the policy allows) until it answers: True.
 
     False when the request goes on to its next target (``later()``: there is one,
-    asked only when needed), unless ``route`` is the first of ``rest``, a chain: then
-    the rest of the chain is tried here; raises the error the client gets otherwise.
+    asked only when needed), unless ``route`` is the first of ``rest``, a chain's names:
+    then the rest of the chain is tried here; raises the error the client gets otherwise.
     """
     exchange = reply.exchange
     exchange.route = route
@@ -367,7 +381,8 @@ async def _try_target(
             raise failed
         if moved_on != "retry":
             if rest is not None:
-                await _serve_chain(gateway, reply, request, forwarded, rest, start=1)
+                chain = _Chain(gateway, rest, first=route)
+                await _serve_chain(gateway, reply, request, forwarded, chain, start=1)
                 return True
             return False
         retries_done += 1

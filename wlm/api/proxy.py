@@ -320,6 +320,8 @@ async def proxy_endpoint(
     assert task is not None
     watch: _DisconnectWatch | None = None
     body_pending = True
+    slots = gateway.client_slots
+    held_by: str | None = None  # the client whose concurrency slot this request holds
     gateway.metrics.in_flight += 1
     try:
         if headers.too_large(settings.max_body_bytes):
@@ -329,12 +331,15 @@ async def proxy_endpoint(
         if gateway.key_limits.enabled:
             # x-ratelimit-* for the answer, or a 429 that says why
             reply.extra_headers = gateway.key_limits.admit(exchange.client)
-        with gateway.client_slots.hold(exchange.client or _address(scope)):
-            body_pending = False
-            raw = await _read_body(receive, settings.max_body_bytes, settings.body_timeout_s)
-            exchange.bytes_in = len(raw)
-            watch = _DisconnectWatch(receive, task)
-            await _serve(gateway, exchange, reply, raw, headers)
+        if slots.limited:
+            client = exchange.client or _address(scope)
+            if slots.take(client):
+                held_by = client
+        body_pending = False
+        raw = await _read_body(receive, settings.max_body_bytes, settings.body_timeout_s)
+        exchange.bytes_in = len(raw)
+        watch = _DisconnectWatch(receive, task)
+        await _serve(gateway, exchange, reply, raw, headers)
     except ClientGone:
         exchange.cancelled()
     except asyncio.CancelledError:
@@ -363,6 +368,8 @@ async def proxy_endpoint(
     finally:
         if watch is not None:
             watch.stop()
+        if held_by is not None:
+            slots.release(held_by)
         gateway.metrics.in_flight -= 1
         counts = record_exchange(
             exchange,

@@ -1,4 +1,4 @@
-"""Requests in flight per client, as a context manager that refuses one too many (429).
+"""Requests in flight per client: one too many is refused (429).
 
 The limit is ``WLM_MAX_CONCURRENCY_PER_CLIENT`` and ``*:concurrency=N`` from
 ``WLM_KEY_LIMITS`` (the lower of the two), unless the client's key has a
@@ -7,16 +7,14 @@ The limit is ``WLM_MAX_CONCURRENCY_PER_CLIENT`` and ``*:concurrency=N`` from
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
-from types import TracebackType
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from wlm.config import Settings
 from wlm.errors import GatewayError
 
 __all__ = ["ClientBusy", "ClientSlots", "client_slots"]
 
-_UNLIMITED: AbstractContextManager[None] = nullcontext()  # no limit: nothing to count
 _KEY_SOURCE = "concurrency in WLM_KEY_LIMITS"
 
 
@@ -45,6 +43,8 @@ class ClientSlots:
         self._per_client = dict(per_client or {})
         self._source = source
         self._in_flight: dict[str, int] = {}
+        # Whether any client has a limit (if not, the request path counts nothing).
+        self.limited = limit is not None or bool(self._per_client)
 
     def in_flight(self, client: str) -> int:
         return self._in_flight.get(client, 0)
@@ -53,11 +53,12 @@ class ClientSlots:
         """The number of requests ``client`` may have in flight (None: no limit)."""
         return self._per_client.get(client, self.limit)
 
-    def hold(self, client: str) -> AbstractContextManager[None]:
-        """Count one request of ``client`` for the block; raises the 429 when full."""
+    def take(self, client: str) -> bool:
+        """Count one request of ``client``; raises the 429 when full. True when counted
+        (then :meth:`release` it), False when ``client`` has no limit."""
         limit = self._per_client.get(client, self.limit) if self._per_client else self.limit
         if limit is None:
-            return _UNLIMITED
+            return False
         count = self._in_flight.get(client, 0)
         if count >= limit:
             source = _KEY_SOURCE if client in self._per_client else self._source
@@ -66,33 +67,25 @@ class ClientSlots:
                 headers={"retry-after": "1"},
             )
         self._in_flight[client] = count + 1
-        return _Held(self._in_flight, client)
+        return True
 
-
-class _Held:
-    """One request's slot, given back when the block ends (a class: a generator-based
-    context manager costs a few microseconds more per request)."""
-
-    __slots__ = ("_client", "_in_flight")
-
-    def __init__(self, in_flight: dict[str, int], client: str) -> None:
-        self._in_flight = in_flight
-        self._client = client
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        remaining = self._in_flight[self._client] - 1
+    def release(self, client: str) -> None:
+        """A request :meth:`take` counted has ended."""
+        remaining = self._in_flight[client] - 1
         if remaining:
-            self._in_flight[self._client] = remaining
+            self._in_flight[client] = remaining
         else:
-            del self._in_flight[self._client]
+            del self._in_flight[client]
+
+    @contextmanager
+    def hold(self, client: str) -> Iterator[None]:
+        """:meth:`take` for the block (the request path calls take and release itself)."""
+        counted = self.take(client)
+        try:
+            yield
+        finally:
+            if counted:
+                self.release(client)
 
 
 def client_slots(settings: Settings) -> ClientSlots:
