@@ -275,6 +275,35 @@ async def test_per_client_concurrency_limit_is_a_429_and_frees_the_slot_after() 
     assert gateway.metrics.rejected["concurrency"] == 1
 
 
+async def test_a_concurrency_slot_is_given_back_whatever_the_request_ends_with() -> None:
+    error = {"error": {"message": "bad", "type": "invalid_request_error"}}
+    gateway, _, _ = make_gateway(
+        lambda request: MockResponse.json(error, 400), max_concurrency_per_client=1
+    )
+    for payload in (
+        body(model="gpt-4o", messages=HELLO),  # the upstream refuses it
+        b"{not json",  # wlm refuses it
+        body(model="no-such-model", messages=HELLO),  # it routes nowhere
+    ):
+        reply = await drive(gateway, payload)
+        assert reply.status in (400, 404)
+        assert gateway.client_slots.in_flight("127.0.0.1") == 0
+    # Left mid-stream: the slot is free as soon as the request is cancelled.
+    streaming, _, _ = make_gateway(
+        # One event, then nothing: only the client's leaving ends it.
+        lambda request: MockResponse.sse(sse(chunk("a"), done=False), stall_after=True),
+        max_concurrency_per_client=1,
+    )
+    left = await drive(
+        streaming,
+        body(model="gpt-4o", messages=HELLO, stream=True),
+        leave_after_parts=1,
+    )
+    assert left.status == 200
+    assert streaming.client_slots.in_flight("127.0.0.1") == 0
+    assert streaming.metrics.rejected["concurrency"] == 0
+
+
 # -- local engines: one more adapter ------------------------------------------------------
 
 
