@@ -103,10 +103,11 @@ class _Headers:
             if name in FORWARDED_HEADERS:
                 text = value.decode("latin-1")
                 self.forwarded.append((name.decode(), text))
-                if name == b"x-request-id" and self.request_id is None:
-                    self.request_id = text
+                if name == b"x-request-id" and not self.request_id:
+                    self.request_id = text  # the first one that says something
             elif name == b"content-length":
-                self.declared_length = value.decode("latin-1")
+                if self.declared_length is None:
+                    self.declared_length = value.decode("latin-1")
             elif name == b"authorization" or name == b"x-api-key":
                 if self.key is None:
                     self.key = presented_key(((name, value),))
@@ -117,7 +118,13 @@ class _Headers:
 
     def too_large(self, limit: int) -> bool:
         declared = self.declared_length
-        return declared is not None and declared.isdigit() and int(declared) > limit
+        # isascii: "²" is a digit to str.isdigit, not to int()
+        return (
+            declared is not None
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > limit
+        )
 
 
 async def _read_body(receive: Receive, limit: int, idle_timeout_s: float) -> bytes:

@@ -304,6 +304,27 @@ async def test_a_concurrency_slot_is_given_back_whatever_the_request_ends_with()
     assert streaming.metrics.rejected["concurrency"] == 0
 
 
+async def test_odd_request_headers_get_the_answer_a_client_expects() -> None:
+    gateway, _, sink = make_gateway(lambda request: completion())
+    payload = body(model="gpt-4o", messages=HELLO)
+    # An empty x-request-id says nothing: the next one names the request.
+    reply = await drive(
+        gateway, payload, headers=[(b"x-request-id", b""), (b"x-request-id", b"mine-1")]
+    )
+    assert reply.headers["x-request-id"] == "mine-1"
+    assert sink.rows[-1][0].request_id == "mine-1"
+    # A length that is no number to int() (latin-1 "²") is not a declared size: served.
+    reply = await drive(gateway, payload, headers=[(b"content-length", "\u00b2".encode("latin-1"))])
+    assert reply.status == 200
+    # The first of two lengths counts, as Granian would read it.
+    reply = await drive(
+        gateway,
+        payload,
+        headers=[(b"content-length", b"%d" % len(payload)), (b"content-length", b"9" * 12)],
+    )
+    assert reply.status == 200
+
+
 # -- local engines: one more adapter ------------------------------------------------------
 
 
