@@ -159,6 +159,20 @@ class Dispatcher:
         self.dispatch()
         return ticket
 
+    def enter_place(self, model: str, place: QueuePlace) -> Ticket:
+        """:meth:`enter` for a request the proxy describes by its :class:`QueuePlace`."""
+        return self.enter(
+            model,
+            request_id=place.request_id or None,
+            client_request_id=place.client_request_id or None,
+            priority=Priority.parse(place.priority),
+            client=place.client,
+            stream=place.stream,
+            cancel=place.cancel,
+            tokens=place.tokens,
+            prefix=place.prefix,
+        )
+
     async def wait_turn(self, ticket: Ticket, place: QueuePlace) -> None:
         """Wait until ``ticket`` is let through, telling ``place`` its position as it
         changes and, at the end, how long it waited. Raises the error of a start it

@@ -34,7 +34,6 @@ from wlm.local.dispatch import Dispatcher, Ticket
 from wlm.local.engines import EngineCommand, EngineSpec, engine_command
 from wlm.local.options import EngineOptions, OptionsError, OptionsTable, load_options
 from wlm.local.protocol import EngineLease, LocalModel, QueueEntry, QueuePlace, ScanChanges
-from wlm.local.queue import Priority
 from wlm.local.supervisor import Instance, InstanceInfo, InstanceState, Supervisor
 from wlm.redaction import Redactor
 
@@ -284,17 +283,7 @@ class LocalManager:
         """
         await self._known(model_id)
         place = place or QueuePlace()
-        ticket = self._queue.enter(
-            model_id,
-            request_id=place.request_id or None,
-            client_request_id=place.client_request_id or None,
-            priority=Priority.parse(place.priority),
-            client=place.client,
-            stream=place.stream,
-            cancel=place.cancel,
-            tokens=place.tokens,
-            prefix=place.prefix,
-        )
+        ticket = self._queue.enter_place(model_id, place)
         try:
             if max_wait_s is None:
                 instance = await self._through(ticket, place)

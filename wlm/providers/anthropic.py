@@ -15,7 +15,7 @@ from urllib.parse import quote
 import msgspec
 
 from wlm.config import ProviderConfig
-from wlm.errors import BadRequest, Failure, GatewayError, UpstreamBroken, render_error_event
+from wlm.errors import BadRequest, Failure, GatewayError, render_error_event
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import (
     Call,
@@ -23,6 +23,7 @@ from wlm.providers.base import (
     PassthroughRelay,
     Progress,
     StreamRelay,
+    answer_object,
     decode_event_json,
     malformed_event,
 )
@@ -262,12 +263,7 @@ class AnthropicAdapter:
         return AnthropicRelay(call, account)
 
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
-        try:
-            parsed = _decode(body)
-        except msgspec.DecodeError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise UpstreamBroken("Anthropic sent a response that is not a JSON object.")
+        parsed = answer_object(body, "Anthropic")
         if call.endpoint == "messages/count_tokens":
             return body
         out = from_anthropic_response(parsed, model=call.model, created=int(time.time()))

@@ -15,7 +15,7 @@ import msgspec
 from attrs import frozen
 
 from wlm.config import ProviderConfig
-from wlm.errors import Failure, GatewayError, render_error_event
+from wlm.errors import Failure, GatewayError, UpstreamBroken, render_error_event
 from wlm.local.protocol import QueuePlace
 from wlm.providers.accounting import ResponseAccount
 from wlm.sse import SSEEvent, SSEParser, plain_data
@@ -29,6 +29,7 @@ __all__ = [
     "PassthroughRelay",
     "Progress",
     "StreamRelay",
+    "answer_object",
     "broken_stream",
     "decode_event_json",
     "malformed_event",
@@ -163,6 +164,15 @@ def decode_event_json(data: str | bytes) -> dict[str, Any] | None:
     except msgspec.DecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def answer_object(body: bytes, sender: str) -> dict[str, Any]:
+    """A whole (non-stream) answer's JSON object; an UpstreamBroken naming ``sender``
+    (e.g. "Provider 'openai'") when the body is not one."""
+    parsed = decode_event_json(body)
+    if parsed is None:
+        raise UpstreamBroken(f"{sender} sent an answer that is not a JSON object.")
+    return parsed
 
 
 _MALFORMED = Failure(

@@ -47,6 +47,7 @@ from wlm.providers.base import (
     PassthroughRelay,
     Progress,
     StreamRelay,
+    answer_object,
     decode_event_json,
 )
 from wlm.providers.openai_compat import OpenAICompatAdapter, account_response, rewrite_model
@@ -333,12 +334,7 @@ class LocalAdapter:
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
         if call.endpoint not in ("messages", "messages/count_tokens", "responses"):
             return self._openai.finish_response(call, body, account)
-        try:
-            parsed = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise UpstreamBroken("The local engine sent an answer that is not a JSON object.")
+        parsed = answer_object(body, "The local engine")
         engine_model = parsed.get("model")
         if call.endpoint == "responses":
             mended = mend_response(

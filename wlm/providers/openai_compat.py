@@ -15,7 +15,7 @@ from urllib.parse import quote
 import msgspec
 
 from wlm.config import ProviderConfig
-from wlm.errors import Failure, GatewayError, UpstreamBroken, UpstreamError, render_error_event
+from wlm.errors import Failure, GatewayError, UpstreamError, render_error_event
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.base import (
     Call,
@@ -23,6 +23,7 @@ from wlm.providers.base import (
     PassthroughRelay,
     Progress,
     StreamRelay,
+    answer_object,
     broken_stream,
     decode_event_json,
     malformed_event,
@@ -343,14 +344,7 @@ class OpenAICompatAdapter:
         return OpenAIRelay(call.model, not call.client_wants_usage, account)
 
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
-        try:
-            parsed = _decode(body)
-        except msgspec.DecodeError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise UpstreamBroken(
-                f"Provider '{self._config.name}' sent a response that is not a JSON object."
-            )
+        parsed = answer_object(body, f"Provider '{self._config.name}'")
         if call.endpoint == "responses":
             account_response(account, parsed)
             if parsed.get("model") not in (call.model, None):

@@ -24,13 +24,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-import msgspec
 
 from wlm.config import LOCAL, PeerConfig, ProviderConfig
-from wlm.errors import GatewayError, UpstreamBroken, UpstreamTimeout, UpstreamUnreachable
+from wlm.errors import GatewayError, UpstreamTimeout, UpstreamUnreachable
 from wlm.providers.accounting import ResponseAccount
 from wlm.providers.anthropic import MessagesPassthroughRelay
-from wlm.providers.base import Call, ModelEntry, Progress, StreamRelay
+from wlm.providers.base import Call, ModelEntry, Progress, StreamRelay, answer_object
 from wlm.providers.openai_compat import OpenAICompatAdapter, openai_error, rewrite_model
 from wlm.redaction import Redactor
 from wlm.resilience.cooldowns import Cooldowns
@@ -137,14 +136,7 @@ class PeerAdapter:
     def finish_response(self, call: Call, body: bytes, account: ResponseAccount) -> bytes:
         if call.endpoint not in _MESSAGES:
             return self._openai.finish_response(call, body, account)
-        try:
-            parsed = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise UpstreamBroken(
-                f"Peer '{self._config.name}' sent an answer that is not a JSON object."
-            )
+        parsed = answer_object(body, f"Peer '{self._config.name}'")
         if call.endpoint == "messages/count_tokens":
             return body
         account.add_response(

@@ -16,7 +16,6 @@ from wlm.errors import ModelUnavailable
 from wlm.gateway import Gateway, Pacing
 from wlm.local.dispatch import Dispatcher
 from wlm.local.protocol import EngineLease, QueueEntry, QueuePlace
-from wlm.local.queue import Priority
 from wlm.local.supervisor import Instance, InstanceState
 from wlm.telemetry.records import (
     AttemptRecord,
@@ -215,17 +214,7 @@ class QueuedLocal(FakeLocal):
     ) -> EngineLease:
         self.places.append(place)
         place = place or QueuePlace()
-        ticket = self.dispatcher.enter(
-            model_id,
-            request_id=place.request_id or None,
-            client_request_id=place.client_request_id or None,
-            priority=Priority.parse(place.priority),
-            client=place.client,
-            stream=place.stream,
-            cancel=place.cancel,
-            tokens=place.tokens,
-            prefix=place.prefix,
-        )
+        ticket = self.dispatcher.enter_place(model_id, place)
         try:
             await self.dispatcher.wait_turn(ticket, place)
         except BaseException:
