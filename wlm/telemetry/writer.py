@@ -39,7 +39,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from functools import partial
 from pathlib import Path
@@ -636,7 +636,7 @@ class TelemetryWriter:
 
     def _write_rows(self, rows: _Rows) -> None:
         self._store.write_batch(*rows)
-        hour = _oldest_hour(_as_datetime(row[_STARTED_AT]) for row in rows[0])
+        hour = _oldest_hour([row[_STARTED_AT] for row in rows[0]])
         self._dirty_since = hour if self._dirty_since is None else min(self._dirty_since, hour)
 
     # -- the journal (PostgreSQL) --------------------------------------------------------
@@ -810,9 +810,17 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def _oldest_hour(times: Iterable[dt.datetime]) -> dt.datetime:
-    """The UTC hour (naive, like the stored timestamps) of the earliest of ``times``."""
-    oldest = min(_naive_utc(t) for t in times)
+def _oldest_hour(times: Sequence[dt.datetime | str]) -> dt.datetime:
+    """The UTC hour (naive, like the stored timestamps) of the earliest of ``times``.
+
+    A batch's times are all aware UTC datetimes (from memory) or all ISO text of UTC
+    times (from the journal), which sorts as the times do (to the second, finer than
+    the hour needs): the earliest is found without converting each one.
+    """
+    try:
+        oldest = _naive_utc(_as_datetime(min(times)))
+    except TypeError:  # naive and aware mixed (written by hand): compare them converted
+        oldest = min(_naive_utc(_as_datetime(t)) for t in times)
     return oldest.replace(minute=0, second=0, microsecond=0)
 
 
