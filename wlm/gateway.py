@@ -24,6 +24,7 @@ import attrs
 from wlm.auth import KeyRing
 from wlm.catalog import ModelCatalog
 from wlm.config import ADMIN_CLIENT, ClientKey, Settings
+from wlm.deadlines import Watchdog
 from wlm.dialects import ResponseStore, build_dialects
 from wlm.hub import HubClient, PullManager
 from wlm.limits import KeyLimiter, client_slots
@@ -111,6 +112,8 @@ class Gateway:
         self.cooldowns = Cooldowns(settings.cooldown_failures, settings.cooldown_s)
         self.peers.watch(self.cooldowns)
         self.pacing = Pacing()
+        # Body and disconnect deadlines of the requests in flight, on one coarse timer.
+        self.watchdog = Watchdog()
         self.prices = Prices.from_settings(settings)
         self.key_limits = KeyLimiter(settings.key_limits)
         # The pages' session cookies; the proxy reads them for the playground's requests.

@@ -27,6 +27,7 @@ from wlm.api.exchange import Exchange
 from wlm.api.recording import record_exchange
 from wlm.auth import presented_key
 from wlm.config import ADMIN_CLIENT, PLAYGROUND_CLIENT
+from wlm.deadlines import Deadline, Watchdog
 from wlm.dialects import Dialect
 from wlm.errors import (
     AuthenticationFailed,
@@ -127,35 +128,44 @@ class _Headers:
         )
 
 
-async def _read_body(receive: Receive, limit: int, idle_timeout_s: float) -> bytes:
+async def _read_body(
+    receive: Receive, limit: int, idle_timeout_s: float, watchdog: Watchdog
+) -> bytes:
     """The whole body; 413 past ``limit``, 408 when no part of it comes for ``idle_timeout_s``."""
     chunks: list[bytes] = []
     size = 0
-    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    cancelling = task.cancelling()
+    # One deadline for the whole body, pushed back as each part arrives (Granian hands
+    # over even a small body as a part and an empty last one).
+    idle = watchdog.start(idle_timeout_s, task.cancel)
     try:
-        # One timer for the whole body, pushed back as each part arrives (Granian hands
-        # over even a small body as a part and an empty last one).
-        async with asyncio.timeout(idle_timeout_s) as idle:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientGone
-                chunk = message.get("body", b"")
-                if chunk:
-                    size += len(chunk)
-                    if size > limit:
-                        raise _too_large(limit)
-                    chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                idle.reschedule(loop.time() + idle_timeout_s)
-    except TimeoutError:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            idle.push_back(idle_timeout_s)
+    except asyncio.CancelledError:
+        # Ours only when the deadline fired and nobody else cancelled the request too.
+        if not idle.fired or task.uncancel() > cancelling:
+            raise
         raise GatewayError(
             f"The request body stopped arriving (nothing for {idle_timeout_s:g} s).",
             status=408,
             type="invalid_request_error",
             code="request_timeout",
         ) from None
+    finally:
+        idle.cancel()
 
 
 async def _discard_body(receive: Receive, limit: int) -> None:
@@ -269,14 +279,12 @@ class _DisconnectWatch:
 
     __slots__ = ("_pending", "_receive", "_task", "_timer", "gone")
 
-    def __init__(self, receive: Receive, task: asyncio.Task[Any]) -> None:
+    def __init__(self, receive: Receive, task: asyncio.Task[Any], watchdog: Watchdog) -> None:
         self._receive = receive
         self._task = task
         self.gone = False
         self._pending: Any = None
-        self._timer: asyncio.TimerHandle | None = task.get_loop().call_later(
-            _WATCH_AFTER_S, self._start
-        )
+        self._timer: Deadline | None = watchdog.start(_WATCH_AFTER_S, self._start)
 
     def _start(self) -> None:
         self._timer = None
@@ -343,9 +351,11 @@ async def proxy_endpoint(
             if slots.take(client):
                 held_by = client
         body_pending = False
-        raw = await _read_body(receive, settings.max_body_bytes, settings.body_timeout_s)
+        raw = await _read_body(
+            receive, settings.max_body_bytes, settings.body_timeout_s, gateway.watchdog
+        )
         exchange.bytes_in = len(raw)
-        watch = _DisconnectWatch(receive, task)
+        watch = _DisconnectWatch(receive, task, gateway.watchdog)
         await _serve(gateway, exchange, reply, raw, headers)
     except ClientGone:
         exchange.cancelled()

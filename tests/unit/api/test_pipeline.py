@@ -233,6 +233,23 @@ async def test_a_body_that_stops_arriving_gets_a_408() -> None:
     assert sink.only.http_status == 408
 
 
+async def test_a_slow_body_that_keeps_coming_is_read_whole() -> None:
+    # Each part comes within the timeout, the whole body takes four times as long.
+    gateway, transport, _ = make_gateway(lambda request: completion(), body_timeout_s=0.05)
+    payload = body(model="gpt-4o", messages=HELLO)
+    parts = [payload[i : i + 8] for i in range(0, len(payload), 8)]
+    pace = 0.2 / len(parts)
+
+    async def receive() -> Message:
+        await asyncio.sleep(pace)  # a slow client, not a synchronisation
+        part = parts.pop(0)
+        return {"type": "http.request", "body": part, "more_body": bool(parts)}
+
+    reply = await drive(gateway, b"", receive=receive)
+    assert reply.status == 200
+    assert msgspec.json.decode(transport.requests[0].body)["messages"] == HELLO
+
+
 async def test_wrong_client_key_is_a_401_that_leaks_nothing() -> None:
     gateway, transport, sink = make_gateway(
         lambda request: completion(), {"WLM_API_KEYS": "alice:sk-client-alice-0001"}
