@@ -52,6 +52,7 @@ __all__ = [
     "housekeeping",
     "migrate",
     "move_statements",
+    "prepare_batch_writes",
     "retention_statements",
     "rollup_statements",
     "run_in_transaction",
@@ -252,6 +253,14 @@ def move_statements(*, conversations: bool, attempts: bool = False) -> tuple[str
             f"DELETE FROM {ATTEMPT_STAGING}",
         ]
     return tuple(statements)
+
+
+# Each move statement's prepared name (prepare_batch_writes); every batch runs a subset.
+_MOVE_NAMES = {
+    statement: f"wlm_move_{i}"
+    for i, statement in enumerate(move_statements(conversations=True, attempts=True))
+}
+_MOVE_EXECUTES = {statement: f"EXECUTE {name}" for statement, name in _MOVE_NAMES.items()}
 
 
 def compact_statements() -> tuple[str, ...]:
@@ -482,6 +491,20 @@ CONVERSATION_COLUMNS: tuple[str, ...] = (
 )
 
 
+def prepare_batch_writes(con: duckdb.DuckDBPyConnection) -> None:
+    """Make ``con`` ready for :func:`write_batch`: its staging tables, and the statements
+    that move a batch on, prepared once.
+
+    DuckDB plans a statement holding the GIL, 1-2 ms for each of these (the event loop
+    waits meanwhile); run without the optimizer, ``con`` reuses the plans instead
+    (store_duckdb.py says why that is safe for these statements).
+    """
+    for statement in staging_statements():
+        con.execute(statement)
+    for statement, name in _MOVE_NAMES.items():
+        con.execute(f"PREPARE {name} AS {statement}")
+
+
 def write_batch(
     con: duckdb.DuckDBPyConnection,
     requests: Sequence[tuple[Any, ...]],
@@ -490,7 +513,7 @@ def write_batch(
 ) -> None:
     """Append rows (in :data:`REQUEST_COLUMNS` / :data:`CONVERSATION_COLUMNS` /
     :data:`ATTEMPT_COLUMNS` order) in one transaction, rollups included. ``con`` must
-    have run :func:`staging_statements`.
+    have run :func:`prepare_batch_writes`.
 
     DuckDB's appender fills the staging tables (tens of thousands of rows a
     second, where ``executemany`` of an INSERT manages a few hundred); SQL moves
@@ -506,7 +529,7 @@ def write_batch(
         for statement in move_statements(
             conversations=bool(conversations), attempts=bool(attempts)
         ):
-            con.execute(statement)
+            con.execute(_MOVE_EXECUTES[statement])
         con.execute("COMMIT")
     except BaseException:
         _rollback(con)

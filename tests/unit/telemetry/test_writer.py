@@ -271,6 +271,37 @@ async def test_timestamps_are_stored_as_utc(writer: TelemetryWriter) -> None:
     assert result.rows == ((dt.datetime(2026, 3, 1, 7, 0),),)
 
 
+async def test_many_batches_of_every_shape_land_whole_and_rolled_up(tmp_path: Path) -> None:
+    # Batches reuse the statements prepared when the file opened: batch after batch,
+    # with and without conversations, every row lands once and the rollups agree.
+    writer = TelemetryWriter(tmp_path / "t.duckdb", batch_size=7, log_content=True)
+    writer.start()
+    try:
+        for i in range(60):
+            record = make_record(i)
+            writer.submit(record, make_conversation(record) if i % 3 == 0 else None)
+            if i % 10 == 9:
+                assert writer.flush(timeout_s=10)
+        assert writer.flush(timeout_s=10)
+        result = await writer.query(
+            "SELECT (SELECT count(*) FROM requests), (SELECT count(DISTINCT id) FROM requests), "
+            "(SELECT sum(requests) FROM requests_hourly), (SELECT count(*) FROM conversations)"
+        )
+        assert result.rows == ((60, 60, 60, 20),)
+    finally:
+        writer.close()
+
+
+async def test_readers_and_maintenance_keep_duckdbs_optimizer(writer: TelemetryWriter) -> None:
+    # Only the batch writes run without it; a user's query over millions of rows needs it.
+    result = await writer.query("SELECT current_setting('enable_optimizer')")
+    assert result.rows == ((True,),)
+    writer.submit(make_record(1))
+    assert writer.flush(timeout_s=10)
+    result = await writer.query("SELECT current_setting('enable_optimizer')")
+    assert result.rows == ((True,),)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
 def test_read_only_directory_is_reported_and_recovered(tmp_path: Path) -> None:
     folder = tmp_path / "ro"
