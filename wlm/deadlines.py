@@ -3,7 +3,7 @@
 A request body that stops arriving must end in a 408, and a stream's client that leaves
 must be noticed; most requests finish long before either matters. ``asyncio.timeout()``
 or ``call_later()`` per request costs a timer handle, a heap push, its cancel and, for a
-body, a push back per part: about 7 µs of the event loop a request, a sixth of the
+body, a push back per part: about 7 µs of the event loop a request, a seventh of the
 proxy's own work (docs/performance.md). Here a deadline joins a dict and leaves it; one
 callback, armed only while a deadline is live, looks at them every ``tick_s``. A deadline
 fires between its due time and one tick later.
@@ -78,7 +78,7 @@ class Watchdog:
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         if loop is not self._loop:
-            return  # a loop left behind: its deadlines moved with start() to the new one
+            return  # a loop left behind (tests): start() on the new one dropped its deadlines
         now = loop.time()
         due = [deadline for deadline in self.live if deadline.due <= now]
         for deadline in due:
