@@ -127,16 +127,17 @@ def serve(
         names = gateway.fallbacks.chain(request.model, requested, gateway.router.alias)
         if len(names) > 1:
             try:
-                first: Route | None = gateway.router.resolve(request.model)
-            except GatewayError:
-                first = None
-            if first is None or not gateway.cooldowns.quiet:
-                return _serve_chain(gateway, reply, request, forwarded, _Chain(gateway, names))
+                first: Route | GatewayError = gateway.router.resolve(request.model)
+            except GatewayError as error:
+                first = error
+            chain = _Chain(gateway, names, first)
+            if isinstance(first, GatewayError) or not gateway.cooldowns.quiet:
+                return _serve_chain(gateway, reply, request, forwarded, chain)
             # The first target as if it had no chain (one coroutine frame fewer for each
-            # of its waits, no chain object); the rest is taken up only if it moves on.
-            later = functools.partial(_any_routes, gateway, names[1:])
+            # of its waits); the rest is routed and tried only if it moves on.
+            later = functools.partial(chain.routable_after, 0)
             return _try_target(
-                gateway, reply, request, forwarded, first, _GO, later=later, rest=names
+                gateway, reply, request, forwarded, first, _GO, later=later, chain=chain
             )
     route = gateway.router.resolve(request.model)
     if route.also:
@@ -220,12 +221,15 @@ class _Chain:
     __slots__ = ("_gateway", "_routes", "names")
 
     def __init__(
-        self, gateway: Gateway, names: tuple[str, ...], first: Route | None = None
+        self,
+        gateway: Gateway,
+        names: tuple[str, ...],
+        first: Route | GatewayError,
     ) -> None:
         self._gateway = gateway
         self.names = names
         self._routes: list[Route | GatewayError | None] = [None] * len(names)
-        self._routes[0] = first  # routed already (None: not yet)
+        self._routes[0] = first  # the model itself, routed already
 
     def route(self, index: int) -> Route | GatewayError:
         """Where the name at ``index`` goes, or why it goes nowhere (no route, no key)."""
@@ -253,17 +257,6 @@ def _never() -> bool:
     return False
 
 
-def _any_routes(gateway: Gateway, names: tuple[str, ...]) -> bool:
-    """Whether any of ``names`` routes somewhere."""
-    for name in names:
-        try:
-            gateway.router.resolve(name)
-        except GatewayError:
-            continue
-        return True
-    return False
-
-
 def _named(request: ParsedRequest, name: str) -> ParsedRequest:
     """``request`` for an alternative: its model is that name, as the client sees it."""
     body = {**request.body, "model": name}
@@ -279,13 +272,13 @@ async def _try_target(
     admission: Admission,
     *,
     later: Callable[[], bool],
-    rest: tuple[str, ...] | None = None,
+    chain: _Chain | None = None,
 ) -> bool:
     """Try ``route`` (again, as the policy allows) until it answers: True.
 
     False when the request goes on to its next target (``later()``: there is one,
-    asked only when needed), unless ``route`` is the first of ``rest``, a chain's names:
-    then the rest of the chain is tried here; raises the error the client gets otherwise.
+    asked only when needed), unless ``route`` is the first of ``chain``: then the rest of
+    the chain is tried here; raises the error the client gets otherwise.
     """
     exchange = reply.exchange
     exchange.route = route
@@ -380,8 +373,7 @@ async def _try_target(
         if moved_on is None:
             raise failed
         if moved_on != "retry":
-            if rest is not None:
-                chain = _Chain(gateway, rest, first=route)
+            if chain is not None:
                 await _serve_chain(gateway, reply, request, forwarded, chain, start=1)
                 return True
             return False

@@ -129,13 +129,16 @@ class _Headers:
 
 
 async def _read_body(
-    receive: Receive, limit: int, idle_timeout_s: float, watchdog: Watchdog
+    receive: Receive,
+    limit: int,
+    idle_timeout_s: float,
+    watchdog: Watchdog,
+    task: asyncio.Task[Any],
 ) -> bytes:
-    """The whole body; 413 past ``limit``, 408 when no part of it comes for ``idle_timeout_s``."""
+    """The whole body; 413 past ``limit``, 408 when no part of it comes for ``idle_timeout_s``
+    (``task``, the request's, is cancelled then)."""
     chunks: list[bytes] = []
     size = 0
-    task = asyncio.current_task()
-    assert task is not None
     cancelling = task.cancelling()
     # One deadline for the whole body, pushed back as each part arrives (Granian hands
     # over even a small body as a part and an empty last one).
@@ -352,7 +355,7 @@ async def proxy_endpoint(
                 held_by = client
         body_pending = False
         raw = await _read_body(
-            receive, settings.max_body_bytes, settings.body_timeout_s, gateway.watchdog
+            receive, settings.max_body_bytes, settings.body_timeout_s, gateway.watchdog, task
         )
         exchange.bytes_in = len(raw)
         watch = _DisconnectWatch(receive, task, gateway.watchdog)

@@ -7,8 +7,7 @@ The limit is ``WLM_MAX_CONCURRENCY_PER_CLIENT`` and ``*:concurrency=N`` from
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 from wlm.config import Settings
 from wlm.errors import GatewayError
@@ -76,16 +75,6 @@ class ClientSlots:
             self._in_flight[client] = remaining
         else:
             del self._in_flight[client]
-
-    @contextmanager
-    def hold(self, client: str) -> Iterator[None]:
-        """:meth:`take` for the block (the request path calls take and release itself)."""
-        counted = self.take(client)
-        try:
-            yield
-        finally:
-            if counted:
-                self.release(client)
 
 
 def client_slots(settings: Settings) -> ClientSlots:

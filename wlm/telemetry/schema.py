@@ -260,7 +260,15 @@ _MOVE_NAMES = {
     statement: f"wlm_move_{i}"
     for i, statement in enumerate(move_statements(conversations=True, attempts=True))
 }
-_MOVE_EXECUTES = {statement: f"EXECUTE {name}" for statement, name in _MOVE_NAMES.items()}
+# What write_batch runs, by (conversations, attempts): the SQL is not rebuilt a batch.
+_MOVE_EXECUTES = {
+    (conversations, attempts): tuple(
+        f"EXECUTE {_MOVE_NAMES[statement]}"
+        for statement in move_statements(conversations=conversations, attempts=attempts)
+    )
+    for conversations in (False, True)
+    for attempts in (False, True)
+}
 
 
 def compact_statements() -> tuple[str, ...]:
@@ -526,10 +534,8 @@ def write_batch(
             _append(con, CONVERSATION_STAGING, CONVERSATION_COLUMNS, conversations)
         if attempts:
             _append(con, ATTEMPT_STAGING, ATTEMPT_COLUMNS, attempts)
-        for statement in move_statements(
-            conversations=bool(conversations), attempts=bool(attempts)
-        ):
-            con.execute(_MOVE_EXECUTES[statement])
+        for statement in _MOVE_EXECUTES[bool(conversations), bool(attempts)]:
+            con.execute(statement)
         con.execute("COMMIT")
     except BaseException:
         _rollback(con)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from wlm.config import KeyLimit, load_settings
-from wlm.limits import ClientBusy, client_slots
+from wlm.limits import ClientBusy, ClientSlots, client_slots
 from wlm.limits.key_limits import BudgetExceeded, KeyLimiter, KeyUsage, RateLimited
 
 
@@ -162,6 +164,16 @@ def test_usage_shows_each_key_against_its_limits() -> None:
     )
 
 
+@contextmanager
+def held(slots: ClientSlots, client: str) -> Iterator[None]:
+    """One of ``client``'s slots for the block, as the proxy takes and gives it back."""
+    assert slots.take(client)
+    try:
+        yield
+    finally:
+        slots.release(client)
+
+
 def test_per_key_concurrency_overrides_the_general_limit() -> None:
     settings = load_settings(
         {
@@ -172,11 +184,11 @@ def test_per_key_concurrency_overrides_the_general_limit() -> None:
     )
     slots = client_slots(settings)
     alice_busy = pytest.raises(ClientBusy, match="limit 2, concurrency in WLM_KEY_LIMITS")
-    with slots.hold("alice"), slots.hold("alice"), alice_busy:
-        slots.hold("alice").__enter__()
+    with held(slots, "alice"), held(slots, "alice"), alice_busy:
+        slots.take("alice")
     bob_busy = pytest.raises(ClientBusy, match="limit 1, concurrency in WLM_KEY_LIMITS")
-    with slots.hold("bob"), bob_busy:
-        slots.hold("bob").__enter__()
+    with held(slots, "bob"), bob_busy:
+        slots.take("bob")
     assert slots.in_flight("alice") == slots.in_flight("bob") == 0
     general = client_slots(load_settings({"WLM_MAX_CONCURRENCY_PER_CLIENT": "4"}))
     assert general.limit_for("127.0.0.1") == 4
