@@ -42,7 +42,7 @@ from attrs import frozen
 from wlm.config import KeyLimit
 from wlm.errors import GatewayError
 from wlm.limits.budgets import SpendAccount, SpendLedger, next_day, next_month, utc_now
-from wlm.limits.windows import SlidingWindow, format_duration
+from wlm.limits.windows import RequestWindow, TokenWindow, format_duration
 
 __all__ = [
     "ANONYMOUS",
@@ -108,8 +108,8 @@ class _Key:
     def __init__(self, name: str, limits: KeyLimit, account: SpendAccount | None) -> None:
         self.name = name
         self.limits = limits
-        self.requests = SlidingWindow(limits.rpm, _WINDOW_S) if limits.rpm else None
-        self.tokens = SlidingWindow(limits.tpm, _WINDOW_S, 1.0) if limits.tpm else None
+        self.requests = RequestWindow(limits.rpm, _WINDOW_S) if limits.rpm else None
+        self.tokens = TokenWindow(limits.tpm, _WINDOW_S, 1.0) if limits.tpm else None
         self.requests_header = (b"x-ratelimit-limit-requests", str(limits.rpm).encode())
         self.tokens_header = (b"x-ratelimit-limit-tokens", str(limits.tpm).encode())
         self.account = account  # None: no budget
@@ -169,40 +169,49 @@ class KeyLimiter:
         now = self._clock()
         if now >= key.budget_deadline or key.budget_left <= 0:
             self._check_budgets(key, now)
-        headers: Headers = []
-        tokens = key.tokens
+        # Written out for each combination: this runs on every request of a limited key.
+        tokens, requests = key.tokens, key.requests
         if tokens is not None:
             tokens_left, reset_s = tokens.state(now)
             if tokens_left < 1:
                 self._refuse(key, now, "tpm")
-            headers += (
-                key.tokens_header,
-                (b"x-ratelimit-remaining-tokens", b"%d" % tokens_left),
-                (b"x-ratelimit-reset-tokens", _reset(reset_s)),
-            )
-        requests = key.requests
-        if requests is not None:
-            requests_left = requests.take(now)
-            if requests_left < 0:
-                self._refuse(key, now, "rpm")
-            # The request just counted is the newest: the window empties a minute from now.
-            headers += (
+            if requests is None:
+                return [
+                    key.tokens_header,
+                    (_REMAINING_TOKENS, b"%d" % tokens_left),
+                    (_RESET_TOKENS, _reset(reset_s)),
+                ]
+        if requests is None:
+            return []
+        requests_left = requests.take(now)
+        if requests_left < 0:
+            self._refuse(key, now, "rpm")
+        # The request just counted is the newest: the window empties a minute from now.
+        if tokens is None:
+            return [
                 key.requests_header,
-                (b"x-ratelimit-remaining-requests", b"%d" % requests_left),
+                (_REMAINING_REQUESTS, b"%d" % requests_left),
                 _REQUESTS_RESET,
-            )
-        return headers
+            ]
+        return [
+            key.tokens_header,
+            (_REMAINING_TOKENS, b"%d" % tokens_left),
+            (_RESET_TOKENS, _reset(reset_s)),
+            key.requests_header,
+            (_REMAINING_REQUESTS, b"%d" % requests_left),
+            _REQUESTS_RESET,
+        ]
 
     def finished(self, client: str | None, *, tokens: int | None, cost_usd: float | None) -> None:
         """A request of ``client`` ended having used ``tokens`` and cost ``cost_usd``."""
         if not self.enabled:
             return
         key = self._keys.get(client) or self._key(client)
-        now = self._clock()
         if tokens and key.tokens is not None:
-            key.tokens.add(now, tokens)
+            key.tokens.add(self._clock(), tokens)
         account = key.account
         if account is not None and cost_usd and cost_usd > 0:
+            now = self._clock()
             if now >= key.budget_deadline:  # a new day: start from the account's
                 key.settle(account.fresh(now, self._wall))
             account.add(cost_usd)
@@ -309,8 +318,11 @@ def _merge(own: KeyLimit, star: KeyLimit) -> KeyLimit:
 
 def _reset(seconds: float) -> bytes:
     """A reset header's value: to the millisecond under a second, else rounded up to the
-    whole second (never early), which repeats from request to request and is cached."""
-    return format_duration(seconds).encode() if seconds < 1 else _whole_seconds(math.ceil(seconds))
+    whole second (never early), which repeats from request to request and is kept."""
+    if seconds < 1:
+        return format_duration(seconds).encode()
+    whole = math.ceil(seconds)
+    return _WHOLE_SECONDS[whole] if whole < len(_WHOLE_SECONDS) else _whole_seconds(whole)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -318,4 +330,9 @@ def _whole_seconds(seconds: int) -> bytes:
     return format_duration(seconds).encode()
 
 
-_REQUESTS_RESET = (b"x-ratelimit-reset-requests", _whole_seconds(int(_WINDOW_S)))
+# A window's reset is at most its length away: these cover every whole second of it.
+_WHOLE_SECONDS = tuple(format_duration(s).encode() for s in range(int(_WINDOW_S) + 2))
+_REQUESTS_RESET = (b"x-ratelimit-reset-requests", _WHOLE_SECONDS[int(_WINDOW_S)])
+_REMAINING_REQUESTS = b"x-ratelimit-remaining-requests"
+_REMAINING_TOKENS = b"x-ratelimit-remaining-tokens"
+_RESET_TOKENS = b"x-ratelimit-reset-tokens"

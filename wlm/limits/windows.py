@@ -1,21 +1,30 @@
-"""A sliding window: at most ``limit`` units in any ``window_s`` seconds.
+"""Sliding windows: at most ``limit`` units in any ``window_s`` seconds.
 
-Requests are counted one by one at the time they were let in, so a window of 60
-requests a minute admits exactly 60 in any 60 seconds, never a 61st, and says
-exactly when the next one fits (:meth:`SlidingWindow.wait_s`). Tokens, counted
-when a request ends, may overshoot the limit (a stream is not cut); the window is
-then full until enough of them are older than ``window_s``.
+:class:`RequestWindow` counts requests one by one at the time they were let in, so a
+window of 60 requests a minute admits exactly 60 in any 60 seconds, never a 61st, and
+says exactly when the next one fits (:meth:`RequestWindow.wait_s`).
 
-``resolution_s`` merges entries that close together (tokens: one entry per second,
-so memory stays bounded however many requests end); a merged entry takes the later
+:class:`TokenWindow` counts tokens when a request ends; they may overshoot the limit
+(a stream is not cut), and the window is then full until enough of them are older
+than ``window_s``. Entries closer than ``resolution_s`` are merged (one a second, so
+memory stays bounded however many requests end); a merged entry takes the later
 time, so it may count a little longer than exact, never shorter.
 
->>> window = SlidingWindow(2, 60.0)
->>> window.add(0.0); window.add(10.0)
->>> window.has_room(30.0), window.wait_s(30.0), window.reset_s(30.0)
-(False, 30.0, 40.0)
+Both keep each entry as the time it expires (``when + window_s``): checking whether
+the oldest is gone is then one comparison, and a request window needs no count
+beside its entries. Both run on every request of a limited key.
+
+>>> window = RequestWindow(2, 60.0)
+>>> window.take(0.0), window.take(10.0), window.take(30.0)
+(1, 0, -1)
+>>> window.wait_s(30.0), window.reset_s(30.0)
+(30.0, 40.0)
 >>> window.has_room(60.0)
 True
+>>> tokens = TokenWindow(1000, 60.0, resolution_s=1.0)
+>>> tokens.add(0.0, 1500)
+>>> tokens.state(30.0), tokens.wait_s(30.0)
+((0, 30.0), 30.0)
 """
 
 from __future__ import annotations
@@ -23,106 +32,150 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["SlidingWindow", "format_duration"]
+__all__ = ["RequestWindow", "TokenWindow", "format_duration"]
 
 
-class SlidingWindow:
-    """Units let in over the last ``window_s`` seconds, against ``limit``."""
+class RequestWindow:
+    """Requests let in over the last ``window_s`` seconds, against ``limit``."""
 
-    __slots__ = ("_amounts", "_times", "_used", "limit", "resolution_s", "window_s")
+    __slots__ = ("_expiries", "limit", "window_s")
 
-    def __init__(self, limit: int, window_s: float = 60.0, resolution_s: float = 0.0) -> None:
-        if limit < 1 or window_s <= 0:
-            raise ValueError("a window needs a limit of at least 1 and a positive length")
+    def __init__(self, limit: int, window_s: float = 60.0) -> None:
+        _check(limit, window_s)
         self.limit = limit
         self.window_s = window_s
-        self.resolution_s = resolution_s
-        # Entries, oldest first, as two queues of floats: a long window of small entries
-        # is then no work for the garbage collector (a list per entry was).
-        self._times: deque[float] = deque()
-        self._amounts: deque[float] = deque()
-        self._used = 0.0
-
-    def used(self, now: float) -> int:
-        """Units counted in the window ending at ``now``."""
-        self._expire(now)
-        return int(self._used)
-
-    def remaining(self, now: float) -> int:
-        return self.state(now)[0]
-
-    def has_room(self, now: float, amount: int = 1) -> bool:
-        """Whether ``amount`` more units fit now."""
-        return self.used(now) + amount <= self.limit
-
-    def add(self, now: float, amount: int = 1) -> None:
-        """Count ``amount`` units at ``now`` (whether or not they fit: tokens may overshoot)."""
-        if amount <= 0:
-            return
-        times = self._times
-        if times and times[0] + self.window_s <= now:
-            self._expire(now)
-        if times and self.resolution_s > 0 and now - times[-1] < self.resolution_s:
-            if now > times[-1]:
-                times[-1] = now
-            self._amounts[-1] += amount
-        else:
-            times.append(now)
-            self._amounts.append(float(amount))
-        self._used += amount
+        self._expiries: deque[float] = deque()  # one per request, oldest first
 
     def take(self, now: float) -> int:
-        """Count one unit at ``now`` if it fits: what is left after it, or -1 (not counted)."""
-        times = self._times
-        if times and times[0] + self.window_s <= now:
-            self._expire(now)
-        used = self._used + 1
-        if used > self.limit:
+        """Count one request at ``now`` if it fits: how many more fit after it, or -1
+        (not counted)."""
+        expiries = self._expiries
+        while expiries and expiries[0] <= now:
+            expiries.popleft()
+        used = len(expiries)
+        if used >= self.limit:
             return -1
-        times.append(now)
-        self._amounts.append(1.0)
-        self._used = used
-        return self.limit - int(used)
+        expiries.append(now + self.window_s)
+        return self.limit - used - 1
 
-    def wait_s(self, now: float, amount: int = 1) -> float:
-        """Seconds until ``amount`` more units fit (0: they fit now; inf: never)."""
-        if amount > self.limit:
-            return math.inf
+    def used(self, now: float) -> int:
+        """Requests counted in the window ending at ``now``."""
         self._expire(now)
-        excess = self._used + amount - self.limit
-        if excess <= 0:
-            return 0.0
-        for when, count in zip(self._times, self._amounts, strict=True):
-            excess -= count
-            if excess <= 0:
-                return _until(now, when + self.window_s)
-        return math.inf  # not reached: every entry expires eventually
+        return len(self._expiries)
+
+    def remaining(self, now: float) -> int:
+        return max(0, self.limit - self.used(now))
+
+    def has_room(self, now: float) -> bool:
+        return self.used(now) < self.limit
+
+    def wait_s(self, now: float) -> float:
+        """Seconds until one more request fits (0: it fits now)."""
+        excess = self.used(now) + 1 - self.limit
+        return 0.0 if excess <= 0 else _until(now, self._expiries[excess - 1])
 
     def state(self, now: float) -> tuple[int, float]:
         """(:meth:`remaining`, :meth:`reset_s`) at ``now``, the window expired once."""
-        times = self._times
-        if times and times[0] + self.window_s <= now:
-            self._expire(now)
-        if not times:
+        used = self.used(now)
+        if not used:
             return self.limit, 0.0
-        then = times[-1] + self.window_s
-        wait = then - now
-        return max(0, self.limit - int(self._used)), wait if now + wait >= then else _until(
-            now, then
-        )
+        return max(0, self.limit - used), _until(now, self._expiries[-1])
 
     def reset_s(self, now: float) -> float:
         """Seconds until the window is empty again (OpenAI's ``x-ratelimit-reset-*``)."""
         return self.state(now)[1]
 
     def _expire(self, now: float) -> None:
-        times, amounts = self._times, self._amounts
-        window_s = self.window_s
-        while times and times[0] + window_s <= now:
-            times.popleft()
+        expiries = self._expiries
+        while expiries and expiries[0] <= now:
+            expiries.popleft()
+
+
+class TokenWindow:
+    """Tokens used over the last ``window_s`` seconds, against ``limit``."""
+
+    __slots__ = ("_amounts", "_expiries", "_used", "limit", "resolution_s", "window_s")
+
+    def __init__(self, limit: int, window_s: float = 60.0, resolution_s: float = 1.0) -> None:
+        _check(limit, window_s)
+        self.limit = limit
+        self.window_s = window_s
+        self.resolution_s = resolution_s
+        # Entries, oldest first, as two queues (a list per entry is work for the
+        # garbage collector); _used is their sum.
+        self._expiries: deque[float] = deque()
+        self._amounts: deque[int] = deque()
+        self._used = 0
+
+    def add(self, now: float, amount: int) -> None:
+        """Count ``amount`` tokens at ``now`` (whether or not they fit: they may overshoot)."""
+        if amount <= 0:
+            return
+        expiries = self._expiries
+        if expiries and expiries[0] <= now:
+            self._expire(now)
+        expiry = now + self.window_s
+        if expiries and expiry - expiries[-1] < self.resolution_s:
+            if expiry > expiries[-1]:
+                expiries[-1] = expiry
+            self._amounts[-1] += amount
+        else:
+            expiries.append(expiry)
+            self._amounts.append(amount)
+        self._used += amount
+
+    def state(self, now: float) -> tuple[int, float]:
+        """(:meth:`remaining`, :meth:`reset_s`) at ``now``, the window expired once."""
+        expiries = self._expiries
+        if expiries and expiries[0] <= now:
+            self._expire(now)
+        if not expiries:
+            return self.limit, 0.0
+        then = expiries[-1]
+        wait = then - now
+        if now + wait < then:  # float rounding: never early
+            wait = _until(now, then)
+        return max(0, self.limit - self._used), wait
+
+    def used(self, now: float) -> int:
+        """Tokens counted in the window ending at ``now``."""
+        self._expire(now)
+        return self._used
+
+    def remaining(self, now: float) -> int:
+        return self.state(now)[0]
+
+    def has_room(self, now: float, amount: int = 1) -> bool:
+        """Whether ``amount`` more tokens fit now."""
+        return self.used(now) + amount <= self.limit
+
+    def wait_s(self, now: float, amount: int = 1) -> float:
+        """Seconds until ``amount`` more tokens fit (0: they fit now; inf: never)."""
+        if amount > self.limit:
+            return math.inf
+        excess = self.used(now) + amount - self.limit
+        if excess <= 0:
+            return 0.0
+        for expiry, count in zip(self._expiries, self._amounts, strict=True):
+            excess -= count
+            if excess <= 0:
+                return _until(now, expiry)
+        return math.inf  # not reached: every entry expires eventually
+
+    def reset_s(self, now: float) -> float:
+        """Seconds until the window is empty again (OpenAI's ``x-ratelimit-reset-*``)."""
+        return self.state(now)[1]
+
+    def _expire(self, now: float) -> None:
+        expiries, amounts = self._expiries, self._amounts
+        while expiries and expiries[0] <= now:
+            expiries.popleft()
             self._used -= amounts.popleft()
-        if not times:
-            self._used = 0.0  # no drift from float sums
+
+
+def _check(limit: int, window_s: float) -> None:
+    if limit < 1 or window_s <= 0:
+        raise ValueError("a window needs a limit of at least 1 and a positive length")
 
 
 def _until(now: float, then: float) -> float:

@@ -1,4 +1,4 @@
-"""The sliding window admits exactly its limit in any window and says when the next fits."""
+"""The sliding windows admit exactly their limit in any window and say when the next fits."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import wlm.limits.budgets as budgets
 import wlm.limits.windows as windows
-from wlm.limits.windows import SlidingWindow, format_duration
+from wlm.limits.windows import RequestWindow, TokenWindow, format_duration
 from wlm.resilience.retry_policy import parse_duration
 
 
@@ -22,12 +22,11 @@ def test_the_module_examples_hold() -> None:
 
 
 def test_fifty_per_minute_lets_exactly_fifty_in_then_says_when_the_next_fits() -> None:
-    window = SlidingWindow(50, 60.0)
+    window = RequestWindow(50, 60.0)
     admitted = 0
     for i in range(200):
         now = i * 0.01  # 200 requests within two seconds
-        if window.has_room(now):
-            window.add(now)
+        if window.take(now) >= 0:
             admitted += 1
     assert admitted == 50
     assert window.wait_s(2.0) == pytest.approx(58.0)  # the first one ages out at 60 s
@@ -43,7 +42,7 @@ def test_fifty_per_minute_lets_exactly_fifty_in_then_says_when_the_next_fits() -
 def test_never_more_than_the_limit_in_any_window_and_never_fewer(
     limit: int, gaps: list[float]
 ) -> None:
-    window = SlidingWindow(limit, 60.0)
+    window = RequestWindow(limit, 60.0)
     times = list(itertools.accumulate(gaps))
     admitted: list[float] = []
     for now in times:
@@ -51,11 +50,12 @@ def test_never_more_than_the_limit_in_any_window_and_never_fewer(
         if window.has_room(now):
             # Admitted only when the last 60 s hold fewer than the limit...
             assert len(in_window) < limit
-            window.add(now)
+            assert window.take(now) == limit - len(in_window) - 1
             admitted.append(now)
         else:
             # ...and refused only when they hold exactly the limit; the wait is exact.
             assert len(in_window) == limit
+            assert window.take(now) == -1
             wait = window.wait_s(now)
             assert wait == pytest.approx(in_window[0] + 60.0 - now)
             assert copy.deepcopy(window).has_room(now + wait)
@@ -71,7 +71,7 @@ def test_never_more_than_the_limit_in_any_window_and_never_fewer(
 def test_tokens_may_overshoot_and_the_wait_is_until_enough_have_aged_out(
     limit: int, spends: list[tuple[float, int]]
 ) -> None:
-    window = SlidingWindow(limit, 60.0, resolution_s=1.0)
+    window = TokenWindow(limit, 60.0, resolution_s=1.0)
     now = 0.0
     for gap, tokens in spends:
         now += gap
