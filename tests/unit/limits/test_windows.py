@@ -63,6 +63,32 @@ def test_never_more_than_the_limit_in_any_window_and_never_fewer(
 
 
 @given(
+    limit=st.integers(1, 300),
+    gaps=st.lists(st.floats(0, 1.5, allow_nan=False), min_size=1, max_size=600),
+)
+def test_a_busy_window_counts_like_the_plain_list(
+    limit: int, gaps: list[float]
+) -> None:
+    # Hundreds of requests a minute, most of them expiring while others arrive.
+    window = RequestWindow(limit, 60.0)
+    admitted: list[float] = []
+    for now in itertools.accumulate(gaps):
+        in_window = [t for t in admitted if t + 60.0 > now]
+        left = window.take(now)
+        if len(in_window) < limit:
+            assert left == limit - len(in_window) - 1
+            admitted.append(now)
+            in_window.append(now)
+        else:
+            assert left == -1
+            assert window.wait_s(now) == pytest.approx(in_window[0] + 60.0 - now)
+        assert window.state(now) == (
+            limit - len(in_window),
+            pytest.approx(in_window[-1] + 60.0 - now) if in_window else 0.0,
+        )
+
+
+@given(
     limit=st.integers(100, 10_000),
     spends=st.lists(
         st.tuples(st.floats(0, 20, allow_nan=False), st.integers(1, 5_000)), max_size=40
