@@ -37,11 +37,15 @@ def _digest(key: str) -> bytes:
 class KeyRing:
     """Named keys; :meth:`identify` returns the name of the key presented, or None."""
 
-    __slots__ = ("_names",)
+    __slots__ = ("_names", "hashed")
 
     def __init__(self, keys: Iterable[ClientKey]) -> None:
+        keys = list(keys)
         # The last entry wins, should two names share a key (as when each was compared).
         self._names = {_digest(key.key): key.name for key in keys}
+        # Names whose key is configured only as its hash: the redactor learns such a key
+        # when a client presents it (the others it knows from the start).
+        self.hashed = frozenset(key.name for key in keys if hashed_digest(key.key) is not None)
 
     def __bool__(self) -> bool:
         return bool(self._names)

@@ -435,9 +435,10 @@ def _identify(gateway: Gateway, exchange: Exchange, scope: Scope, headers: _Head
             "with a key from WLM_API_KEYS."
         )
     exchange.client = client
-    # A key configured as a sha256: hash is unknown to the redactor until a client
-    # presents it; this request's records leave it out too.
-    exchange.client_key = key
+    if client in gateway.client_keys.hashed or client == ADMIN_CLIENT:
+        # A key configured as a sha256: hash is unknown to the redactor until a client
+        # presents it; this request's records leave it out too.
+        exchange.client_key = key
 
 
 def _playground(gateway: Gateway, exchange: Exchange, scope: Scope) -> None:

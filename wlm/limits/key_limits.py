@@ -319,10 +319,9 @@ def _merge(own: KeyLimit, star: KeyLimit) -> KeyLimit:
 def _reset(seconds: float) -> bytes:
     """A reset header's value: to the millisecond under a second, else rounded up to the
     whole second (never early), which repeats from request to request and is kept."""
-    if seconds < 1:
-        return format_duration(seconds).encode()
-    whole = math.ceil(seconds)
-    return _WHOLE_SECONDS[whole] if whole < len(_WHOLE_SECONDS) else _whole_seconds(whole)
+    if 1 <= seconds <= _WINDOW_S:
+        return _WHOLE_SECONDS[math.ceil(seconds)]
+    return format_duration(seconds).encode() if seconds < 1 else _whole_seconds(math.ceil(seconds))
 
 
 @functools.lru_cache(maxsize=4096)

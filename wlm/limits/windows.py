@@ -108,18 +108,20 @@ class TokenWindow:
         self._used = 0
 
     def add(self, now: float, amount: int) -> None:
-        """Count ``amount`` tokens at ``now`` (whether or not they fit: they may overshoot)."""
+        """Count ``amount`` tokens at ``now`` (whether or not they fit: they may overshoot).
+
+        ``now`` never goes back (a monotonic clock): a merged entry takes the later time.
+        """
         if amount <= 0:
             return
-        expiries = self._expiries
-        if expiries and expiries[0] <= now:
-            self._expire(now)
         expiry = now + self.window_s
+        expiries = self._expiries
         if expiries and expiry - expiries[-1] < self.resolution_s:
-            if expiry > expiries[-1]:
-                expiries[-1] = expiry
+            expiries[-1] = expiry  # the common case: a request ended within the second
             self._amounts[-1] += amount
         else:
+            if expiries and expiries[0] <= now:
+                self._expire(now)
             expiries.append(expiry)
             self._amounts.append(amount)
         self._used += amount
@@ -135,7 +137,8 @@ class TokenWindow:
         wait = then - now
         if now + wait < then:  # float rounding: never early
             wait = _until(now, then)
-        return max(0, self.limit - self._used), wait
+        left = self.limit - self._used
+        return (left if left > 0 else 0), wait
 
     def used(self, now: float) -> int:
         """Tokens counted in the window ending at ``now``."""

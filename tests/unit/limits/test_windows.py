@@ -66,9 +66,7 @@ def test_never_more_than_the_limit_in_any_window_and_never_fewer(
     limit=st.integers(1, 300),
     gaps=st.lists(st.floats(0, 1.5, allow_nan=False), min_size=1, max_size=600),
 )
-def test_a_busy_window_counts_like_the_plain_list(
-    limit: int, gaps: list[float]
-) -> None:
+def test_a_busy_window_counts_like_the_plain_list(limit: int, gaps: list[float]) -> None:
     # Hundreds of requests a minute, most of them expiring while others arrive.
     window = RequestWindow(limit, 60.0)
     admitted: list[float] = []
