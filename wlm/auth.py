@@ -30,22 +30,23 @@ def hashed_digest(key: str) -> bytes | None:
     return None
 
 
-def _digest(key: str) -> bytes:
-    return hashed_digest(key) or hashlib.sha256(key.encode()).digest()
-
-
 class KeyRing:
     """Named keys; :meth:`identify` returns the name of the key presented, or None."""
 
     __slots__ = ("_names", "hashed")
 
     def __init__(self, keys: Iterable[ClientKey]) -> None:
-        keys = list(keys)
-        # The last entry wins, should two names share a key (as when each was compared).
-        self._names = {_digest(key.key): key.name for key in keys}
+        self._names: dict[bytes, str] = {}
         # Names whose key is configured only as its hash: the redactor learns such a key
         # when a client presents it (the others it knows from the start).
-        self.hashed = frozenset(key.name for key in keys if hashed_digest(key.key) is not None)
+        hashed: set[str] = set()
+        for key in keys:
+            digest = hashed_digest(key.key)
+            if digest is not None:
+                hashed.add(key.name)
+            # The last entry wins, should two names share a key (as when each was compared).
+            self._names[digest or hashlib.sha256(key.key.encode()).digest()] = key.name
+        self.hashed = frozenset(hashed)
 
     def __bool__(self) -> bool:
         return bool(self._names)

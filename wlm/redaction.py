@@ -18,11 +18,10 @@ class Redactor:
     of every stream passes here.
     """
 
-    __slots__ = ("_known", "_pattern", "_pattern_bytes", "_secrets")
+    __slots__ = ("_pattern", "_pattern_bytes", "_secrets")
 
     def __init__(self, secrets: tuple[str, ...] | list[str]) -> None:
         self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
-        self._known = frozenset(self._secrets)  # with_secret runs twice a request
         self._pattern: re.Pattern[str] | None = None
         self._pattern_bytes: re.Pattern[bytes] | None = None
         if self._secrets:
@@ -45,6 +44,6 @@ class Redactor:
 
     def with_secret(self, secret: str | None) -> Redactor:
         """This redactor plus one more secret (a client's key known only as a hash)."""
-        if not secret or len(secret) < 4 or secret in self._known:
+        if not secret or len(secret) < 4 or secret in self._secrets:
             return self
         return Redactor((*self._secrets, secret))

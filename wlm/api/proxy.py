@@ -425,9 +425,10 @@ def _identify(gateway: Gateway, exchange: Exchange, scope: Scope, headers: _Head
     if key is None and headers.playground:
         _playground(gateway, exchange, scope)
         return
-    client = gateway.client_keys.identify(key)
+    ring = gateway.client_keys
+    client = ring.identify(key)
     if client is None and gateway.admin_keys.identify(key) is not None:
-        client = ADMIN_CLIENT
+        ring, client = gateway.admin_keys, ADMIN_CLIENT
     if client is None:
         gateway.metrics.rejected["auth"] += 1
         raise AuthenticationFailed(
@@ -435,7 +436,7 @@ def _identify(gateway: Gateway, exchange: Exchange, scope: Scope, headers: _Head
             "with a key from WLM_API_KEYS."
         )
     exchange.client = client
-    if client in gateway.client_keys.hashed or client == ADMIN_CLIENT:
+    if client in ring.hashed:
         # A key configured as a sha256: hash is unknown to the redactor until a client
         # presents it; this request's records leave it out too.
         exchange.client_key = key

@@ -29,7 +29,6 @@ counts them by key and reason for ``/metrics``.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections import Counter
@@ -169,38 +168,29 @@ class KeyLimiter:
         now = self._clock()
         if now >= key.budget_deadline or key.budget_left <= 0:
             self._check_budgets(key, now)
-        # Written out for each combination: this runs on every request of a limited key.
-        tokens, requests = key.tokens, key.requests
+        headers: Headers = []
+        tokens = key.tokens
         if tokens is not None:
             tokens_left, reset_s = tokens.state(now)
             if tokens_left < 1:
                 self._refuse(key, now, "tpm")
-            if requests is None:
-                return [
-                    key.tokens_header,
-                    (_REMAINING_TOKENS, b"%d" % tokens_left),
-                    (_RESET_TOKENS, _reset(reset_s)),
-                ]
-        if requests is None:
-            return []
-        requests_left = requests.take(now)
-        if requests_left < 0:
-            self._refuse(key, now, "rpm")
-        # The request just counted is the newest: the window empties a minute from now.
-        if tokens is None:
-            return [
+            headers = [
+                key.tokens_header,
+                (_REMAINING_TOKENS, b"%d" % tokens_left),
+                (_RESET_TOKENS, _reset(reset_s)),
+            ]
+        requests = key.requests
+        if requests is not None:
+            requests_left = requests.take(now)
+            if requests_left < 0:
+                self._refuse(key, now, "rpm")
+            # The request just counted is the newest: the window empties a minute from now.
+            headers += (
                 key.requests_header,
                 (_REMAINING_REQUESTS, b"%d" % requests_left),
                 _REQUESTS_RESET,
-            ]
-        return [
-            key.tokens_header,
-            (_REMAINING_TOKENS, b"%d" % tokens_left),
-            (_RESET_TOKENS, _reset(reset_s)),
-            key.requests_header,
-            (_REMAINING_REQUESTS, b"%d" % requests_left),
-            _REQUESTS_RESET,
-        ]
+            )
+        return headers
 
     def finished(self, client: str | None, *, tokens: int | None, cost_usd: float | None) -> None:
         """A request of ``client`` ended having used ``tokens`` and cost ``cost_usd``."""
@@ -318,15 +308,11 @@ def _merge(own: KeyLimit, star: KeyLimit) -> KeyLimit:
 
 def _reset(seconds: float) -> bytes:
     """A reset header's value: to the millisecond under a second, else rounded up to the
-    whole second (never early), which repeats from request to request and is kept."""
-    if 1 <= seconds <= _WINDOW_S:
-        return _WHOLE_SECONDS[math.ceil(seconds)]
-    return format_duration(seconds).encode() if seconds < 1 else _whole_seconds(math.ceil(seconds))
-
-
-@functools.lru_cache(maxsize=4096)
-def _whole_seconds(seconds: int) -> bytes:
-    return format_duration(seconds).encode()
+    whole second (never early), which repeats from request to request: from a table."""
+    if seconds < 1:
+        return format_duration(seconds).encode()
+    whole = math.ceil(seconds)
+    return _WHOLE_SECONDS[whole] if whole < len(_WHOLE_SECONDS) else format_duration(whole).encode()
 
 
 # A window's reset is at most its length away: these cover every whole second of it.
