@@ -179,12 +179,18 @@ async def _serve_chain(
             if admission is Admission.SKIP:
                 exchange.passed_over(route.provider, route.upstream_model, "cooldown_skip", None)
                 continue
-        target = request if index == 0 else _named(request, name)
+        target = request
+        if index != 0:
+            target = _named(request, name)
+            # Set before it answers: the row may be written before the answer's last part.
+            exchange.fallback_from = request.model
         later = functools.partial(chain.routable_after, index)
-        if await _try_target(gateway, reply, target, forwarded, route, admission, later=later):
-            if index != 0:
-                exchange.fallback_from = request.model
-            return
+        try:
+            if await _try_target(gateway, reply, target, forwarded, route, admission, later=later):
+                return
+        except BaseException:
+            exchange.fallback_from = None  # it did not answer
+            raise
     raise AssertionError("the last routable target answers or raises")  # pragma: no cover
 
 
@@ -577,6 +583,7 @@ async def _relay_stream(
     if not reply.headers_sent:
         await reply.start(200, STREAM_HEADERS)
     send_body = reply.body
+    last: list[bytes] = []  # what the read that completed the answer brought
     try:
         async for chunk in response.chunks():
             # What arrived in one read leaves in one send: nothing waits for anything
@@ -585,13 +592,11 @@ async def _relay_stream(
             outs = relay.feed(chunk)
             if exchange.ttft is None and relay.token_seen:
                 exchange.ttft = time.perf_counter() - exchange.started
-            # The last event is handed over: a client that hangs up as soon as it has it
-            # (Codex, after response.completed) has had its whole answer.
-            exchange.answered = relay.done
+            if relay.done:
+                last = outs  # goes out with the end of the body, in its last part
+                break
             if outs:
                 await send_body(redact(outs[0] if len(outs) == 1 else b"".join(outs)), True)
-            if relay.done:
-                break
         clean = relay.done
         tail = relay.end()
     except GatewayError as error:
@@ -599,6 +604,9 @@ async def _relay_stream(
         failure = Failure.of(error, gateway.redactor.text)
         exchange.account.error = failure
         tail = relay.fail(failure)
-    await send_body(redact(b"".join(tail)), False)  # the end of the body, with what remains
+    # The last event is handed over: a client that hangs up as soon as it has it (Codex,
+    # after response.completed) has had its whole answer.
+    exchange.answered = clean
     exchange.settle_stream()
+    await send_body(redact(b"".join((*last, *tail))), False)  # the end, with what remains
     return clean

@@ -101,6 +101,7 @@ class Exchange:
     answered: bool = False  # the client has the whole answer (a stream's last event)
     trace: TraceContext | None = None  # its span, when spans are exported (OTLP)
     queue: QueueNote | None = None  # a local request's part in the engines' queue
+    recorded: bool = False  # counted and its telemetry submitted (wlm.api.proxy)
 
     # -- how it ended ----------------------------------------------------------------
 

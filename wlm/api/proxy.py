@@ -18,6 +18,7 @@ one :class:`~wlm.errors.Failure`, redacted once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -197,7 +198,15 @@ class _Reply:
     """The response to the client: headers once, then body parts; also the adapter's
     :class:`~wlm.providers.base.Progress` (loading comments, attempt count)."""
 
-    __slots__ = ("dialect", "exchange", "extra_headers", "headers_sent", "request_headers", "send")
+    __slots__ = (
+        "before_end",
+        "dialect",
+        "exchange",
+        "extra_headers",
+        "headers_sent",
+        "request_headers",
+        "send",
+    )
 
     def __init__(
         self, send: Send, exchange: Exchange, dialect: Dialect, request_headers: Any = ()
@@ -209,6 +218,8 @@ class _Reply:
         self.request_headers: Iterable[tuple[bytes, bytes]] = request_headers
         self.headers_sent = False
         self.extra_headers: list[tuple[bytes, bytes]] = []  # e.g. a key's x-ratelimit-*
+        # Called just before the body's last part goes out (see proxy_endpoint).
+        self.before_end: Callable[[], None] | None = None
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         exchange = self.exchange
@@ -231,6 +242,9 @@ class _Reply:
 
     async def body(self, data: bytes, more: bool) -> None:
         self.exchange.bytes_out += len(data)
+        if not more and self.before_end is not None:
+            before_end, self.before_end = self.before_end, None
+            before_end()
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def fail(self, failure: Failure) -> None:
@@ -334,6 +348,12 @@ async def proxy_endpoint(
         ResponseAccount(settings.log_content),
     )
     reply = _Reply(send, exchange, gateway.dialects[endpoint], scope["headers"])
+    telemetry = gateway.telemetry
+    if telemetry is not None and telemetry.durable:
+        # Its row reaches the journal before the answer's last part goes out, so a crash
+        # never loses the row of an answer a client has in full. Without a journal, rows
+        # wait in memory either way, and the client does not wait for its row.
+        reply.before_end = functools.partial(_settle, gateway, exchange)
     task = asyncio.current_task()
     assert task is not None
     watch: _DisconnectWatch | None = None
@@ -391,18 +411,25 @@ async def proxy_endpoint(
         if held_by is not None:
             slots.release(held_by)
         gateway.metrics.in_flight -= 1
-        counts = record_exchange(
-            exchange,
-            metrics=gateway.metrics,
-            telemetry=gateway.telemetry,
-            redactor=gateway.redactor,
-            log_content=settings.log_content,
-            prices=gateway.prices,
+        if not exchange.recorded:
+            _settle(gateway, exchange)
+
+
+def _settle(gateway: Gateway, exchange: Exchange) -> None:
+    """Count the exchange, submit its telemetry and charge its key: once per request."""
+    exchange.recorded = True
+    counts = record_exchange(
+        exchange,
+        metrics=gateway.metrics,
+        telemetry=gateway.telemetry,
+        redactor=gateway.redactor,
+        log_content=gateway.settings.log_content,
+        prices=gateway.prices,
+    )
+    if gateway.key_limits.enabled and counts is not None:
+        gateway.key_limits.finished(
+            exchange.client, tokens=counts["total_tokens"], cost_usd=counts["cost_usd"]
         )
-        if gateway.key_limits.enabled and counts is not None:
-            gateway.key_limits.finished(
-                exchange.client, tokens=counts["total_tokens"], cost_usd=counts["cost_usd"]
-            )
 
 
 def _address(scope: Scope) -> str:

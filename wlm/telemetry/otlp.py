@@ -391,6 +391,10 @@ class OtlpSink:
         self.inner = inner
         self.spans = spans
 
+    @property
+    def durable(self) -> bool:
+        return self.inner.durable
+
     def start(self) -> None:
         self.inner.start()
         self.spans.start()

@@ -28,6 +28,12 @@ T = TypeVar("T")
 class TelemetrySink(Protocol):
     """Takes finished requests' records off the request path and answers reads."""
 
+    @property
+    def durable(self) -> bool:
+        """True when :meth:`submit` has the rows on disk before it returns (the journal
+        in front of PostgreSQL): the proxy then submits before an answer's last part."""
+        ...
+
     def start(self) -> None: ...
 
     async def aclose(self, timeout_s: float = 10.0) -> None: ...

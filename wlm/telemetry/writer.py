@@ -215,6 +215,12 @@ class TelemetryWriter:
             spool_max_bytes=settings.spool_max_mb * 1024 * 1024,
         )
 
+    @property
+    def durable(self) -> bool:
+        """True while accepted rows go to the journal on disk before :meth:`submit`
+        returns (PostgreSQL; should that disk fail, they wait in memory meanwhile)."""
+        return self._journal is not None
+
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:

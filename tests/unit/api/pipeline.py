@@ -36,6 +36,7 @@ class ListSink:
     """A TelemetrySink that keeps records in a list."""
 
     def __init__(self) -> None:
+        self.durable = False  # True: as a journal, the proxy submits before the last part
         self.rows: list[tuple[RequestRecord, ConversationRecord | None]] = []
         self.attempts: list[AttemptRecord] = []
         self.box: list[BoxSampleRecord] = []

@@ -460,9 +460,10 @@ async def test_events_go_out_as_they_arrive_never_held_for_later_ones() -> None:
     gateway, _, _ = make_gateway(lambda request: MockResponse.sse([together, *apart]))
     reply = await drive(gateway, body(model="gpt-4o", messages=HELLO, stream=True))
     # One send per upstream read: what arrived together leaves together, and nothing
-    # that arrived is held back waiting for the next read.
-    assert [part.count(b"data: ") for part in reply.parts] == [2, 1, 1, 0]
-    assert reply.parts[-1] == b""
+    # that arrived is held back waiting for the next read. The read that completes the
+    # answer ([DONE]) is the body's last part, not followed by an empty one.
+    assert [part.count(b"data: ") for part in reply.parts] == [2, 1, 1]
+    assert reply.parts[-1] == b"data: [DONE]\n\n"
 
 
 async def test_keys_an_upstream_echoes_into_a_stream_are_redacted_on_the_way_out() -> None:

@@ -175,3 +175,18 @@ def test_a_stray_file_in_the_directory_does_not_stop_the_open(
     assert any("foo.journal" in r.getMessage() for r in caplog.records)
     journal.close()
     assert (tmp_path / "foo.journal").exists()
+
+
+async def test_a_writer_is_durable_only_with_a_journal(tmp_path: Path) -> None:
+    """What decides whether the proxy submits a row before an answer's last part."""
+    journaled = TelemetryWriter(tmp_path / "a.duckdb", spool_dir=tmp_path / "spool")
+    in_memory = TelemetryWriter(tmp_path / "b.duckdb")
+    busy = TelemetryWriter(tmp_path / "c.duckdb", spool_dir=tmp_path / "spool")
+    for writer in (journaled, in_memory, busy):
+        writer.start()
+    try:
+        # The second writer on one spool gets no journal: its rows wait in memory.
+        assert (journaled.durable, in_memory.durable, busy.durable) == (True, False, False)
+    finally:
+        for writer in (journaled, in_memory, busy):
+            await writer.aclose()
