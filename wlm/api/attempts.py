@@ -161,36 +161,38 @@ async def _serve_chain(
     error otherwise. ``request`` is the request for the chain's first name."""
     exchange = reply.exchange
     cooldowns = gateway.cooldowns
-    for index in range(start, len(chain.names)):
-        name = chain.names[index]
-        route = chain.route(index)
-        if isinstance(route, GatewayError):
-            if not chain.routable_after(index):
-                raise route  # nothing routes: the model the client asked for is unknown
-            exchange.passed_over(None, name, "fallback", route)
-            continue
-        admission = _GO
-        if not cooldowns.quiet:
-            others = [(r.provider, r.upstream_model) for r in chain.routes_after(index)]
-            admission = cooldowns.admit(
-                (route.provider, route.upstream_model),
-                last=cooldowns.none_admitted(others),
-            )
-            if admission is Admission.SKIP:
-                exchange.passed_over(route.provider, route.upstream_model, "cooldown_skip", None)
+    try:
+        for index in range(start, len(chain.names)):
+            name = chain.names[index]
+            route = chain.route(index)
+            if isinstance(route, GatewayError):
+                if not chain.routable_after(index):
+                    raise route  # nothing routes: the model the client asked for is unknown
+                exchange.passed_over(None, name, "fallback", route)
                 continue
-        target = request
-        if index != 0:
-            target = _named(request, name)
-            # Set before it answers: the row may be written before the answer's last part.
-            exchange.fallback_from = request.model
-        later = functools.partial(chain.routable_after, index)
-        try:
+            admission = _GO
+            if not cooldowns.quiet:
+                others = [(r.provider, r.upstream_model) for r in chain.routes_after(index)]
+                admission = cooldowns.admit(
+                    (route.provider, route.upstream_model),
+                    last=cooldowns.none_admitted(others),
+                )
+                if admission is Admission.SKIP:
+                    exchange.passed_over(
+                        route.provider, route.upstream_model, "cooldown_skip", None
+                    )
+                    continue
+            target = request
+            if index != 0:
+                target = _named(request, name)
+                # Set before it answers: the row may be written before the answer's last part.
+                exchange.fallback_from = request.model
+            later = functools.partial(chain.routable_after, index)
             if await _try_target(gateway, reply, target, forwarded, route, admission, later=later):
                 return
-        except BaseException:
-            exchange.fallback_from = None  # it did not answer
-            raise
+    except BaseException:
+        exchange.fallback_from = None  # nothing answered
+        raise
     raise AssertionError("the last routable target answers or raises")  # pragma: no cover
 
 
@@ -604,9 +606,6 @@ async def _relay_stream(
         failure = Failure.of(error, gateway.redactor.text)
         exchange.account.error = failure
         tail = relay.fail(failure)
-    # The last event is handed over: a client that hangs up as soon as it has it (Codex,
-    # after response.completed) has had its whole answer.
-    exchange.answered = clean
     exchange.settle_stream()
     await send_body(redact(b"".join((*last, *tail))), False)  # the end, with what remains
     return clean

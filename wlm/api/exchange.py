@@ -98,7 +98,7 @@ class Exchange:
     bytes_out: int = 0
     status: str = "ok"  # "ok" | "error" | "cancelled"
     failure: Failure | None = None
-    answered: bool = False  # the client has the whole answer (a stream's last event)
+    answered: bool = False  # the body's last part went out: the client has it all
     trace: TraceContext | None = None  # its span, when spans are exported (OTLP)
     queue: QueueNote | None = None  # a local request's part in the engines' queue
     recorded: bool = False  # counted and its telemetry submitted (wlm.api.proxy)
@@ -106,8 +106,10 @@ class Exchange:
     # -- how it ended ----------------------------------------------------------------
 
     def failed(self, failure: Failure) -> None:
-        """The request failed (before or after its first byte)."""
-        self.status = "error"
+        """The request failed (before or after its first byte); one an administrator
+        stopped stays cancelled."""
+        if self.status != "cancelled":
+            self.status = "error"
         self.failure = failure
         if self.http_status is None:
             self.http_status = failure.status

@@ -241,10 +241,15 @@ class _Reply:
         self.exchange.http_status = status
 
     async def body(self, data: bytes, more: bool) -> None:
-        self.exchange.bytes_out += len(data)
-        if not more and self.before_end is not None:
-            before_end, self.before_end = self.before_end, None
-            before_end()
+        exchange = self.exchange
+        exchange.bytes_out += len(data)
+        if not more:
+            # The last part is handed over: a client that hangs up as soon as it has it
+            # (Codex, after response.completed) has had its whole answer.
+            exchange.answered = True
+            if self.before_end is not None:
+                before_end, self.before_end = self.before_end, None
+                before_end()
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def fail(self, failure: Failure) -> None:
@@ -387,8 +392,8 @@ async def proxy_endpoint(
         if stopped is not None and (watch is None or not watch.gone):
             # An administrator cancelled it (DELETE /api/queue/{id}): the client is told.
             task.uncancel()
+            exchange.stopped_by_admin()  # first: the error's last part may record it
             await _fail_quietly(reply, Failure.of(stopped, str))
-            exchange.stopped_by_admin()
         elif watch is None or not watch.gone:
             raise
         else:
@@ -427,9 +432,12 @@ def _settle(gateway: Gateway, exchange: Exchange) -> None:
         prices=gateway.prices,
     )
     if gateway.key_limits.enabled and counts is not None:
-        gateway.key_limits.finished(
-            exchange.client, tokens=counts["total_tokens"], cost_usd=counts["cost_usd"]
-        )
+        try:
+            gateway.key_limits.finished(
+                exchange.client, tokens=counts["total_tokens"], cost_usd=counts["cost_usd"]
+            )
+        except Exception:  # it may run before the answer's last part: never in its way
+            log.exception("could not count request %s against its key", exchange.request_id)
 
 
 def _address(scope: Scope) -> str:

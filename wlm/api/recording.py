@@ -1,6 +1,8 @@
 """Counting a finished exchange in the metrics and queueing its telemetry rows.
 
-Runs once per request, after the client has its answer; never awaited, never raises.
+Runs once per request: just before the answer's last part goes out when telemetry has
+a journal (so a kill cannot lose the row of an answer a client has), else once the
+request ends (wlm.api.proxy). Never awaited, never raises.
 """
 
 from __future__ import annotations

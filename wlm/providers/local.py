@@ -72,6 +72,9 @@ _LOADING_EVERY_S = 2.0
 # handlers drop it: the engine picks the slot by its own prompt similarity there).
 _PINNABLE = frozenset({"chat/completions", "completions"})
 _CRASH_NOTICE_S = 2.0
+# How long a cancelled request waits for its acquire to finish cancelling (a loop turn
+# or two; the bound only keeps a stuck one from holding the request up).
+_CANCELLED_ACQUIRE_S = 1.0
 
 
 def local_provider_config(
@@ -322,6 +325,9 @@ class LocalAdapter:
             acquiring.cancel()
             # A lease granted just as we were cancelled must not leak an in-flight count.
             acquiring.add_done_callback(_release_granted)
+            # Its own cleanup (leaving the queue, saying how long it waited) ends before
+            # the request does, which may record it at once.
+            await asyncio.wait({acquiring}, timeout=_CANCELLED_ACQUIRE_S)
             raise
 
     def relay(self, call: Call, account: ResponseAccount) -> StreamRelay:

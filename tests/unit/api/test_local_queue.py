@@ -204,12 +204,13 @@ class PageSink(ListSink):
         return SimpleNamespace(spool_full=False, spooled_bytes=0, dropped=0)
 
 
-@pytest.fixture
-async def app_and_local() -> Any:
+@pytest.fixture(params=[False, True], ids=["in-memory", "journaled"])
+async def app_and_local(request: pytest.FixtureRequest) -> Any:
     local = QueuedLocal(slots=1)
     engine = Engine()
     transport = MockTransport(engine)
     sink = PageSink()
+    sink.durable = request.param  # journaled: each row is submitted before its last part
     settings = load_settings({**ENV, "WLM_ADMIN_KEY": ADMIN})
     app = create_app(settings, local=local, telemetry=sink, transports=transport.factory)
     gateway = app.state.gateway

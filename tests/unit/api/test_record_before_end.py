@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from wlm.transport import MockResponse
 
 from .pipeline import ListSink, body, chunk, completion, drive, make_gateway, sse
@@ -135,6 +137,51 @@ async def test_a_client_that_leaves_mid_stream_leaves_one_row_saying_so() -> Non
     )
     assert reply.status == 200 and parts.rows_seen == [0]
     assert (sink.only.status, sink.only.http_status) == ("cancelled", 499)
+
+
+async def test_a_translated_stream_s_row_is_in_before_message_stop_goes_out() -> None:
+    events = sse(chunk("a"), chunk(None, "stop", usage=USAGE))
+    reply, sink, parts = await serve_durably(
+        lambda request: MockResponse.sse(events),
+        body(model="gpt-4o", max_tokens=10, messages=HELLO, stream=True),
+        endpoint="messages",
+    )
+    assert reply.status == 200
+    assert b"event: message_stop" in reply.parts[-1]
+    assert b"message_stop" not in b"".join(reply.parts[:-1])
+    assert parts.rows_seen[-1] == 1 and set(parts.rows_seen[:-1]) <= {0}
+    assert (sink.only.status, sink.only.completion_tokens) == ("ok", 2)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_without_a_journal_the_answer_does_not_wait_for_its_row(stream: bool) -> None:
+    events = sse(chunk("a"), chunk(None, "stop"))
+    gateway, _, sink = make_gateway(
+        lambda request: MockResponse.sse(events) if stream else completion("hi")
+    )
+    parts = Parts(sink)
+    reply = await drive(gateway, body(model="gpt-4o", messages=HELLO, stream=stream), on_part=parts)
+    assert reply.status == 200
+    assert set(parts.rows_seen) == {0}  # every part went out first
+    assert sink.only.status == "ok"
+
+
+async def test_a_failure_to_count_a_keys_use_never_costs_the_client_its_answer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway, _, sink = make_gateway(
+        scripted({OPENAI: [completion("hi")]}), {**KEYS, "WLM_KEY_LIMITS": "alice:tpm=100"}
+    )
+    sink.durable = True
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug in counting")
+
+    monkeypatch.setattr(gateway.key_limits, "finished", broken)
+    reply = await drive(gateway, body(model="gpt-4o", messages=HELLO), headers=ALICE)
+    assert reply.status == 200 and reply.json()["choices"][0]["message"]["content"] == "hi"
+    assert sink.only.status == "ok"
+    assert any("could not count request" in r.getMessage() for r in caplog.records)
 
 
 USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
