@@ -16,8 +16,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import openai
 import psycopg
 import pytest
 from attrs import frozen
@@ -232,3 +234,51 @@ def test_two_replicas_behind_nginx_one_killed_mid_run(
         revived.stop()
     for server in (*replicas, revived):
         assert PASSWORD not in server.log()
+
+
+def test_a_replica_killed_the_moment_it_answered_keeps_every_row(
+    wlm_factory: Callable[..., WlmServer],
+    openai_fake: FakeUpstream,
+    pg_url: str,
+    tmp_path: Path,
+) -> None:
+    """The client has its whole answer (a body, a stream to its end) and the replica is
+    SIGKILLed at once: the row went to the journal before the answer's last part did, so
+    the replica started again on its data dir writes it."""
+    env = {
+        "OPENAI_API_KEY": openai_fake.api_key,
+        "OPENAI_BASE_URL": openai_fake.base_url,
+        "WLM_ROUTES": "gpt-*=openai",
+        "WLM_TELEMETRY_URL": pg_url,
+    }
+    (tmp_path / "models").mkdir()
+    answered: list[str] = []
+    for index in range(4):
+        server = wlm_factory(env, tmp_path)
+        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
+        request_id = f"killed-at-once-{index}"
+        messages: Any = [{"role": "user", "content": "hi"}]
+        if index % 2:
+            chunks = client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=messages,
+                stream=True,
+                extra_headers={"x-request-id": request_id},
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            completion = client.chat.completions.create(
+                model="gpt-4o-mini", messages=messages, extra_headers={"x-request-id": request_id}
+            )
+            text = completion.choices[0].message.content or ""
+        assert server.process is not None
+        os.killpg(server.process.pid, signal.SIGKILL)  # the moment the answer is complete
+        server.process.wait(10)
+        assert text
+        answered.append(request_id)
+    restarted = wlm_factory(env, tmp_path)
+    assert wait_until(lambda: set(answered) <= set(rows_by_request_id(pg_url))), (
+        f"rows: {sorted(rows_by_request_id(pg_url))}, answered: {answered}"
+    )
+    assert all(rows_by_request_id(pg_url)[rid] == 1 for rid in answered)
+    assert PASSWORD not in restarted.log()
