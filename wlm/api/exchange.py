@@ -117,8 +117,8 @@ class Exchange:
     def cancelled(self) -> None:
         """The client left before the answer was complete."""
         if self.answered:
-            # Codex closes the connection right after response.completed, before the
-            # body's end: it had everything, so that is a normal end, not a cancel.
+            # The last part went out: a client that closes the connection as soon as it
+            # has it (Codex, on response.completed) had everything; not a cancel.
             return
         self.status = "cancelled"
         self.http_status = CLIENT_CLOSED

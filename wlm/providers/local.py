@@ -301,6 +301,7 @@ class LocalAdapter:
         watch = _QueueWatch()
         place = attrs.evolve(place or QueuePlace(), on_position=watch.moved)
         acquiring = asyncio.ensure_future(self._local.acquire(model_id, place=place))
+        moved: asyncio.Task[Any] | None = None
         try:
             told: tuple[int, int] | None = None
             while True:
@@ -321,13 +322,17 @@ class LocalAdapter:
                         await progress.queued(*position)
                 elif moved not in done and not self._local.is_ready(model_id):
                     await progress.loading(model_id)
-        except BaseException:
+        except BaseException as exc:
+            if moved is not None:
+                moved.cancel()
             acquiring.cancel()
             # A lease granted just as we were cancelled must not leak an in-flight count.
             acquiring.add_done_callback(_release_granted)
-            # Its own cleanup (leaving the queue, saying how long it waited) ends before
-            # the request does, which may record it at once.
-            await asyncio.wait({acquiring}, timeout=_CANCELLED_ACQUIRE_S)
+            if isinstance(exc, Exception | asyncio.CancelledError) and not acquiring.done():
+                # Its own cleanup (leaving the queue, saying how long it waited) ends
+                # before the request does, which may record it at once. (Not when the
+                # coroutine is closed or the process stops: nothing may be awaited then.)
+                await asyncio.wait({acquiring}, timeout=_CANCELLED_ACQUIRE_S)
             raise
 
     def relay(self, call: Call, account: ResponseAccount) -> StreamRelay:

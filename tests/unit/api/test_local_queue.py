@@ -351,3 +351,32 @@ async def test_a_running_stream_shows_its_tokens_so_far_with_content_logging_off
         assert [(e["state"], e["tokens"]) for e in listed] == [("running", 3)]
         await client.delete(f"/api/queue/{listed[0]['id']}")
         assert b"request_cancelled" in (await stream).parts[-1]
+
+
+class Quiet:
+    """A Progress that tells nobody anything."""
+
+    async def loading(self, model_id: str) -> None: ...
+
+    async def queued(self, position: int, total: int) -> None: ...
+
+    def retrying(self, error: Any) -> None: ...
+
+
+async def test_a_wait_for_the_engine_closed_at_shutdown_ends_cleanly() -> None:
+    """A waiting request's coroutine closed (the server stopping, or its task collected)
+    leaves the queue without awaiting anything, which a closed coroutine may not."""
+    local = QueuedLocal(slots=1)
+    engine = Engine()
+    gateway, _ = make_gateway(engine, local)
+    running = asyncio.create_task(drive(gateway, said("first")))
+    await settle(lambda: engine.seen == ["first"])
+    adapter = gateway.adapters["local"]
+    waiting = adapter._acquire("tiny", Quiet())
+    waiting.send(None)  # it is in the queue now, waiting for the slot
+    await settle(lambda: len(local.queue()) == 2)
+    waiting.close()  # raised "coroutine ignored GeneratorExit" when it awaited here
+    await settle(lambda: len(local.queue()) == 1)
+    engine.free.set()
+    assert (await running).status == 200
+    assert local.queue() == [] and local.leased == 0
