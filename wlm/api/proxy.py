@@ -248,8 +248,7 @@ class _Reply:
             # (Codex, after response.completed) has had its whole answer.
             exchange.answered = True
             if self.before_end is not None:
-                before_end, self.before_end = self.before_end, None
-                before_end()
+                self.before_end()
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def fail(self, failure: Failure) -> None:
@@ -416,12 +415,14 @@ async def proxy_endpoint(
         if held_by is not None:
             slots.release(held_by)
         gateway.metrics.in_flight -= 1
-        if not exchange.recorded:
-            _settle(gateway, exchange)
+        _settle(gateway, exchange)
 
 
 def _settle(gateway: Gateway, exchange: Exchange) -> None:
-    """Count the exchange, submit its telemetry and charge its key: once per request."""
+    """Count the exchange, submit its telemetry and charge its key: the first call of a
+    request does it, later ones do nothing."""
+    if exchange.recorded:
+        return
     exchange.recorded = True
     counts = record_exchange(
         exchange,

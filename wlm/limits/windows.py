@@ -50,8 +50,8 @@ class RequestWindow:
         """Count one request at ``now`` if it fits: how many more fit after it, or -1
         (not counted)."""
         expiries = self._expiries
-        while expiries and expiries[0] <= now:
-            expiries.popleft()
+        if expiries and expiries[0] <= now:
+            self._expire(now)
         used = len(expiries)
         if used >= self.limit:
             return -1
